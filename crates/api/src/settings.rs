@@ -1,0 +1,104 @@
+//! Settings of `tronpay-api` (see the README's configuration table).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    /// `BIND`: address and port to listen on (`--bind` overrides).
+    pub bind: String,
+    /// `PAYMENT_TTL_SECONDS`: how long a payment waits before it expires.
+    pub payment_ttl_seconds: i64,
+    /// `POLLING_INTERVAL_SECONDS`: the chain watcher's idle poll interval,
+    /// reported by `/stats` as the original did.
+    pub polling_interval_seconds: u64,
+    /// `CALLBACK_ALLOW_PRIVATE`: accept callback URLs on loopback and
+    /// private networks (local trials only).
+    pub callback_allow_private: bool,
+    /// `CALLBACK_DNS_TIMEOUT_MS`: how long creation waits to resolve a
+    /// callback host before accepting it unchecked (checked again at delivery).
+    pub callback_dns_timeout_ms: u64,
+    /// `MAX_BODY_BYTES`: larger request bodies are answered with 413.
+    pub max_body_bytes: usize,
+    /// `API_WORKERS`: HTTP worker threads (default: one per CPU).
+    pub api_workers: Option<usize>,
+    /// `SHUTDOWN_TIMEOUT_SECONDS`: how long in-flight requests may finish
+    /// after SIGTERM.
+    pub shutdown_timeout_seconds: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:5000".to_owned(),
+            payment_ttl_seconds: 24 * 60 * 60,
+            polling_interval_seconds: 3,
+            callback_allow_private: false,
+            callback_dns_timeout_ms: 1_500,
+            max_body_bytes: 64 * 1024,
+            api_workers: None,
+            shutdown_timeout_seconds: 30,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// Checks the values, naming the setting that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        self.bind_addr()?;
+        if !(60..=366 * 24 * 60 * 60).contains(&self.payment_ttl_seconds) {
+            return Err("PAYMENT_TTL_SECONDS must be between 60 and 31622400 (366 days)".into());
+        }
+        if self.polling_interval_seconds == 0 {
+            return Err("POLLING_INTERVAL_SECONDS must be at least 1".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("MAX_BODY_BYTES must be at least 1024".into());
+        }
+        if self.api_workers == Some(0) {
+            return Err("API_WORKERS must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        self.bind.parse().map_err(|_| {
+            format!(
+                "BIND must be an address and port such as 127.0.0.1:5000, not {:?}",
+                self.bind
+            )
+        })
+    }
+
+    pub fn callback_dns_timeout(&self) -> Duration {
+        Duration::from_millis(self.callback_dns_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_are_named() {
+        assert!(ApiSettings::default().validate().is_ok());
+        let bad = ApiSettings {
+            bind: "localhost".into(),
+            ..ApiSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("BIND"));
+        let bad = ApiSettings {
+            payment_ttl_seconds: 0,
+            ..ApiSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("PAYMENT_TTL_SECONDS"));
+        let bad = ApiSettings {
+            api_workers: Some(0),
+            ..ApiSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("API_WORKERS"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Building and running the HTTP server.
+
+use std::net::TcpListener;
+use std::time::Instant;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use tronpay_db::DbPool;
+
+use crate::callback_guard::CallbackGuard;
+use crate::routes::{self, AppState};
+use crate::settings::ApiSettings;
+
+/// The API bound to its port, not yet serving. Tests bind port 0 and read
+/// the port back.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub fn build(settings: ApiSettings, pool: DbPool) -> anyhow::Result<Self> {
+        let addr = settings.bind_addr().map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(addr).map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
+        let port = listener.local_addr()?.port();
+        let workers = settings
+            .api_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+        let shutdown_timeout = settings.shutdown_timeout_seconds;
+        let state = web::Data::new(AppState {
+            callback_guard: CallbackGuard::new(settings.callback_allow_private, settings.callback_dns_timeout()),
+            pool,
+            settings,
+            started: Instant::now(),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(shutdown_timeout)
+        // Signals are handled by the caller, which also stops the other tasks.
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server: `handle().stop(true)` lets in-flight requests finish.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

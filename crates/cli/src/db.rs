@@ -1,0 +1,183 @@
+//! `tronpay db …`: the commands of the original `db_manager.py`, plus import.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use tronpay_db::pool::ConnectOptions;
+use tronpay_db::{AsyncPgConnection, DbError, DbSettings, logs, migrate, payments, stats};
+
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Create or update the tables (runs pending migrations; safe to repeat).
+    CreateTables,
+    /// Show payment counts and the most recent payments.
+    Stats,
+    /// Test the database connection.
+    Test,
+    /// Delete payment log rows older than N days.
+    CleanupLogs {
+        /// Days of logs to keep.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Export all payments to a JSON file (the original export format).
+    Export {
+        /// Output file (default: payments_export_YYYYMMDD_HHMMSS.json).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Import payments from an export (tronpay's or the original service's).
+    Import {
+        /// Export file to read.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Delete ALL data and recreate the tables.
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(command: DbCommand, settings: &tronpay_runtime::Settings, db: &DbSettings) -> anyhow::Result<()> {
+    db.validate().map_err(anyhow::Error::msg)?;
+    match command {
+        DbCommand::CreateTables => create_tables(db).await,
+        DbCommand::Stats => show_stats(db).await,
+        DbCommand::Test => test_connection(db).await,
+        DbCommand::CleanupLogs { days } => cleanup_logs(db, days).await,
+        DbCommand::Export { file } => crate::export::run(connect_with_tables(db).await?, file).await,
+        DbCommand::Import { file } => {
+            let ttl: ImportSettings = settings.get()?;
+            crate::import::run(connect_with_tables(db).await?, &file, ttl.payment_ttl_seconds).await
+        }
+        DbCommand::Reset { yes } => reset(db, yes).await,
+    }
+}
+
+/// The one setting import needs from the API's configuration.
+#[derive(serde::Deserialize)]
+#[serde(default)]
+struct ImportSettings {
+    payment_ttl_seconds: i64,
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        Self {
+            payment_ttl_seconds: 24 * 60 * 60,
+        }
+    }
+}
+
+pub async fn connect(db: &DbSettings) -> Result<AsyncPgConnection, DbError> {
+    tronpay_db::connect(&db.database_url, &ConnectOptions::new(db, "tronpay-cli")).await
+}
+
+/// A connection to a database whose tables exist (else the command to run).
+async fn connect_with_tables(db: &DbSettings) -> anyhow::Result<AsyncPgConnection> {
+    let mut conn = connect(db).await?;
+    if !stats::tables_exist(&mut conn).await? {
+        return Err(DbError::TablesMissing.into());
+    }
+    Ok(conn)
+}
+
+async fn create_tables(db: &DbSettings) -> anyhow::Result<()> {
+    let applied = migrate::run_pending(connect(db).await?).await?;
+    if applied.is_empty() {
+        println!("Tables are up to date (nothing to apply).");
+    } else {
+        println!(
+            "Database tables created successfully ({} migration(s) applied: {}).",
+            applied.len(),
+            applied.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn show_stats(db: &DbSettings) -> anyhow::Result<()> {
+    let mut conn = connect_with_tables(db).await?;
+    let counts = stats::status_counts(&mut conn).await?;
+    let log_rows = logs::count(&mut conn).await?;
+    println!("Database Statistics:");
+    println!("{}", "-".repeat(30));
+    println!("Total Payments: {}", counts.total);
+    println!("Pending: {}", counts.pending);
+    println!("Completed: {}", counts.completed);
+    println!("Failed: {}", counts.failed);
+    println!("Expired: {}", counts.expired);
+    println!("Log entries: {log_rows}");
+    let recent = payments::recent(&mut conn, 5).await?;
+    if !recent.is_empty() {
+        println!();
+        println!("Recent Payments:");
+        for payment in recent {
+            let short: String = payment.id.chars().take(8).collect();
+            println!(
+                "  {short}... | {} | {} | {}",
+                payment.order_id,
+                payment.status(),
+                payment.created_at
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn test_connection(db: &DbSettings) -> anyhow::Result<()> {
+    let mut conn = connect(db).await?;
+    let version = stats::server_version(&mut conn).await?;
+    println!("Database connection successful!");
+    println!("  server: {version}");
+    if stats::tables_exist(&mut conn).await? {
+        let pending = migrate::pending(conn).await?;
+        if pending.is_empty() {
+            println!("  tables: present, schema up to date");
+        } else {
+            println!(
+                "  tables: present, {} migration(s) pending: run `tronpay db create-tables`",
+                pending.len()
+            );
+        }
+    } else {
+        println!("  tables: missing: run `tronpay db create-tables`");
+    }
+    Ok(())
+}
+
+async fn cleanup_logs(db: &DbSettings, days: u32) -> anyhow::Result<()> {
+    let mut conn = connect_with_tables(db).await?;
+    let cutoff = chrono::Utc::now().naive_utc() - chrono::Duration::days(i64::from(days));
+    println!("Cleaning up logs older than {days} days...");
+    let deleted = logs::delete_older_than(&mut conn, cutoff, 10_000).await?;
+    println!("Cleaned up {deleted} old log entries");
+    Ok(())
+}
+
+async fn reset(db: &DbSettings, yes: bool) -> anyhow::Result<()> {
+    let conn = connect(db).await?;
+    if !yes {
+        println!("WARNING: This will delete ALL data!");
+        print!("Type 'yes' to confirm: ");
+        std::io::stdout().flush().context("writing the prompt")?;
+        let mut answer = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .context("reading the confirmation")?;
+        if !answer.trim().eq_ignore_ascii_case("yes") {
+            if !std::io::stdin().is_terminal() && answer.is_empty() {
+                bail!("reset needs confirmation: type 'yes' at the prompt or pass --yes; nothing was deleted");
+            }
+            bail!("operation cancelled; nothing was deleted");
+        }
+    }
+    migrate::reset(conn).await?;
+    println!("All tables dropped and recreated.");
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! `tronpay`: operator commands. `tronpay db …` replaces the original
+//! service's `db_manager.py`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod db;
+mod export;
+mod import;
+
+#[derive(Parser)]
+#[command(name = "tronpay", version, about = "tronpay operator commands")]
+struct Cli {
+    /// TOML configuration file (or TRONPAY_CONFIG); environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// PostgreSQL URL (overrides DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Database management (the original db_manager.py).
+    #[command(subcommand)]
+    Db(db::DbCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tronpay: cannot start: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let settings = tronpay_runtime::Settings::load(cli.config.as_deref())?;
+        let mut db_settings: tronpay_db::DbSettings = settings.get()?;
+        if let Some(url) = cli.database_url {
+            db_settings.database_url = url;
+        }
+        match cli.command {
+            Command::Db(command) => db::run(command, &settings, &db_settings).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One clear line; the cause chain is folded into it.
+            eprintln!("tronpay: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! PostgreSQL access shared by the tronpay services and the CLI.
+//!
+//! One place builds connections ([`pool`]), one place names the tables
+//! ([`schema`]), and queries are small functions that take a connection, so
+//! they work the same inside or outside a transaction.
+
+pub mod error;
+pub mod logs;
+pub mod migrate;
+pub mod models;
+pub mod payments;
+pub mod pool;
+pub mod schema;
+pub mod settings;
+pub mod stats;
+
+pub use diesel_async::AsyncPgConnection;
+pub use error::DbError;
+pub use pool::{DbPool, PooledConnection, connect};
+pub use settings::DbSettings;

@@ -1,0 +1,75 @@
+//! Schema migrations, embedded from the top-level `migrations/` folder.
+//!
+//! Runs are serialised with a PostgreSQL advisory lock, so a Kubernetes
+//! migration Job and an operator's `tronpay db create-tables` (or several
+//! replicas starting at once) never apply the same migration twice.
+
+use diesel::RunQueryDsl as _;
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::DbError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Key of the advisory lock held while migrating ("tronpay" + 1).
+const MIGRATION_LOCK_KEY: i64 = 0x7472_6f6e_7061_7901;
+
+type Wrapper = AsyncConnectionWrapper<AsyncPgConnection>;
+
+/// Applies every pending migration; returns the versions applied (empty when
+/// the schema was already current).
+pub async fn run_pending(conn: AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    with_lock(conn, |wrapper| {
+        let applied = wrapper.run_pending_migrations(MIGRATIONS)?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    })
+    .await
+}
+
+/// Reverts every migration (dropping all tronpay tables and their data),
+/// then applies them again.
+pub async fn reset(conn: AsyncPgConnection) -> Result<(), DbError> {
+    with_lock(conn, |wrapper| {
+        wrapper.revert_all_migrations(MIGRATIONS)?;
+        wrapper.run_pending_migrations(MIGRATIONS)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Versions embedded in this build that the database has not applied yet.
+pub async fn pending(conn: AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    with_lock(conn, |wrapper| {
+        let pending = wrapper.pending_migrations(MIGRATIONS)?;
+        Ok(pending
+            .iter()
+            .map(|migration| migration.name().version().to_string())
+            .collect())
+    })
+    .await
+}
+
+type HarnessResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn with_lock<T, F>(conn: AsyncPgConnection, work: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Wrapper) -> HarnessResult<T> + Send + 'static,
+{
+    // diesel's migration harness is synchronous; the wrapper drives the async
+    // connection from a blocking thread of the current runtime.
+    tokio::task::spawn_blocking(move || {
+        let mut wrapper = Wrapper::from(conn);
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut wrapper)?;
+        let outcome = work(&mut wrapper);
+        let unlocked =
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut wrapper);
+        let value = outcome.map_err(|error| DbError::Migration(error.to_string()))?;
+        unlocked?;
+        Ok(value)
+    })
+    .await
+    .map_err(|error| DbError::Migration(format!("the migration task failed: {error}")))?
+}

@@ -1,0 +1,191 @@
+//! Queries on `payments`. Each takes a connection, so it runs the same inside
+//! or outside a transaction.
+
+use bigdecimal::BigDecimal;
+use chrono::NaiveDateTime;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Numeric, Text, Timestamp};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::error::DbError;
+use crate::models::PaymentRow;
+use crate::schema::{payment_logs, payments};
+
+/// The partial unique index that allows one pending payment per order id.
+pub const PENDING_ORDER_INDEX: &str = "uq_payments_order_id_pending";
+
+/// A payment to create, already validated by the caller.
+#[derive(Debug)]
+pub struct NewPayment<'a> {
+    pub id: &'a str,
+    pub wallet_address: &'a str,
+    pub expected_amount: BigDecimal,
+    pub callback_url: &'a str,
+    pub order_id: &'a str,
+    pub ttl_seconds: i64,
+    /// The `created` log row written with it.
+    pub log_message: &'a str,
+    pub log_metadata: &'a str,
+}
+
+/// The times PostgreSQL assigned to a new payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreatedPayment {
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("a pending payment with this order id exists")]
+    DuplicatePendingOrder,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Inserts a pending payment and its `created` log row.
+///
+/// Both rows are written by one statement (one round trip, and atomic as
+/// every statement is), with the times taken from the database clock so that
+/// every replica agrees on `created_at` and `expires_at`.
+pub async fn create(conn: &mut AsyncPgConnection, new: &NewPayment<'_>) -> Result<CreatedPayment, CreateError> {
+    let result = CreatePaymentStatement(new)
+        .get_result::<(NaiveDateTime, NaiveDateTime)>(conn)
+        .await;
+    match result.map_err(DbError::from) {
+        Ok((created_at, expires_at)) => Ok(CreatedPayment { created_at, expires_at }),
+        Err(error) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => Err(CreateError::DuplicatePendingOrder),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The statement behind [`create`]. A hand-written query fragment rather than
+/// `sql_query`, because diesel caches prepared statements only for queries
+/// with a static id: the hot path then costs a single round trip.
+struct CreatePaymentStatement<'q, 'a>(&'q NewPayment<'a>);
+
+impl QueryId for CreatePaymentStatement<'_, '_> {
+    type QueryId = CreatePaymentStatement<'static, 'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for CreatePaymentStatement<'_, '_> {
+    type SqlType = (Timestamp, Timestamp);
+}
+
+impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let new = self.0;
+        out.push_sql(
+            "WITH inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
+             status, created_at, expires_at, last_checked_timestamp) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(&new.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.wallet_address)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Numeric, _>(&new.expected_amount)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.callback_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.order_id)?;
+        out.push_sql(", 'pending', now() AT TIME ZONE 'utc', (now() AT TIME ZONE 'utc') + ");
+        out.push_bind_param::<BigInt, _>(&new.ttl_seconds)?;
+        out.push_sql(
+            " * interval '1 second', (extract(epoch FROM now()) * 1000)::bigint) RETURNING id, created_at, expires_at), \
+             logged AS (INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) \
+             SELECT id, 'created', ",
+        );
+        out.push_bind_param::<Text, _>(&new.log_message)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&new.log_metadata)?;
+        out.push_sql("::json, created_at FROM inserted) SELECT created_at, expires_at FROM inserted");
+        Ok(())
+    }
+}
+
+/// The payment with this id, if any.
+pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> Result<Option<PaymentRow>, DbError> {
+    Ok(payments::table
+        .find(id)
+        .select(PaymentRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The `limit` most recently created payments, newest first.
+pub async fn recent(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<PaymentRow>, DbError> {
+    Ok(payments::table
+        .order((payments::created_at.desc(), payments::id.desc()))
+        .limit(limit)
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// One page of payments in `(created_at, id)` order, after the given key;
+/// export walks the table this way, so memory stays flat however large it is.
+pub async fn page_after(
+    conn: &mut AsyncPgConnection,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<PaymentRow>, DbError> {
+    let mut query = payments::table
+        .order((payments::created_at.asc(), payments::id.asc()))
+        .limit(limit)
+        .select(PaymentRow::as_select())
+        .into_boxed();
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            payments::created_at
+                .gt(created_at)
+                .or(payments::created_at.eq(created_at).and(payments::id.gt(id))),
+        );
+    }
+    Ok(query.load(conn).await?)
+}
+
+/// Inserts payments read from an export, skipping any whose id exists
+/// already or whose order id is pending under another payment; each inserted
+/// payment gets an `imported` log row in the same transaction. Returns the
+/// ids inserted.
+pub async fn import(conn: &mut AsyncPgConnection, rows: &[PaymentRow], source: &str) -> Result<Vec<String>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let message = format!("Payment imported from {source}");
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let inserted: Vec<String> = diesel::insert_into(payments::table)
+            .values(rows)
+            .on_conflict_do_nothing()
+            .returning(payments::id)
+            .get_results(conn)
+            .await?;
+        let logs: Vec<_> = inserted
+            .iter()
+            .map(|id| {
+                (
+                    payment_logs::payment_id.eq(id),
+                    payment_logs::event_type.eq("imported"),
+                    payment_logs::message.eq(Some(&message)),
+                )
+            })
+            .collect();
+        if !logs.is_empty() {
+            diesel::insert_into(payment_logs::table)
+                .values(&logs)
+                .execute(conn)
+                .await?;
+        }
+        Ok(inserted)
+    })
+    .await
+}
+
+/// How many payments there are.
+pub async fn count(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
+    Ok(payments::table.count().get_result(conn).await?)
+}

@@ -1,0 +1,304 @@
+//! Merchant callback URLs and the network rules they must obey.
+//!
+//! A callback is an outgoing request from inside the operator's network, so a
+//! URL that points back inside (loopback, private ranges, cloud metadata at
+//! 169.254.169.254) would let anyone who can create a payment probe that
+//! network. [`classify_ip`] says which addresses are not public; the services
+//! apply it to literal IPs and to every address a host name resolves to.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use url::{Host, Url};
+
+/// Longest callback URL accepted.
+pub const MAX_CALLBACK_URL_LEN: usize = 2048;
+
+/// An absolute `http`/`https` URL with a host and no embedded credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackUrl(Url);
+
+/// Why a text is not an acceptable callback URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackUrlError {
+    #[error("not an absolute URL")]
+    Syntax,
+    #[error("only http and https callbacks are supported")]
+    Scheme,
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("credentials in the URL are not accepted")]
+    Credentials,
+    #[error("the URL is longer than {MAX_CALLBACK_URL_LEN} characters")]
+    TooLong,
+}
+
+/// Where a callback host points, when it is not the public internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonPublicReason {
+    Unspecified,
+    Loopback,
+    Private,
+    LinkLocal,
+    SharedAddressSpace,
+    UniqueLocal,
+    Multicast,
+    Reserved,
+    Documentation,
+}
+
+impl fmt::Display for NonPublicReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unspecified => "an unspecified address",
+            Self::Loopback => "a loopback address",
+            Self::Private => "a private network address",
+            Self::LinkLocal => "a link-local address (such as cloud metadata)",
+            Self::SharedAddressSpace => "a carrier-grade NAT address",
+            Self::UniqueLocal => "a unique-local IPv6 address",
+            Self::Multicast => "a multicast address",
+            Self::Reserved => "a reserved address",
+            Self::Documentation => "a documentation or benchmarking address",
+        })
+    }
+}
+
+impl CallbackUrl {
+    pub fn parse(text: &str) -> Result<Self, CallbackUrlError> {
+        if text.len() > MAX_CALLBACK_URL_LEN {
+            return Err(CallbackUrlError::TooLong);
+        }
+        // The URL parser forgives leading and trailing blanks; a callback
+        // stored with them would be a different string than the one sent.
+        if text.trim() != text {
+            return Err(CallbackUrlError::Syntax);
+        }
+        let url = Url::parse(text).map_err(|_| CallbackUrlError::Syntax)?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(CallbackUrlError::Scheme);
+        }
+        match url.host() {
+            None => return Err(CallbackUrlError::NoHost),
+            Some(Host::Domain("")) => return Err(CallbackUrlError::NoHost),
+            Some(_) => {}
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(CallbackUrlError::Credentials);
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+
+    /// The literal IP address of the host, if the URL names one.
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        match self.0.host()? {
+            Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            Host::Domain(_) => None,
+        }
+    }
+
+    /// The host name to resolve, when the host is not a literal IP.
+    pub fn host_name(&self) -> Option<&str> {
+        match self.0.host()? {
+            Host::Domain(domain) => Some(domain),
+            _ => None,
+        }
+    }
+
+    /// The port, explicit or the scheme's default.
+    pub fn port(&self) -> u16 {
+        self.0.port_or_known_default().unwrap_or(443)
+    }
+}
+
+impl fmt::Display for CallbackUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for CallbackUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallbackUrl({})", self.as_str())
+    }
+}
+
+/// `None` when `ip` is a public unicast address, else why it is not.
+pub fn classify_ip(ip: IpAddr) -> Option<NonPublicReason> {
+    match ip {
+        IpAddr::V4(ip) => classify_v4(ip),
+        IpAddr::V6(ip) => classify_v6(ip),
+    }
+}
+
+fn in_v4(ip: Ipv4Addr, network: [u8; 4], prefix: u32) -> bool {
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(Ipv4Addr::from(network)) & mask
+}
+
+fn classify_v4(ip: Ipv4Addr) -> Option<NonPublicReason> {
+    use NonPublicReason::*;
+    let rules: &[([u8; 4], u32, NonPublicReason)] = &[
+        ([0, 0, 0, 0], 8, Unspecified),
+        ([10, 0, 0, 0], 8, Private),
+        ([100, 64, 0, 0], 10, SharedAddressSpace),
+        ([127, 0, 0, 0], 8, Loopback),
+        ([169, 254, 0, 0], 16, LinkLocal),
+        ([172, 16, 0, 0], 12, Private),
+        ([192, 0, 0, 0], 24, Reserved),
+        ([192, 0, 2, 0], 24, Documentation),
+        ([192, 88, 99, 0], 24, Reserved),
+        ([192, 168, 0, 0], 16, Private),
+        ([198, 18, 0, 0], 15, Documentation),
+        ([198, 51, 100, 0], 24, Documentation),
+        ([203, 0, 113, 0], 24, Documentation),
+        ([224, 0, 0, 0], 4, Multicast),
+        ([240, 0, 0, 0], 4, Reserved),
+    ];
+    rules
+        .iter()
+        .find(|(network, prefix, _)| in_v4(ip, *network, *prefix))
+        .map(|(_, _, reason)| *reason)
+}
+
+fn in_v6(ip: Ipv6Addr, network: Ipv6Addr, prefix: u32) -> bool {
+    let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(network) & mask
+}
+
+fn classify_v6(ip: Ipv6Addr) -> Option<NonPublicReason> {
+    use NonPublicReason::*;
+    if ip.is_unspecified() {
+        return Some(Unspecified);
+    }
+    if ip.is_loopback() {
+        return Some(Loopback);
+    }
+    // IPv4 embedded in IPv6 (mapped ::ffff:a.b.c.d, the deprecated
+    // compatible ::a.b.c.d, and NAT64 64:ff9b::a.b.c.d) is judged as IPv4.
+    let embedded = ip.to_ipv4_mapped().or_else(|| {
+        let [a, b, ..] = ip.segments();
+        let v4 = Ipv4Addr::from((u128::from(ip) & 0xffff_ffff) as u32);
+        if in_v6(ip, Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96)
+            || (a == 0 && b == 0 && in_v6(ip, Ipv6Addr::UNSPECIFIED, 96))
+        {
+            Some(v4)
+        } else {
+            None
+        }
+    });
+    if let Some(v4) = embedded {
+        return classify_v4(v4);
+    }
+    let rules: &[(Ipv6Addr, u32, NonPublicReason)] = &[
+        (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64, Reserved),
+        (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, Documentation),
+        (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, UniqueLocal),
+        (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, LinkLocal),
+        (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, Private),
+        (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, Multicast),
+    ];
+    rules
+        .iter()
+        .find(|(network, prefix, _)| in_v6(ip, *network, *prefix))
+        .map(|(_, _, reason)| *reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_http_and_https_urls() {
+        for text in [
+            "https://shop.example.com/hook",
+            "http://shop.example.com:8080/payments/callback?x=1",
+            "https://93.184.216.34/hook",
+            "https://[2606:2800:220:1::1]/hook",
+            "http://localhost:5001/hook",
+        ] {
+            assert_eq!(CallbackUrl::parse(text).unwrap().as_str(), text);
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_web_url() {
+        assert_eq!(CallbackUrl::parse("not a url"), Err(CallbackUrlError::Syntax));
+        assert_eq!(CallbackUrl::parse("/relative/path"), Err(CallbackUrlError::Syntax));
+        assert_eq!(CallbackUrl::parse(" https://a.example/"), Err(CallbackUrlError::Syntax));
+        assert_eq!(CallbackUrl::parse("ftp://a.example/"), Err(CallbackUrlError::Scheme));
+        assert_eq!(CallbackUrl::parse("file:///etc/passwd"), Err(CallbackUrlError::Scheme));
+        assert_eq!(CallbackUrl::parse("javascript:alert(1)"), Err(CallbackUrlError::Scheme));
+        assert_eq!(
+            CallbackUrl::parse("https://user:pw@a.example/"),
+            Err(CallbackUrlError::Credentials)
+        );
+        let long = format!("https://a.example/{}", "x".repeat(MAX_CALLBACK_URL_LEN));
+        assert_eq!(CallbackUrl::parse(&long), Err(CallbackUrlError::TooLong));
+    }
+
+    #[test]
+    fn exposes_literal_ips_and_names() {
+        let url = CallbackUrl::parse("http://169.254.169.254/latest/meta-data").unwrap();
+        assert_eq!(url.host_ip(), Some("169.254.169.254".parse().unwrap()));
+        assert_eq!(url.port(), 80);
+        let url = CallbackUrl::parse("https://Shop.Example.com/hook").unwrap();
+        assert_eq!(url.host_name(), Some("shop.example.com"));
+        assert_eq!(url.port(), 443);
+        // Decimal and hex IPv4 spellings are normalised by the URL parser, so
+        // they cannot smuggle a loopback address past the literal-IP check.
+        let url = CallbackUrl::parse("http://2130706433/").unwrap();
+        assert_eq!(url.host_ip(), Some("127.0.0.1".parse().unwrap()));
+        let url = CallbackUrl::parse("http://0x7f.1/").unwrap();
+        assert_eq!(url.host_ip(), Some("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn classifies_non_public_addresses() {
+        let cases = [
+            ("0.0.0.0", NonPublicReason::Unspecified),
+            ("10.1.2.3", NonPublicReason::Private),
+            ("100.64.0.1", NonPublicReason::SharedAddressSpace),
+            ("127.0.0.1", NonPublicReason::Loopback),
+            ("169.254.169.254", NonPublicReason::LinkLocal),
+            ("172.16.0.1", NonPublicReason::Private),
+            ("172.31.255.255", NonPublicReason::Private),
+            ("192.168.1.1", NonPublicReason::Private),
+            ("224.0.0.1", NonPublicReason::Multicast),
+            ("255.255.255.255", NonPublicReason::Reserved),
+            ("::", NonPublicReason::Unspecified),
+            ("::1", NonPublicReason::Loopback),
+            ("fd00::1", NonPublicReason::UniqueLocal),
+            ("fe80::1", NonPublicReason::LinkLocal),
+            ("ff02::1", NonPublicReason::Multicast),
+            ("::ffff:127.0.0.1", NonPublicReason::Loopback),
+            ("::ffff:169.254.169.254", NonPublicReason::LinkLocal),
+            ("64:ff9b::10.0.0.1", NonPublicReason::Private),
+        ];
+        for (ip, reason) in cases {
+            assert_eq!(classify_ip(ip.parse().unwrap()), Some(reason), "{ip}");
+        }
+    }
+
+    #[test]
+    fn public_addresses_pass() {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:2800:220:1::1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(classify_ip(ip.parse().unwrap()), None, "{ip}");
+        }
+    }
+}

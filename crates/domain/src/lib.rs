@@ -1,0 +1,18 @@
+//! Shared types and rules of tronpay.
+//!
+//! Every type here is built only through `parse`/`TryFrom`: holding a
+//! [`TronAddress`], [`UsdtAmount`], [`OrderId`] or [`CallbackUrl`] means the value
+//! was checked. Services depend on this crate; it depends on no service.
+
+pub mod address;
+pub mod amount;
+pub mod callback;
+pub mod payment;
+
+pub use address::{AddressError, TronAddress};
+pub use amount::{AmountError, JsonAmount, UsdtAmount};
+pub use callback::{CallbackUrl, CallbackUrlError, NonPublicReason, classify_ip};
+pub use payment::{
+    ExpectedAmountError, MAX_EXPECTED_AMOUNT, MIN_EXPECTED_AMOUNT, OrderId, OrderIdError, PaymentStatus, TxId,
+    TxIdError, expected_amount,
+};

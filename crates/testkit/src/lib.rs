@@ -1,0 +1,205 @@
+//! Test support shared by the crates' integration tests.
+//!
+//! Everything here talks to real services: [`TestDb`] creates a fresh
+//! PostgreSQL database per test and drops it afterwards; [`FaultyProxy`]
+//! stands between a service and PostgreSQL so a test can cut the network and
+//! restore it.
+
+// Test support: a setup step that fails should stop the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::io::copy_bidirectional;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tronpay_db::{AsyncPgConnection, DbSettings};
+
+/// Prefix of every database a test creates (`make test` sweeps leftovers).
+pub const TEST_DATABASE_PREFIX: &str = "tronpay_test_";
+
+/// The server the tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else
+/// the local PostgreSQL with trust authentication.
+pub fn server_url() -> url::Url {
+    let text = std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    url::Url::parse(&text).unwrap_or_else(|error| panic!("TEST_DATABASE_URL/DATABASE_URL is not a URL: {error}"))
+}
+
+fn url_for_database(name: &str) -> String {
+    let mut url = server_url();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let url = url_for_database("postgres");
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|error| panic!("the tests need PostgreSQL at {url}: {error}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// A fresh database with every migration applied.
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        let conn = db.connect().await;
+        tronpay_db::migrate::run_pending(conn)
+            .await
+            .expect("migrations apply to a fresh database");
+        db
+    }
+
+    /// A fresh database with no tables.
+    pub async fn empty() -> Self {
+        let name = format!("{TEST_DATABASE_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        admin_client()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
+        Self {
+            url: url_for_database(&name),
+            name,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn settings(&self) -> DbSettings {
+        DbSettings::for_url(self.url.clone())
+    }
+
+    pub async fn connect(&self) -> AsyncPgConnection {
+        let options = tronpay_db::pool::ConnectOptions::new(&self.settings(), "tronpay-test");
+        tronpay_db::connect(&self.url, &options)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// A plain client, for assertions written in SQL.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async context guarantees; a thread with its own
+        // runtime works whether or not the test's runtime is still alive.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async move {
+                let url = url_for_database("postgres");
+                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop test database {}: {error}", self.name);
+        }
+    }
+}
+
+/// A TCP proxy in front of a real server whose link a test can cut.
+///
+/// While cut, live connections are closed and new ones are accepted and
+/// closed at once, as a crashed or partitioned server looks to a client.
+pub struct FaultyProxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut_tx: watch::Sender<u64>,
+}
+
+impl FaultyProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut_tx, cut_rx) = watch::channel(0u64);
+        let accept_up = Arc::clone(&up);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut cut = cut_rx.clone();
+                cut.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up, cut_tx }
+    }
+
+    /// The proxy for the test PostgreSQL server.
+    pub async fn for_postgres() -> Self {
+        let url = server_url();
+        let host = url.host_str().unwrap_or("127.0.0.1");
+        let port = url.port().unwrap_or(5432);
+        let target = tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .expect("resolve the PostgreSQL host");
+        Self::start(target).await
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `url` rewritten to go through this proxy.
+    pub fn proxied_url(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).expect("a database URL");
+        url.set_host(Some(&self.addr.ip().to_string())).expect("set host");
+        url.set_port(Some(self.addr.port())).expect("set port");
+        url.to_string()
+    }
+
+    /// Closes every live connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut_tx.send_modify(|generation| *generation += 1);
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
