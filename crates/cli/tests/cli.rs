@@ -1,0 +1,359 @@
+//! `tronpay db …` end to end: the real binary against a real PostgreSQL.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use tronpay_testkit::TestDb;
+
+/// Runs `tronpay` with `DATABASE_URL` set, in `dir`, feeding `stdin`.
+fn tronpay(database_url: &str, dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tronpay"))
+        .args(args)
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url)
+        .env_remove("TRONPAY_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tronpay");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A failure is one clear line on stderr, a non-zero exit, and no panic.
+fn assert_clean_failure(output: &Output, expected: &str) {
+    let text = stderr(output);
+    assert!(!output.status.success(), "expected a failure, got success: {}", stdout(output));
+    assert!(text.contains(expected), "stderr should mention {expected:?}: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
+}
+
+async fn insert_payments(db: &TestDb, count: i64) {
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, \
+             expires_at, last_checked_timestamp, transaction_hash, received_amount_usdt, completed_at) \
+             SELECT 'p-' || n, 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', (n % 1000000) + 0.000001 * (n % 7), \
+                    'https://shop.example.com/hook/' || n, 'order-' || n, \
+                    (CASE n % 3 WHEN 0 THEN 'pending' WHEN 1 THEN 'completed' ELSE 'expired' END)::payment_status, \
+                    timestamp '2026-01-01' + n * interval '1 second' + interval '0.123456 second', \
+                    timestamp '2026-01-02' + n * interval '1 second', 1767225600000 + n, \
+                    CASE WHEN n % 3 = 1 THEN md5(n::text) || md5(n::text) END, \
+                    CASE WHEN n % 3 = 1 THEN (n % 1000000) + 0.000001 * (n % 7) END, \
+                    CASE WHEN n % 3 = 1 THEN timestamp '2026-01-01 00:10' + n * interval '1 second' END \
+             FROM generate_series(1, $1::bigint) AS n",
+            &[&count],
+        )
+        .await
+        .unwrap();
+}
+
+/// Every payment as JSON text, for comparing whole tables.
+async fn dump(db: &TestDb) -> Vec<String> {
+    db.client()
+        .await
+        .query("SELECT row_to_json(p)::text FROM payments p ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_tables_is_idempotent_and_test_reports_the_schema() {
+    let db = TestDb::empty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "test"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Database connection successful!"));
+    assert!(stdout(&output).contains("tables: missing: run `tronpay db create-tables`"));
+
+    let output = tronpay(db.url(), dir.path(), &["db", "create-tables"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("created successfully"));
+    let output = tronpay(db.url(), dir.path(), &["db", "create-tables"], "");
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("up to date"));
+
+    let output = tronpay(db.url(), dir.path(), &["db", "test"], "");
+    assert!(stdout(&output).contains("tables: present, schema up to date"), "{}", stdout(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_counts_payments_by_status() {
+    let db = TestDb::new().await;
+    insert_payments(&db, 30).await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "stats"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for line in ["Total Payments: 30", "Pending: 10", "Completed: 10", "Failed: 0", "Expired: 10", "Recent Payments:", "order-30"] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_logs_deletes_only_old_rows() {
+    let db = TestDb::new().await;
+    insert_payments(&db, 3).await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO payment_logs (payment_id, event_type, message, created_at) VALUES \
+             ('p-1', 'created', 'old', (now() AT TIME ZONE 'utc') - interval '40 days'), \
+             ('p-2', 'created', 'old', (now() AT TIME ZONE 'utc') - interval '31 days'), \
+             ('p-3', 'created', 'recent', (now() AT TIME ZONE 'utc') - interval '29 days'), \
+             ('p-3', 'checking', 'new', now() AT TIME ZONE 'utc')",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "cleanup-logs", "--days", "30"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Cleaned up 2 old log entries"), "{}", stdout(&output));
+    let left: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT message FROM payment_logs ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(left, ["recent", "new"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_reset_import_gives_back_the_same_rows() {
+    let db = TestDb::new().await;
+    insert_payments(&db, 2_500).await;
+    let before = dump(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = tronpay(db.url(), dir.path(), &["db", "export", "--file", "backup.json"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Exported 2500 payments to backup.json"));
+    assert!(!dir.path().join("backup.json.partial").exists());
+    let export: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("backup.json")).unwrap()).unwrap();
+    assert_eq!(export["total_payments"], 2500);
+    assert!(export["export_date"].is_string());
+    let first = &export["payments"][0];
+    for field in [
+        "id", "wallet_address", "expected_amount_usdt", "order_id", "status", "transaction_hash", "received_amount_usdt",
+        "created_at", "completed_at", "callback_url", "last_checked_timestamp", "callback_attempts",
+        "last_callback_attempt", "callback_success",
+    ] {
+        assert!(first.get(field).is_some(), "exported payments carry {field}");
+    }
+
+    let output = tronpay(db.url(), dir.path(), &["db", "reset", "--yes"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dump(&db).await.is_empty());
+
+    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "backup.json"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Imported 2500 payments"), "{}", stdout(&output));
+    assert_eq!(dump(&db).await, before, "the rows came back identical");
+
+    // Importing again changes nothing.
+    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "backup.json"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Imported 0 payments (2500 already present"), "{}", stdout(&output));
+    assert_eq!(dump(&db).await, before);
+    let imported_logs: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM payment_logs WHERE event_type = 'imported'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(imported_logs, 2500, "one log row per imported payment, not per attempt");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_services_export_imports_exactly() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/original_export.json");
+    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", fixture.to_str().unwrap()], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Imported 4 payments"), "{}", stdout(&output));
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT order_id, expected_amount_usdt::text, received_amount_usdt::text, status::text, \
+             to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), to_char(expires_at, 'YYYY-MM-DD HH24:MI:SS.US'), \
+             callback_success, callback_attempts FROM payments ORDER BY order_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            format!(
+                "{} {} {:?} {} {} {} {} {}",
+                row.get::<_, String>(0),
+                row.get::<_, String>(1),
+                row.get::<_, Option<String>>(2),
+                row.get::<_, String>(3),
+                row.get::<_, String>(4),
+                row.get::<_, String>(5),
+                row.get::<_, bool>(6),
+                row.get::<_, i32>(7)
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            "legacy-1 12.340000 Some(\"12.340000\") completed 2025-03-01 10:00:00.123456 2025-03-02 10:00:00.123456 true 1",
+            "legacy-2 999999.999999 None pending 2025-03-02 11:00:00.000001 2025-03-03 11:00:00.000001 false 0",
+            "legacy-3 0.010000 None expired 2025-03-03 12:00:00.500000 2025-03-04 12:00:00.500000 false 0",
+            "legacy-4 1000000.000000 Some(\"1000000.000000\") completed 2025-03-04 13:00:00.000000 2025-03-05 13:00:00.000000 false 3",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_reports_bad_rows_and_keeps_the_good_ones() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mixed.json"),
+        r#"{"total_payments": 2, "payments": [
+            {"id": "good", "wallet_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "expected_amount_usdt": 5, "order_id": "g",
+             "status": "pending", "created_at": 1764000000, "callback_url": "https://shop.example.com/h"},
+            {"id": "bad", "wallet_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "expected_amount_usdt": 1.1234567, "order_id": "b",
+             "status": "pending", "created_at": 1764000000, "callback_url": "https://shop.example.com/h"}
+        ]}"#,
+    )
+    .unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "mixed.json"], "");
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("payments[1] (id bad): expected_amount_usdt 1.1234567"), "{}", stderr(&output));
+    assert!(stdout(&output).contains("Imported 1 payments"));
+
+    std::fs::write(dir.path().join("garbage.json"), "[1, 2, 3]").unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "garbage.json"], "");
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("not a payments export"), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_asks_for_yes() {
+    let db = TestDb::new().await;
+    insert_payments(&db, 5).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = tronpay(db.url(), dir.path(), &["db", "reset"], "no\n");
+    assert!(!output.status.success());
+    assert!(stdout(&output).contains("Type 'yes' to confirm"));
+    assert_eq!(dump(&db).await.len(), 5, "nothing was deleted");
+
+    let output = tronpay(db.url(), dir.path(), &["db", "reset"], "");
+    assert!(!output.status.success(), "no answer is no confirmation");
+    assert_eq!(dump(&db).await.len(), 5);
+
+    let output = tronpay(db.url(), dir.path(), &["db", "reset"], "yes\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dump(&db).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_failures_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let output = tronpay("postgres://postgres@127.0.0.1:1/tronpay", dir.path(), &["db", "stats"], "");
+    assert_clean_failure(&output, "cannot reach PostgreSQL at 127.0.0.1:1/tronpay: connection refused");
+
+    let output = tronpay("not a url", dir.path(), &["db", "test"], "");
+    assert_clean_failure(&output, "DATABASE_URL is not a valid PostgreSQL URL");
+
+    let server = tronpay_testkit::server_url();
+    let mut missing = server.clone();
+    missing.set_path("/tronpay_test_this_database_does_not_exist");
+    let output = tronpay(missing.as_str(), dir.path(), &["db", "test"], "");
+    assert_clean_failure(&output, "database \"tronpay_test_this_database_does_not_exist\" does not exist");
+
+    let db = TestDb::empty().await;
+    for command in ["stats", "export", "cleanup-logs"] {
+        let output = tronpay(db.url(), dir.path(), &["db", command], "");
+        assert_clean_failure(&output, "tables are missing: run `tronpay db create-tables`");
+    }
+
+    // Roles are cluster-wide: give each its own name and drop it afterwards.
+    let client = db.client().await;
+    let suffix = uuid_suffix(db.name());
+    let (busy, locked) = (format!("tronpay_busy_{suffix}"), format!("tronpay_nologin_{suffix}"));
+    client
+        .batch_execute(&format!("CREATE ROLE {busy} LOGIN CONNECTION LIMIT 0; CREATE ROLE {locked} NOLOGIN;"))
+        .await
+        .unwrap();
+    let as_role = |role: &str| {
+        let mut url = url::Url::parse(db.url()).unwrap();
+        url.set_username(role).unwrap();
+        url.to_string()
+    };
+    let too_many = tronpay(&as_role(&busy), dir.path(), &["db", "test"], "");
+    let refused = tronpay(&as_role(&locked), dir.path(), &["db", "test"], "");
+    client.batch_execute(&format!("DROP ROLE {busy}; DROP ROLE {locked};")).await.unwrap();
+    assert_clean_failure(&too_many, "too many connections");
+    assert_clean_failure(&refused, &format!("refused user \"{locked}\""));
+}
+
+fn uuid_suffix(name: &str) -> &str {
+    name.trim_start_matches(tronpay_testkit::TEST_DATABASE_PREFIX)
+}
+
+/// Peak resident memory of the children this process has waited for, in KiB.
+#[allow(unsafe_code)]
+fn children_peak_rss_kib() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_maxrss
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_memory_does_not_grow_with_the_table() {
+    let small = TestDb::new().await;
+    insert_payments(&small, 1_000).await;
+    let large = TestDb::new().await;
+    insert_payments(&large, 60_000).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let output = tronpay(small.url(), dir.path(), &["db", "export", "--file", "small.json"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let small_peak = children_peak_rss_kib();
+    let output = tronpay(large.url(), dir.path(), &["db", "export", "--file", "large.json"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let large_peak = children_peak_rss_kib();
+    let large_file_kib = i64::try_from(std::fs::metadata(dir.path().join("large.json")).unwrap().len() / 1024).unwrap();
+
+    // Holding the 60,000 payments (a ~30 MB file) would add tens of MB; a
+    // streamed export stays within a few MB of the small one.
+    assert!(large_file_kib > 20_000, "the large export is {large_file_kib} KiB");
+    assert!(
+        large_peak - small_peak < 8 * 1024,
+        "peak RSS grew from {small_peak} KiB to {large_peak} KiB for a {large_file_kib} KiB export"
+    );
+}
