@@ -1,1 +1,197 @@
-fn main() {}
+//! `tronpay-bench`: drives a running tronpay API over HTTP from its own
+//! process and prints requests per second and latency percentiles.
+//!
+//! ```text
+//! tronpay-bench create --url http://127.0.0.1:5000 --seconds 15 --connections 64 --ids-out ids.txt
+//! tronpay-bench status --url http://127.0.0.1:5000 --seconds 15 --connections 64 --ids ids.txt
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tronpay-bench", about = "HTTP load generator for the tronpay API")]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(clap::Args, Clone)]
+struct Load {
+    /// Base URL of the API.
+    #[arg(long, default_value = "http://127.0.0.1:5000")]
+    url: String,
+    /// How long to measure.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Requests in flight at once (one keep-alive connection each).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Load-generator threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// POST /create_payment with unique order ids.
+    Create {
+        #[command(flatten)]
+        load: Load,
+        /// Write the created payment ids here (for the status scenario).
+        #[arg(long)]
+        ids_out: Option<PathBuf>,
+    },
+    /// GET /payment_status/{id} over ids created before.
+    Status {
+        #[command(flatten)]
+        load: Load,
+        /// Payment ids, one per line.
+        #[arg(long)]
+        ids: PathBuf,
+    },
+}
+
+/// What one worker measured.
+#[derive(Default)]
+struct Sample {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    ids: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let load = match &args.scenario {
+        Scenario::Create { load, .. } | Scenario::Status { load, .. } => load.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(load.threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args.scenario, load))
+}
+
+async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(load.connections)
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let ids: Arc<Vec<String>> = Arc::new(match &scenario {
+        Scenario::Status { ids, .. } => std::fs::read_to_string(ids)
+            .with_context(|| format!("reading {}", ids.display()))?
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        Scenario::Create { .. } => Vec::new(),
+    });
+    let creating = matches!(scenario, Scenario::Create { .. });
+    if !creating && ids.is_empty() {
+        anyhow::bail!("no payment ids to read");
+    }
+    let run_id = std::process::id();
+    let counter = Arc::new(AtomicU64::new(0));
+
+    // Warm up connections and caches before measuring.
+    let warmup = Duration::from_secs(2);
+    let measure = Duration::from_secs(load.seconds);
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let deadline = measure_from + measure;
+
+    let workers: Vec<_> = (0..load.connections)
+        .map(|worker| {
+            let client = client.clone();
+            let url = load.url.clone();
+            let ids = Arc::clone(&ids);
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut sample = Sample::default();
+                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (worker as u64 + 1);
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let request = if creating {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        client.post(format!("{url}/create_payment")).body(format!(
+                            r#"{{"wallet_address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","expected_amount_usdt":12.34,"callback_url":"https://93.184.216.34/hook","order_id":"bench-{run_id}-{n}"}}"#
+                        ))
+                    } else {
+                        // xorshift: a cheap uniform pick among the ids.
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        let id = &ids[(seed % ids.len() as u64) as usize];
+                        client.get(format!("{url}/payment_status/{id}"))
+                    };
+                    let outcome = request.send().await;
+                    let ok = match outcome {
+                        Ok(response) => {
+                            let expected = if creating { 201 } else { 200 };
+                            let status = response.status().as_u16();
+                            let body = response.bytes().await.unwrap_or_default();
+                            if status == expected && creating {
+                                let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                                if let Some(id) = value["payment_id"].as_str() {
+                                    sample.ids.push(id.to_owned());
+                                }
+                            }
+                            status == expected
+                        }
+                        Err(_) => false,
+                    };
+                    if now >= measure_from {
+                        if ok {
+                            let micros = now.elapsed().as_micros();
+                            sample.latencies_us.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                        } else {
+                            sample.errors += 1;
+                        }
+                    }
+                }
+                sample
+            })
+        })
+        .collect();
+
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut created_ids = Vec::new();
+    for worker in workers {
+        let sample = worker.await?;
+        latencies.extend(sample.latencies_us);
+        errors += sample.errors;
+        created_ids.extend(sample.ids);
+    }
+    latencies.sort_unstable();
+    let percentile = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(latencies[index]) / 1000.0
+    };
+    let name = if creating { "POST /create_payment" } else { "GET /payment_status/{id}" };
+    println!(
+        "{name}: {:.0} requests/s over {} s with {} connections; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} ok, {} errors",
+        latencies.len() as f64 / measure.as_secs_f64(),
+        measure.as_secs(),
+        load.connections,
+        percentile(0.50),
+        percentile(0.99),
+        percentile(1.0),
+        latencies.len(),
+        errors,
+    );
+    if let Scenario::Create { ids_out: Some(path), .. } = scenario {
+        std::fs::write(&path, created_ids.join("\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+# tronpay — the two commands you need are `make up` and `make test`.
+
+.PHONY: up down ps logs test bench build fmt lint check
+
+up:            ## run tronpay locally (API on 127.0.0.1:5000)
+	@scripts/up.sh
+
+down:          ## stop what make up started
+	@scripts/down.sh
+
+ps:            ## show what make up started
+	@scripts/ps.sh
+
+logs:          ## follow the logs of what make up started
+	@tail -n 50 -F .local/logs/*.log
+
+test:          ## run every test (needs only PostgreSQL; started if installed)
+	@scripts/test.sh
+
+bench:         ## benchmarks; figures go to docs/BENCHMARKS.md
+	@scripts/bench-api.sh
+
+build:
+	cargo build --release
+
+fmt:
+	cargo fmt --all
+
+lint:          ## formatting and clippy, as CI expects them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+check: lint test

@@ -1,0 +1,87 @@
+//! The `tronpay-api` binary: configuration errors name the setting, and
+//! SIGTERM stops it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tronpay_testkit::TestDb;
+
+fn api() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-api"));
+    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
+    command
+}
+
+#[test]
+fn bad_settings_are_refused_at_start_naming_the_variable() {
+    for (name, value, expected) in [
+        ("PAYMENT_TTL_SECONDS", "abc", "PAYMENT_TTL_SECONDS is invalid"),
+        ("PAYMENT_TTL_SECONDS", "5", "PAYMENT_TTL_SECONDS must be between"),
+        ("DB_POOL_SIZE", "1", "DB_POOL_SIZE must be at least 2"),
+        ("BIND", "nowhere", "BIND must be an address and port"),
+        ("DATABASE_URL", "mysql:://x", "DATABASE_URL is not a valid PostgreSQL URL"),
+        ("CALLBACK_ALLOW_PRIVATE", "maybe", "CALLBACK_ALLOW_PRIVATE is invalid"),
+    ] {
+        let output = api().env(name, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_config_file_is_read_and_the_environment_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tronpay.toml");
+    std::fs::write(&file, "payment_ttl_seconds = 5\n").unwrap();
+    let output = api().arg("--config").arg(&file).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("PAYMENT_TTL_SECONDS must be between"));
+    let output = api().arg("--config").arg(dir.path().join("missing.toml")).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml does not exist"));
+    // With a valid value in the environment the bad file value is overridden,
+    // and the next setting checked (a bad BIND) is reported instead.
+    let output = api().arg("--config").arg(&file).env("PAYMENT_TTL_SECONDS", "600").env("BIND", "x").output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("BIND must be"), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_service_cleanly() {
+    let db = TestDb::new().await;
+    let mut child = api()
+        .env("DATABASE_URL", db.url())
+        .env("BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the service logs that it listens").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "tronpay-api listening" {
+            break event["port"].as_u64().unwrap();
+        }
+    };
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..100 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("tronpay-api did not stop after SIGTERM");
+    });
+    assert!(status.success(), "exit status {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|line| line.contains("tronpay-api stopped")), "{rest:?}");
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make test: every test of the workspace, against a real PostgreSQL.
+# Uses TEST_DATABASE_URL or DATABASE_URL (their server; each test creates and
+# drops its own database), else the local server, starting it if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+server="$(pg_server_url)"
+ensure_postgres "$server"
+
+# Databases left behind by a test run that was killed; a database still in
+# use refuses the DROP and is left alone.
+if command -v psql >/dev/null 2>&1; then
+  psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'tronpay\_test\_%'" 2>/dev/null |
+    while read -r stale; do psql_admin -c "DROP DATABASE IF EXISTS \"$stale\"" >/dev/null 2>&1 || true; done
+fi
+
+export TEST_DATABASE_URL="$server"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+  # nextest does not run doctests.
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
