@@ -29,7 +29,7 @@ trap cleanup EXIT
 
 # Per-request logging is turned down to warnings: the figure is the
 # service's, not the terminal's.
-DATABASE_URL="$db_url" RUST_LOG=warn BIND="127.0.0.1:$PORT" ./target/release/tronpay-api >"$work/api.log" 2>&1 &
+DATABASE_URL="$db_url" RUST_LOG="${BENCH_API_LOG:-warn}" BIND="127.0.0.1:$PORT" ./target/release/tronpay-api >"$work/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 1 50); do
   curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
