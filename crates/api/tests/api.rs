@@ -1,6 +1,9 @@
 //! The merchant API over real HTTP against a real PostgreSQL database (one
 //! fresh database per test).
 
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,7 +22,11 @@ struct TestApp {
 
 impl TestApp {
     async fn start(database_url: &str, tweak: impl FnOnce(&mut ApiSettings)) -> Self {
-        let mut settings = ApiSettings { bind: "127.0.0.1:0".into(), api_workers: Some(2), ..ApiSettings::default() };
+        let mut settings = ApiSettings {
+            bind: "127.0.0.1:0".into(),
+            api_workers: Some(2),
+            ..ApiSettings::default()
+        };
         tweak(&mut settings);
         let mut db = tronpay_db::DbSettings::for_url(database_url);
         db.db_connect_timeout_seconds = 2;
@@ -29,7 +36,11 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
-        Self { base, client: reqwest::Client::new(), handle }
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            handle,
+        }
     }
 
     async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
@@ -46,7 +57,10 @@ impl TestApp {
 
     async fn create(&self, body: &Value) -> (u16, Value) {
         let (status, text) = self.post_raw("/create_payment", body.to_string()).await;
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
     }
 
     async fn get_text(&self, path: &str) -> (u16, String) {
@@ -56,7 +70,10 @@ impl TestApp {
 
     async fn get(&self, path: &str) -> (u16, Value) {
         let (status, text) = self.get_text(path).await;
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
     }
 }
 
@@ -93,7 +110,11 @@ async fn every_row_of_the_error_table() {
     for raw in ["", "not json", "{", "[]", "{}", "42"] {
         let (status, text) = app.post_raw("/create_payment", raw).await;
         let body: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!((status, body["error"].as_str()), (400, Some("Invalid JSON or empty request body")), "{raw:?}");
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("Invalid JSON or empty request body")),
+            "{raw:?}"
+        );
     }
 
     let missing = "Missing required fields: wallet_address, expected_amount_usdt, callback_url, order_id";
@@ -128,17 +149,41 @@ async fn every_row_of_the_error_table() {
         assert_error(&app, &body, 400, "Invalid TRON wallet address format").await;
     }
 
-    for url in ["not a url", "ftp://shop.example.com/hook", "https://", "javascript:alert(1)", "/hook"] {
+    for url in [
+        "not a url",
+        "ftp://shop.example.com/hook",
+        "https://",
+        "javascript:alert(1)",
+        "/hook",
+    ] {
         let body = with(payment("o-url"), "callback_url", json!(url));
         assert_error(&app, &body, 400, "Invalid callback URL format").await;
     }
 
     assert_error(&app, &payment("   "), 400, "order_id must be a non-empty string").await;
-    assert_error(&app, &with(payment("x"), "order_id", json!(42)), 400, "order_id must be a non-empty string").await;
-    assert_error(&app, &payment(&"x".repeat(101)), 400, "order_id cannot exceed 100 characters").await;
+    assert_error(
+        &app,
+        &with(payment("x"), "order_id", json!(42)),
+        400,
+        "order_id must be a non-empty string",
+    )
+    .await;
+    assert_error(
+        &app,
+        &payment(&"x".repeat(101)),
+        400,
+        "order_id cannot exceed 100 characters",
+    )
+    .await;
 
     assert_eq!(app.create(&payment("o-dup")).await.0, 201);
-    assert_error(&app, &payment("o-dup"), 409, "order_id already exists with pending status").await;
+    assert_error(
+        &app,
+        &payment("o-dup"),
+        409,
+        "order_id already exists with pending status",
+    )
+    .await;
 
     let (status, body) = app.get("/payment_status/6f1c2bd4-8d7e-4a5a-9a59-000000000000").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("Payment ID not found")));
@@ -152,9 +197,19 @@ async fn validations_the_original_lacked_answer_400_with_a_clear_text() {
     let app = TestApp::start(db.url(), |_| {}).await;
 
     let body = with(payment("o-precise"), "expected_amount_usdt", json!(12.3456789));
-    assert_error(&app, &body, 400, "expected_amount_usdt cannot have more than 6 decimal places").await;
+    assert_error(
+        &app,
+        &body,
+        400,
+        "expected_amount_usdt cannot have more than 6 decimal places",
+    )
+    .await;
     // A failing checksum is refused even though the original's pattern matched it.
-    let body = with(payment("o-checksum"), "wallet_address", json!("TYPG8VeuoVAh2hP7Vfw6ww7vK98nvXXXUs"));
+    let body = with(
+        payment("o-checksum"),
+        "wallet_address",
+        json!("TYPG8VeuoVAh2hP7Vfw6ww7vK98nvXXXUs"),
+    );
     assert_error(&app, &body, 400, "Invalid TRON wallet address format").await;
 
     for (url, reason) in [
@@ -165,10 +220,15 @@ async fn validations_the_original_lacked_answer_400_with_a_clear_text() {
         ("http://[fd00::1]/hook", "a unique-local IPv6 address"),
         ("http://100.64.0.1/hook", "a carrier-grade NAT address"),
     ] {
-        let (status, body) = app.create(&with(payment("o-private"), "callback_url", json!(url))).await;
+        let (status, body) = app
+            .create(&with(payment("o-private"), "callback_url", json!(url)))
+            .await;
         let text = body["error"].as_str().unwrap();
         assert_eq!(status, 400, "{url}");
-        assert!(text.starts_with("callback_url must point to a public internet address") && text.contains(reason), "{url}: {text}");
+        assert!(
+            text.starts_with("callback_url must point to a public internet address") && text.contains(reason),
+            "{url}: {text}"
+        );
     }
     let (_, count) = app.get("/stats").await;
     assert_eq!(count["total_payments"], 0, "no refused request created a payment");
@@ -178,7 +238,13 @@ async fn validations_the_original_lacked_answer_400_with_a_clear_text() {
 async fn private_callbacks_are_accepted_when_allowed() {
     let db = TestDb::new().await;
     let app = TestApp::start(db.url(), |settings| settings.callback_allow_private = true).await;
-    let (status, _) = app.create(&with(payment("o-local"), "callback_url", json!("http://127.0.0.1:9000/hook"))).await;
+    let (status, _) = app
+        .create(&with(
+            payment("o-local"),
+            "callback_url",
+            json!("http://127.0.0.1:9000/hook"),
+        ))
+        .await;
     assert_eq!(status, 201);
 }
 
@@ -186,7 +252,11 @@ async fn private_callbacks_are_accepted_when_allowed() {
 async fn an_unresolvable_callback_host_does_not_block_a_payment() {
     let db = TestDb::new().await;
     let app = TestApp::start(db.url(), |_| {}).await;
-    let body = with(payment("o-dns"), "callback_url", json!("https://not-yet-published.invalid/hook"));
+    let body = with(
+        payment("o-dns"),
+        "callback_url",
+        json!("https://not-yet-published.invalid/hook"),
+    );
     assert_eq!(app.create(&body).await.0, 201);
 }
 
@@ -197,11 +267,22 @@ async fn oversized_bodies_get_413_not_500() {
     let huge = format!(r#"{{"order_id":"{}"}}"#, "x".repeat(10_000));
     let (status, text) = app.post_raw("/create_payment", huge.clone()).await;
     assert_eq!(status, 413);
-    assert!(serde_json::from_str::<Value>(&text).unwrap()["error"].as_str().unwrap().contains("too large"));
+    assert!(
+        serde_json::from_str::<Value>(&text).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("too large")
+    );
     // Without a Content-Length (chunked), the limit still holds.
-    let chunks: Vec<_> = huge.as_bytes().chunks(1000).map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec())).collect();
+    let chunks: Vec<_> = huge
+        .as_bytes()
+        .chunks(1000)
+        .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+        .collect();
     let stream = futures_util::stream::iter(chunks);
-    let (status, _) = app.post_raw("/create_payment", reqwest::Body::wrap_stream(stream)).await;
+    let (status, _) = app
+        .post_raw("/create_payment", reqwest::Body::wrap_stream(stream))
+        .await;
     assert_eq!(status, 413);
 }
 
@@ -225,19 +306,28 @@ async fn amounts_round_trip_exactly() {
         );
         let (status, text) = app.post_raw("/create_payment", body).await;
         assert_eq!(status, 201, "{text}");
-        let id = serde_json::from_str::<Value>(&text).unwrap()["payment_id"].as_str().unwrap().to_owned();
+        let id = serde_json::from_str::<Value>(&text).unwrap()["payment_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
 
         // The digits are compared as text: a float in between would show.
         let (status, text) = app.get_text(&format!("/payment_status/{id}")).await;
         assert_eq!(status, 200);
-        assert!(text.contains(&format!(r#""expected_amount_usdt":{shown},"#)), "{sent}: {text}");
+        assert!(
+            text.contains(&format!(r#""expected_amount_usdt":{shown},"#)),
+            "{sent}: {text}"
+        );
 
         let row = client
             .query_one("SELECT expected_amount_usdt::text, (SELECT metadata::text FROM payment_logs WHERE payment_id = $1) FROM payments WHERE id = $1", &[&id])
             .await
             .unwrap();
         assert_eq!(row.get::<_, String>(0), stored);
-        assert!(row.get::<_, String>(1).contains(&format!(r#""expected_amount_usdt":{shown}"#)));
+        assert!(
+            row.get::<_, String>(1)
+                .contains(&format!(r#""expected_amount_usdt":{shown}"#))
+        );
     }
 }
 
@@ -248,14 +338,27 @@ async fn create_then_status_has_the_original_shape() {
     let (status, created) = app.create(&payment("order-42")).await;
     assert_eq!(status, 201);
     assert_eq!(created["status"], "watching");
-    assert_eq!(created["message"], "Payment watch created successfully. Waiting for transaction.");
+    assert_eq!(
+        created["message"],
+        "Payment watch created successfully. Waiting for transaction."
+    );
     let id = created["payment_id"].as_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok());
 
     let (status, body) = app.get(&format!("/payment_status/{id}")).await;
     assert_eq!(status, 200);
     let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut expected = vec!["id", "wallet_address", "expected_amount_usdt", "order_id", "status", "transaction_hash", "received_amount_usdt", "created_at", "completed_at"];
+    let mut expected = vec![
+        "id",
+        "wallet_address",
+        "expected_amount_usdt",
+        "order_id",
+        "status",
+        "transaction_hash",
+        "received_amount_usdt",
+        "created_at",
+        "completed_at",
+    ];
     expected.sort_unstable();
     let mut keys = keys;
     keys.sort_unstable();
@@ -269,17 +372,26 @@ async fn create_then_status_has_the_original_shape() {
     assert_eq!(body["completed_at"], Value::Null);
     let created_at = body["created_at"].as_f64().unwrap();
     let expires_at = created["expires_at"].as_f64().unwrap();
-    assert!((expires_at - created_at - 3600.0).abs() < 1e-3, "expires_at is created_at + PAYMENT_TTL_SECONDS");
+    assert!(
+        (expires_at - created_at - 3600.0).abs() < 1e-3,
+        "expires_at is created_at + PAYMENT_TTL_SECONDS"
+    );
 
     // The creation wrote exactly one log row, in the same statement.
     let client = db.client().await;
     let rows = client
-        .query("SELECT event_type, message FROM payment_logs WHERE payment_id = $1", &[&id])
+        .query(
+            "SELECT event_type, message FROM payment_logs WHERE payment_id = $1",
+            &[&id],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, String>(0), "created");
-    assert_eq!(rows[0].get::<_, String>(1), format!("Payment watch created for {ADDRESS} expecting 12.34 USDT"));
+    assert_eq!(
+        rows[0].get::<_, String>(1),
+        format!("Payment watch created for {ADDRESS} expecting 12.34 USDT")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,7 +414,13 @@ async fn every_valid_address_vector_is_accepted() {
     .into_iter()
     .enumerate()
     {
-        let (status, body) = app.create(&with(payment(&format!("vector-{index}")), "wallet_address", json!(address))).await;
+        let (status, body) = app
+            .create(&with(
+                payment(&format!("vector-{index}")),
+                "wallet_address",
+                json!(address),
+            ))
+            .await;
         assert_eq!(status, 201, "{address}: {body}");
     }
 }
@@ -321,8 +439,16 @@ async fn fifty_concurrent_creates_of_one_order_make_one_payment() {
         .count();
     assert_eq!((created, conflicts), (1, 49), "{outcomes:?}");
     let client = db.client().await;
-    let payments: i64 = client.query_one("SELECT count(*) FROM payments WHERE order_id = 'race-1'", &[]).await.unwrap().get(0);
-    let logs: i64 = client.query_one("SELECT count(*) FROM payment_logs", &[]).await.unwrap().get(0);
+    let payments: i64 = client
+        .query_one("SELECT count(*) FROM payments WHERE order_id = 'race-1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let logs: i64 = client
+        .query_one("SELECT count(*) FROM payment_logs", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!((payments, logs), (1, 1));
 }
 
@@ -331,7 +457,11 @@ async fn an_order_id_can_be_used_again_once_its_payment_is_no_longer_pending() {
     let db = TestDb::new().await;
     let app = TestApp::start(db.url(), |_| {}).await;
     assert_eq!(app.create(&payment("again")).await.0, 201);
-    db.client().await.execute("UPDATE payments SET status = 'expired'", &[]).await.unwrap();
+    db.client()
+        .await
+        .execute("UPDATE payments SET status = 'expired'", &[])
+        .await
+        .unwrap();
     assert_eq!(app.create(&payment("again")).await.0, 201);
     assert_eq!(app.create(&payment("again")).await.0, 409);
 }
@@ -343,14 +473,25 @@ async fn health_and_stats_report_counts() {
     for order in ["a", "b", "c"] {
         assert_eq!(app.create(&payment(order)).await.0, 201);
     }
-    db.client().await.execute("UPDATE payments SET status = 'completed' WHERE order_id = 'a'", &[]).await.unwrap();
-    db.client().await.execute("UPDATE payments SET status = 'failed' WHERE order_id = 'b'", &[]).await.unwrap();
+    db.client()
+        .await
+        .execute("UPDATE payments SET status = 'completed' WHERE order_id = 'a'", &[])
+        .await
+        .unwrap();
+    db.client()
+        .await
+        .execute("UPDATE payments SET status = 'failed' WHERE order_id = 'b'", &[])
+        .await
+        .unwrap();
 
     let (status, health) = app.get("/health").await;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "healthy");
     assert_eq!(health["database"], "connected");
-    assert_eq!((health["active_payments"].as_i64(), health["total_payments"].as_i64()), (Some(1), Some(3)));
+    assert_eq!(
+        (health["active_payments"].as_i64(), health["total_payments"].as_i64()),
+        (Some(1), Some(3))
+    );
     assert!(health["timestamp"].as_f64().unwrap() > 1.7e9);
 
     let (status, stats) = app.get("/stats").await;
@@ -405,7 +546,10 @@ async fn health_says_when_the_tables_are_missing() {
     let (status, health) = app.get("/health").await;
     assert_eq!(status, 503);
     assert_eq!(health["database"], "connected");
-    assert!(health["error"].as_str().unwrap().contains("tronpay db create-tables"), "{health}");
+    assert!(
+        health["error"].as_str().unwrap().contains("tronpay db create-tables"),
+        "{health}"
+    );
     let (status, body) = app.create(&payment("no-tables")).await;
     assert_eq!(status, 503, "{body}");
 }

@@ -1,6 +1,9 @@
 //! The `tronpay-api` binary: configuration errors name the setting, and
 //! SIGTERM stops it cleanly.
 
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -20,7 +23,11 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
         ("PAYMENT_TTL_SECONDS", "5", "PAYMENT_TTL_SECONDS must be between"),
         ("DB_POOL_SIZE", "1", "DB_POOL_SIZE must be at least 2"),
         ("BIND", "nowhere", "BIND must be an address and port"),
-        ("DATABASE_URL", "mysql:://x", "DATABASE_URL is not a valid PostgreSQL URL"),
+        (
+            "DATABASE_URL",
+            "mysql:://x",
+            "DATABASE_URL is not a valid PostgreSQL URL",
+        ),
         ("CALLBACK_ALLOW_PRIVATE", "maybe", "CALLBACK_ALLOW_PRIVATE is invalid"),
     ] {
         let output = api().env(name, value).output().unwrap();
@@ -38,12 +45,26 @@ fn a_config_file_is_read_and_the_environment_overrides_it() {
     std::fs::write(&file, "payment_ttl_seconds = 5\n").unwrap();
     let output = api().arg("--config").arg(&file).output().unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("PAYMENT_TTL_SECONDS must be between"));
-    let output = api().arg("--config").arg(dir.path().join("missing.toml")).output().unwrap();
+    let output = api()
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml does not exist"));
     // With a valid value in the environment the bad file value is overridden,
     // and the next setting checked (a bad BIND) is reported instead.
-    let output = api().arg("--config").arg(&file).env("PAYMENT_TTL_SECONDS", "600").env("BIND", "x").output().unwrap();
-    assert!(String::from_utf8_lossy(&output.stderr).contains("BIND must be"), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = api()
+        .arg("--config")
+        .arg(&file)
+        .env("PAYMENT_TTL_SECONDS", "600")
+        .env("BIND", "x")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("BIND must be"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,7 +88,10 @@ async fn sigterm_stops_the_service_cleanly() {
     let health = reqwest::get(format!("http://127.0.0.1:{port}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let mut status = None;
     for _ in 0..100 {

@@ -178,7 +178,11 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         f64::from(latencies[index]) / 1000.0
     };
-    let name = if creating { "POST /create_payment" } else { "GET /payment_status/{id}" };
+    let name = if creating {
+        "POST /create_payment"
+    } else {
+        "GET /payment_status/{id}"
+    };
     println!(
         "{name}: {:.0} requests/s over {} s with {} connections; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} ok, {} errors",
         latencies.len() as f64 / measure.as_secs_f64(),
@@ -190,7 +194,10 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         latencies.len(),
         errors,
     );
-    if let Scenario::Create { ids_out: Some(path), .. } = scenario {
+    if let Scenario::Create {
+        ids_out: Some(path), ..
+    } = scenario
+    {
         std::fs::write(&path, created_ids.join("\n")).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

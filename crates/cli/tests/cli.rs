@@ -1,5 +1,8 @@
 //! `tronpay db …` end to end: the real binary against a real PostgreSQL.
 
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -33,7 +36,11 @@ fn stderr(output: &Output) -> String {
 /// A failure is one clear line on stderr, a non-zero exit, and no panic.
 fn assert_clean_failure(output: &Output, expected: &str) {
     let text = stderr(output);
-    assert!(!output.status.success(), "expected a failure, got success: {}", stdout(output));
+    assert!(
+        !output.status.success(),
+        "expected a failure, got success: {}",
+        stdout(output)
+    );
     assert!(text.contains(expected), "stderr should mention {expected:?}: {text}");
     assert!(!text.contains("panicked"), "{text}");
     assert_eq!(text.trim_end().lines().count(), 1, "one line: {text}");
@@ -89,7 +96,11 @@ async fn create_tables_is_idempotent_and_test_reports_the_schema() {
     assert!(stdout(&output).contains("up to date"));
 
     let output = tronpay(db.url(), dir.path(), &["db", "test"], "");
-    assert!(stdout(&output).contains("tables: present, schema up to date"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("tables: present, schema up to date"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,7 +111,15 @@ async fn stats_counts_payments_by_status() {
     let output = tronpay(db.url(), dir.path(), &["db", "stats"], "");
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
-    for line in ["Total Payments: 30", "Pending: 10", "Completed: 10", "Failed: 0", "Expired: 10", "Recent Payments:", "order-30"] {
+    for line in [
+        "Total Payments: 30",
+        "Pending: 10",
+        "Completed: 10",
+        "Failed: 0",
+        "Expired: 10",
+        "Recent Payments:",
+        "order-30",
+    ] {
         assert!(text.contains(line), "{line} in {text}");
     }
 }
@@ -123,7 +142,11 @@ async fn cleanup_logs_deletes_only_old_rows() {
     let dir = tempfile::tempdir().unwrap();
     let output = tronpay(db.url(), dir.path(), &["db", "cleanup-logs", "--days", "30"], "");
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("Cleaned up 2 old log entries"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Cleaned up 2 old log entries"),
+        "{}",
+        stdout(&output)
+    );
     let left: Vec<String> = db
         .client()
         .await
@@ -147,14 +170,26 @@ async fn export_reset_import_gives_back_the_same_rows() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("Exported 2500 payments to backup.json"));
     assert!(!dir.path().join("backup.json.partial").exists());
-    let export: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("backup.json")).unwrap()).unwrap();
+    let export: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("backup.json")).unwrap()).unwrap();
     assert_eq!(export["total_payments"], 2500);
     assert!(export["export_date"].is_string());
     let first = &export["payments"][0];
     for field in [
-        "id", "wallet_address", "expected_amount_usdt", "order_id", "status", "transaction_hash", "received_amount_usdt",
-        "created_at", "completed_at", "callback_url", "last_checked_timestamp", "callback_attempts",
-        "last_callback_attempt", "callback_success",
+        "id",
+        "wallet_address",
+        "expected_amount_usdt",
+        "order_id",
+        "status",
+        "transaction_hash",
+        "received_amount_usdt",
+        "created_at",
+        "completed_at",
+        "callback_url",
+        "last_checked_timestamp",
+        "callback_attempts",
+        "last_callback_attempt",
+        "callback_success",
     ] {
         assert!(first.get(field).is_some(), "exported payments carry {field}");
     }
@@ -165,13 +200,21 @@ async fn export_reset_import_gives_back_the_same_rows() {
 
     let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "backup.json"], "");
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("Imported 2500 payments"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Imported 2500 payments"),
+        "{}",
+        stdout(&output)
+    );
     assert_eq!(dump(&db).await, before, "the rows came back identical");
 
     // Importing again changes nothing.
     let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "backup.json"], "");
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("Imported 0 payments (2500 already present"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("Imported 0 payments (2500 already present"),
+        "{}",
+        stdout(&output)
+    );
     assert_eq!(dump(&db).await, before);
     let imported_logs: i64 = db
         .client()
@@ -188,7 +231,12 @@ async fn the_original_services_export_imports_exactly() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/original_export.json");
-    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", fixture.to_str().unwrap()], "");
+    let output = tronpay(
+        db.url(),
+        dir.path(),
+        &["db", "import", "--file", fixture.to_str().unwrap()],
+        "",
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("Imported 4 payments"), "{}", stdout(&output));
     let rows = db
@@ -245,7 +293,11 @@ async fn import_reports_bad_rows_and_keeps_the_good_ones() {
     .unwrap();
     let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "mixed.json"], "");
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("payments[1] (id bad): expected_amount_usdt 1.1234567"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("payments[1] (id bad): expected_amount_usdt 1.1234567"),
+        "{}",
+        stderr(&output)
+    );
     assert!(stdout(&output).contains("Imported 1 payments"));
 
     std::fs::write(dir.path().join("garbage.json"), "[1, 2, 3]").unwrap();
@@ -279,8 +331,16 @@ async fn reset_asks_for_yes() {
 async fn database_failures_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     // Nothing listens on port 1.
-    let output = tronpay("postgres://postgres@127.0.0.1:1/tronpay", dir.path(), &["db", "stats"], "");
-    assert_clean_failure(&output, "cannot reach PostgreSQL at 127.0.0.1:1/tronpay: connection refused");
+    let output = tronpay(
+        "postgres://postgres@127.0.0.1:1/tronpay",
+        dir.path(),
+        &["db", "stats"],
+        "",
+    );
+    assert_clean_failure(
+        &output,
+        "cannot reach PostgreSQL at 127.0.0.1:1/tronpay: connection refused",
+    );
 
     let output = tronpay("not a url", dir.path(), &["db", "test"], "");
     assert_clean_failure(&output, "DATABASE_URL is not a valid PostgreSQL URL");
@@ -289,7 +349,10 @@ async fn database_failures_are_one_clear_line() {
     let mut missing = server.clone();
     missing.set_path("/tronpay_test_this_database_does_not_exist");
     let output = tronpay(missing.as_str(), dir.path(), &["db", "test"], "");
-    assert_clean_failure(&output, "database \"tronpay_test_this_database_does_not_exist\" does not exist");
+    assert_clean_failure(
+        &output,
+        "database \"tronpay_test_this_database_does_not_exist\" does not exist",
+    );
 
     let db = TestDb::empty().await;
     for command in ["stats", "export", "cleanup-logs"] {
@@ -302,7 +365,9 @@ async fn database_failures_are_one_clear_line() {
     let suffix = uuid_suffix(db.name());
     let (busy, locked) = (format!("tronpay_busy_{suffix}"), format!("tronpay_nologin_{suffix}"));
     client
-        .batch_execute(&format!("CREATE ROLE {busy} LOGIN CONNECTION LIMIT 0; CREATE ROLE {locked} NOLOGIN;"))
+        .batch_execute(&format!(
+            "CREATE ROLE {busy} LOGIN CONNECTION LIMIT 0; CREATE ROLE {locked} NOLOGIN;"
+        ))
         .await
         .unwrap();
     let as_role = |role: &str| {
@@ -312,7 +377,10 @@ async fn database_failures_are_one_clear_line() {
     };
     let too_many = tronpay(&as_role(&busy), dir.path(), &["db", "test"], "");
     let refused = tronpay(&as_role(&locked), dir.path(), &["db", "test"], "");
-    client.batch_execute(&format!("DROP ROLE {busy}; DROP ROLE {locked};")).await.unwrap();
+    client
+        .batch_execute(&format!("DROP ROLE {busy}; DROP ROLE {locked};"))
+        .await
+        .unwrap();
     assert_clean_failure(&too_many, "too many connections");
     assert_clean_failure(&refused, &format!("refused user \"{locked}\""));
 }

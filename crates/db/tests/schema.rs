@@ -1,6 +1,9 @@
 //! The schema against a real PostgreSQL: the original tables, columns, types
 //! and indexes, the migration guide's queries, and atomic writes.
 
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bigdecimal::BigDecimal;
 use tronpay_db::models::{DbStatus, PaymentRow};
 use tronpay_db::payments::{self, CreateError, NewPayment};
@@ -104,7 +107,10 @@ async fn tables_have_the_original_columns_types_and_indexes() {
     assert!(serial.is_some(), "payment_logs.id is SERIAL");
 
     let indexes: Vec<String> = client
-        .query("SELECT indexdef FROM pg_indexes WHERE tablename IN ('payments', 'payment_logs') ORDER BY indexname", &[])
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename IN ('payments', 'payment_logs') ORDER BY indexname",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -119,7 +125,10 @@ async fn tables_have_the_original_columns_types_and_indexes() {
         "CREATE INDEX ix_payment_logs_payment_id ON payment_logs USING btree (payment_id)",
         "CREATE INDEX ix_payment_logs_event_type ON payment_logs USING btree (event_type)",
     ] {
-        assert!(indexes.iter().any(|index| index == expected), "missing {expected}\nhave {indexes:#?}");
+        assert!(
+            indexes.iter().any(|index| index == expected),
+            "missing {expected}\nhave {indexes:#?}"
+        );
     }
 }
 
@@ -170,22 +179,35 @@ async fn the_migration_guide_queries_run_unchanged() {
 
     let results = |sql: &'static str| {
         let client = &client;
-        async move { client.simple_query(sql).await.unwrap_or_else(|error| panic!("{sql}\nfailed: {error}")) }
+        async move {
+            client
+                .simple_query(sql)
+                .await
+                .unwrap_or_else(|error| panic!("{sql}\nfailed: {error}"))
+        }
     };
     let rows = |messages: Vec<tokio_postgres::SimpleQueryMessage>| {
         messages
             .into_iter()
             .filter_map(|message| match message {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|index| row.get(index).unwrap_or("NULL").to_owned()).collect::<Vec<_>>())
-                }
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|index| row.get(index).unwrap_or("NULL").to_owned())
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
             .collect::<Vec<_>>()
     };
     let by_status = rows(results(GUIDE_QUERIES[0].1).await);
-    assert!(by_status.contains(&vec!["completed".into(), "2".into(), "24.680000".into()]), "{by_status:?}");
-    assert!(by_status.contains(&vec!["pending".into(), "1".into(), "12.340000".into()]), "{by_status:?}");
+    assert!(
+        by_status.contains(&vec!["completed".into(), "2".into(), "24.680000".into()]),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.contains(&vec!["pending".into(), "1".into(), "12.340000".into()]),
+        "{by_status:?}"
+    );
     assert_eq!(rows(results(GUIDE_QUERIES[1].1).await).len(), 3);
     let failed = rows(results(GUIDE_QUERIES[2].1).await);
     assert_eq!(failed.len(), 1);
@@ -223,7 +245,10 @@ async fn a_second_pending_payment_for_an_order_is_refused_by_name() {
     let mut conn = db.connect().await;
     payments::create(&mut conn, &new_payment("p1", "o1")).await.unwrap();
     let outcome = payments::create(&mut conn, &new_payment("p2", "o1")).await;
-    assert!(matches!(outcome, Err(CreateError::DuplicatePendingOrder)), "{outcome:?}");
+    assert!(
+        matches!(outcome, Err(CreateError::DuplicatePendingOrder)),
+        "{outcome:?}"
+    );
     // Any other constraint is not mistaken for it.
     let outcome = payments::create(&mut conn, &new_payment("p1", "o2")).await;
     assert!(matches!(outcome, Err(CreateError::Db(_))), "{outcome:?}");
@@ -233,7 +258,9 @@ async fn a_second_pending_payment_for_an_order_is_refused_by_name() {
 async fn import_is_idempotent_and_never_duplicates_a_pending_order() {
     let db = TestDb::new().await;
     let mut conn = db.connect().await;
-    payments::create(&mut conn, &new_payment("live", "shared-order")).await.unwrap();
+    payments::create(&mut conn, &new_payment("live", "shared-order"))
+        .await
+        .unwrap();
     let template = payments::find(&mut conn, "live").await.unwrap().unwrap();
     let row = |id: &str, order: &str, status: PaymentStatus| PaymentRow {
         id: id.into(),

@@ -43,6 +43,13 @@ impl PaymentStatus {
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Pending)
     }
+
+    /// Whether a payment in this status may change to `next`: only a pending
+    /// payment changes, and only to a final status, so a payment completes
+    /// (or expires, or fails) at most once.
+    pub fn can_become(self, next: Self) -> bool {
+        self == Self::Pending && next.is_final()
+    }
 }
 
 impl fmt::Display for PaymentStatus {
@@ -242,6 +249,14 @@ mod tests {
         }
         assert!("paid".parse::<PaymentStatus>().is_err());
         assert!(!PaymentStatus::Pending.is_final());
+        for next in [PaymentStatus::Completed, PaymentStatus::Expired, PaymentStatus::Failed] {
+            assert!(PaymentStatus::Pending.can_become(next));
+            for from in [PaymentStatus::Completed, PaymentStatus::Expired, PaymentStatus::Failed] {
+                assert!(!from.can_become(next), "{from} must never become {next}");
+                assert!(!from.can_become(PaymentStatus::Pending));
+            }
+        }
+        assert!(!PaymentStatus::Pending.can_become(PaymentStatus::Pending));
         assert!(PaymentStatus::Expired.is_final());
         assert_eq!(
             serde_json::to_string(&PaymentStatus::Completed).unwrap(),

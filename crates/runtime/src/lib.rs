@@ -2,6 +2,7 @@
 //! configuration (defaults, optional file, environment), set up logging, and
 //! wait for SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -98,6 +99,7 @@ pub fn init_logging(settings: &LogSettings) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match settings.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
