@@ -27,9 +27,21 @@ pub fn configure(config: &mut web::ServiceConfig) {
     let resource = |path| web::resource(path).default_service(web::to(method_not_allowed));
     config
         .service(resource("/create_payment").route(web::post().to(create_payment)))
-        .service(resource("/payment_status/{payment_id}").route(web::get().to(payment_status)))
-        .service(resource("/health").route(web::get().to(health)))
-        .service(resource("/stats").route(web::get().to(get_stats)));
+        .service(
+            resource("/payment_status/{payment_id}")
+                .route(web::get().to(payment_status))
+                .route(web::head().to(payment_status)),
+        )
+        .service(
+            resource("/health")
+                .route(web::get().to(health))
+                .route(web::head().to(health)),
+        )
+        .service(
+            resource("/stats")
+                .route(web::get().to(get_stats))
+                .route(web::head().to(get_stats)),
+        );
 }
 
 /// Reads the body up to `limit` bytes; more is a 413, never a 500.
@@ -126,8 +138,9 @@ async fn create_payment(
 
 async fn payment_status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    // Ids are at most 36 characters; longer ones cannot exist.
-    if id.len() > 36 {
+    // Ids are at most 36 printable characters (imported ones need not be
+    // UUIDs); anything else cannot exist, and a NUL would upset PostgreSQL.
+    if id.chars().count() > 36 || id.chars().any(char::is_control) {
         return Err(ApiError::NotFound(text::PAYMENT_NOT_FOUND));
     }
     let mut conn = state.pool.get().await?;
@@ -149,18 +162,34 @@ fn now_epoch() -> f64 {
 const HEALTH_DB_WAIT: Duration = Duration::from_secs(2);
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let counts = tokio::time::timeout(HEALTH_DB_WAIT, async {
-        let mut conn = state.pool.get_within(HEALTH_DB_WAIT).await?;
-        stats::status_counts(&mut conn).await
-    })
-    .await
-    .unwrap_or_else(|_| {
-        Err(DbError::Unavailable(format!(
-            "no answer within {} s",
-            HEALTH_DB_WAIT.as_secs()
-        )))
-    });
-    match counts {
+    // "disconnected" means no connection could be had; a database that
+    // answers but is slow, saturated or missing its tables is "connected"
+    // and still unhealthy.
+    let outcome = async {
+        let mut conn = state
+            .pool
+            .get_within(HEALTH_DB_WAIT)
+            .await
+            .map_err(|error| (false, error))?;
+        tokio::time::timeout(HEALTH_DB_WAIT, stats::status_counts(&mut conn))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DbError::Unavailable(format!(
+                    "counting payments took over {} s",
+                    HEALTH_DB_WAIT.as_secs()
+                )))
+            })
+            .map_err(|error| (true, error))
+    };
+    let outcome = tokio::time::timeout(HEALTH_DB_WAIT * 2, outcome)
+        .await
+        .unwrap_or_else(|_| {
+            Err((
+                false,
+                DbError::Unavailable(format!("no answer within {} s", (HEALTH_DB_WAIT * 2).as_secs())),
+            ))
+        });
+    match outcome {
         Ok(counts) => HttpResponse::Ok().json(serde_json::json!({
             "status": "healthy",
             "timestamp": now_epoch(),
@@ -169,12 +198,14 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "database": "connected",
             "version": env!("CARGO_PKG_VERSION"),
         })),
-        Err(error) => {
-            let connected = matches!(error, DbError::TablesMissing);
+        Err((connected, error)) => {
+            let connected = connected || matches!(error, DbError::PoolTimeout);
             tracing::warn!(%error, "health check failed");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({
                 "status": "unhealthy",
                 "timestamp": now_epoch(),
+                "active_payments": null,
+                "total_payments": null,
                 "error": error.to_string(),
                 "database": if connected { "connected" } else { "disconnected" },
                 "version": env!("CARGO_PKG_VERSION"),

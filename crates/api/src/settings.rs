@@ -49,9 +49,7 @@ impl ApiSettings {
     /// Checks the values, naming the setting that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.bind_addr()?;
-        if !(60..=366 * 24 * 60 * 60).contains(&self.payment_ttl_seconds) {
-            return Err("PAYMENT_TTL_SECONDS must be between 60 and 31622400 (366 days)".into());
-        }
+        tronpay_domain::check_payment_ttl(self.payment_ttl_seconds)?;
         if self.polling_interval_seconds == 0 {
             return Err("POLLING_INTERVAL_SECONDS must be at least 1".into());
         }

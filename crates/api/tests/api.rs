@@ -187,8 +187,22 @@ async fn every_row_of_the_error_table() {
 
     let (status, body) = app.get("/payment_status/6f1c2bd4-8d7e-4a5a-9a59-000000000000").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("Payment ID not found")));
-    let (status, body) = app.get(&format!("/payment_status/{}", "z".repeat(200))).await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("Payment ID not found")));
+    for hostile in [
+        "z".repeat(200),
+        "%00".into(),
+        "abc%00def".into(),
+        "%F0%9F%92%A9".into(),
+        "%E2%80%AE".into(),
+        "..%2F..%2Fetc".into(),
+        "x".repeat(37),
+    ] {
+        let (status, body) = app.get(&format!("/payment_status/{hostile}")).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("Payment ID not found")),
+            "{hostile}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -518,6 +532,10 @@ async fn health_reports_a_lost_database_and_recovers_by_itself() {
     assert_eq!(health["status"], "unhealthy");
     assert_eq!(health["database"], "disconnected");
     assert!(health["timestamp"].as_f64().is_some());
+    assert_eq!(
+        (&health["active_payments"], &health["total_payments"]),
+        (&Value::Null, &Value::Null)
+    );
     // Requests that need the database answer 503 with JSON, never 500.
     let (status, body) = app.create(&payment("during")).await;
     assert_eq!(status, 503, "{body}");
@@ -552,6 +570,38 @@ async fn health_says_when_the_tables_are_missing() {
     );
     let (status, body) = app.create(&payment("no-tables")).await;
     assert_eq!(status, 503, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_under_a_running_api_never_gives_500() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_, created) = app.create(&payment("before-reset")).await;
+    let id = created["payment_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.get(&format!("/payment_status/{id}")).await.0, 200);
+    assert_eq!(app.get("/stats").await.0, 200);
+
+    // The enum type and tables are recreated under the API's pooled
+    // connections, whose cached statements refer to the old ones.
+    tronpay_db::migrate::reset(db.connect().await).await.unwrap();
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(app.get(&format!("/payment_status/{id}")).await.0);
+        statuses.push(app.get("/stats").await.0);
+    }
+    assert!(!statuses.contains(&500), "{statuses:?}");
+    assert_eq!(statuses[statuses.len() - 2..], [404, 200], "{statuses:?}");
+    assert_eq!(app.create(&payment("after-reset")).await.0, 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_requests_are_answered_without_a_body() {
+    let db = TestDb::new().await;
+    let app = TestApp::start(db.url(), |_| {}).await;
+    let response = app.client.head(format!("{}/health", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,12 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
     for (name, value, expected) in [
         ("PAYMENT_TTL_SECONDS", "abc", "PAYMENT_TTL_SECONDS is invalid"),
         ("PAYMENT_TTL_SECONDS", "5", "PAYMENT_TTL_SECONDS must be between"),
-        ("DB_POOL_SIZE", "1", "DB_POOL_SIZE must be at least 2"),
+        ("DB_POOL_SIZE", "1", "DB_POOL_SIZE must be between 2 and 1000"),
+        (
+            "DB_MAX_OVERFLOW",
+            "18446744073709551615",
+            "DB_MAX_OVERFLOW must be at most 1000",
+        ),
         ("BIND", "nowhere", "BIND must be an address and port"),
         (
             "DATABASE_URL",

@@ -147,7 +147,8 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         }
                         Err(_) => false,
                     };
-                    if now >= measure_from {
+                    // Only requests sent and answered inside the window count.
+                    if now >= measure_from && Instant::now() <= deadline {
                         if ok {
                             let micros = now.elapsed().as_micros();
                             sample.latencies_us.push(u32::try_from(micros).unwrap_or(u32::MAX));

@@ -18,8 +18,8 @@ pub enum DbCommand {
     Test,
     /// Delete payment log rows older than N days.
     CleanupLogs {
-        /// Days of logs to keep.
-        #[arg(long, default_value_t = 30)]
+        /// Days of logs to keep (0 to 36500).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=36_500))]
         days: u32,
     },
     /// Export all payments to a JSON file (the original export format).
@@ -52,6 +52,7 @@ pub async fn run(command: DbCommand, settings: &tronpay_runtime::Settings, db: &
         DbCommand::Export { file } => crate::export::run(connect_with_tables(db).await?, file).await,
         DbCommand::Import { file } => {
             let ttl: ImportSettings = settings.get()?;
+            tronpay_domain::check_payment_ttl(ttl.payment_ttl_seconds).map_err(anyhow::Error::msg)?;
             crate::import::run(connect_with_tables(db).await?, &file, ttl.payment_ttl_seconds).await
         }
         DbCommand::Reset { yes } => reset(db, yes).await,
@@ -152,7 +153,7 @@ async fn test_connection(db: &DbSettings) -> anyhow::Result<()> {
 
 async fn cleanup_logs(db: &DbSettings, days: u32) -> anyhow::Result<()> {
     let mut conn = connect_with_tables(db).await?;
-    let cutoff = chrono::Utc::now().naive_utc() - chrono::Duration::days(i64::from(days));
+    let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(i64::from(days));
     println!("Cleaning up logs older than {days} days...");
     let deleted = logs::delete_older_than(&mut conn, cutoff, 10_000).await?;
     println!("Cleaned up {deleted} old log entries");

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tronpay_db::models::{DbStatus, PaymentRow};
 use tronpay_db::{AsyncPgConnection, payments};
 use tronpay_domain::amount::parse_decimal;
-use tronpay_domain::{PaymentStatus, TronAddress, UsdtAmount};
+use tronpay_domain::{CallbackUrl, OrderId, PaymentStatus, TronAddress, UsdtAmount};
 
 const BATCH: usize = 500;
 
@@ -165,10 +165,10 @@ impl<'de> Visitor<'de> for PaymentsSeed<'_, '_> {
                     let id = fields
                         .get("id")
                         .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
-                    self.summary.invalid.push(format!(
-                        "payments[{index}] (id {}): {problem}",
-                        id.as_deref().unwrap_or("?")
-                    ));
+                    let id = id.map_or_else(|| "?".to_owned(), |id| format!("{id:?}"));
+                    self.summary
+                        .invalid
+                        .push(format!("payments[{index}] (id {id}): {problem}"));
                 }
             }
             if batch.len() == BATCH {
@@ -196,9 +196,15 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
             .map(|value| value.get())
             .filter(|value| *value != "null")
     };
+    // Every text is checked for control characters: PostgreSQL refuses NUL,
+    // and one refused row must not fail the batch it travels in.
     let string = |name: &str| -> Result<Option<String>, String> {
         raw(name)
-            .map(|value| serde_json::from_str::<String>(value).map_err(|_| format!("{name} is not a string")))
+            .map(|value| match serde_json::from_str::<String>(value) {
+                Ok(text) if text.chars().any(char::is_control) => Err(format!("{name} contains control characters")),
+                Ok(text) => Ok(text),
+                Err(_) => Err(format!("{name} is not a string")),
+            })
             .transpose()
     };
     let required = |name: &str| string(name)?.ok_or_else(|| format!("{name} is missing"));
@@ -222,24 +228,28 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
     };
 
     let id = required("id")?;
-    if id.chars().count() > 36 {
-        return Err("id is longer than 36 characters".into());
-    }
-    let wallet_address = required("wallet_address")?;
-    if wallet_address.chars().count() > 34 {
-        return Err("wallet_address is longer than 34 characters".into());
-    }
-    let order_id = required("order_id")?;
-    if order_id.trim().is_empty() || order_id.chars().count() > 100 || order_id.contains('\0') {
-        return Err("order_id must be 1 to 100 characters".into());
-    }
-    let expected = amount("expected_amount_usdt")?.ok_or("expected_amount_usdt is missing")?;
-    if expected == UsdtAmount::ZERO {
-        return Err("expected_amount_usdt must be positive".into());
+    if id.is_empty() || id.chars().count() > 36 {
+        return Err("id must be 1 to 36 characters".into());
     }
     let status = required("status")?
         .parse::<PaymentStatus>()
         .map_err(|error| error.to_string())?;
+    let wallet_address = required("wallet_address")?;
+    if wallet_address.chars().count() > 34 {
+        return Err("wallet_address is longer than 34 characters".into());
+    }
+    // A pending payment to an address that fails its checksum could never be
+    // paid; a finished one is history and is kept (with a warning).
+    if status == PaymentStatus::Pending && TronAddress::parse(&wallet_address).is_err() {
+        return Err(format!(
+            "wallet_address {wallet_address} is not a valid TRON address, so this pending payment could never be paid"
+        ));
+    }
+    let order_id = OrderId::parse(&required("order_id")?).map_err(|error| error.to_string())?;
+    let expected = amount("expected_amount_usdt")?.ok_or("expected_amount_usdt is missing")?;
+    if expected == UsdtAmount::ZERO {
+        return Err("expected_amount_usdt must be positive".into());
+    }
     let transaction_hash = string("transaction_hash")?;
     if transaction_hash.as_ref().is_some_and(|hash| hash.len() > 64) {
         return Err("transaction_hash is longer than 64 characters".into());
@@ -247,11 +257,18 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
     let created_at = time("created_at")?.ok_or("created_at is missing")?;
     let callback_url = required("callback_url")
         .map_err(|_| "callback_url is missing (an export without internal fields cannot be imported)".to_owned())?;
+    CallbackUrl::parse(&callback_url).map_err(|error| format!("callback_url {callback_url:?}: {error}"))?;
     let expires_at = match time("expires_at")? {
         Some(expires_at) => expires_at,
-        None => created_at + chrono::Duration::seconds(ttl_seconds),
+        None => chrono::TimeDelta::try_seconds(ttl_seconds)
+            .and_then(|ttl| created_at.checked_add_signed(ttl))
+            .ok_or("created_at is out of range")?,
     };
     let callback_attempts = integer("callback_attempts")?.unwrap_or(0);
+    let callback_attempts = i32::try_from(callback_attempts)
+        .ok()
+        .filter(|attempts| *attempts >= 0)
+        .ok_or("callback_attempts must be a non-negative 32-bit integer")?;
     let callback_success = match raw("callback_success") {
         None => false,
         Some("true") => true,
@@ -264,7 +281,7 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
         wallet_address,
         expected_amount_usdt: expected.to_decimal(),
         callback_url,
-        order_id: order_id.trim().to_owned(),
+        order_id: order_id.as_str().to_owned(),
         status: DbStatus(status),
         transaction_hash,
         received_amount_usdt: amount("received_amount_usdt")?.map(UsdtAmount::to_decimal),
@@ -272,7 +289,7 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
         completed_at: time("completed_at")?,
         last_checked_timestamp: integer("last_checked_timestamp")?
             .unwrap_or_else(|| created_at.and_utc().timestamp_millis()),
-        callback_attempts: i32::try_from(callback_attempts).map_err(|_| "callback_attempts is out of range")?,
+        callback_attempts,
         last_callback_attempt: time("last_callback_attempt")?,
         callback_success,
         expires_at,
@@ -351,6 +368,42 @@ mod tests {
         );
         let bad_status = ORIGINAL.replace("\"completed\"", "\"paid\"");
         assert!(to_row(&fields(&bad_status), 60).unwrap_err().contains("paid"));
+        let nul = ORIGINAL.replace("\"order-1\"", "\"order\\u0000-1\"");
+        assert!(
+            to_row(&fields(&nul), 60)
+                .unwrap_err()
+                .contains("order_id contains control characters")
+        );
+        let bad_url = ORIGINAL.replace("https://shop.example.com/hook", "not a url");
+        assert!(to_row(&fields(&bad_url), 60).unwrap_err().contains("callback_url"));
+        let negative = ORIGINAL.replace("\"callback_attempts\": 1", "\"callback_attempts\": -5");
+        assert!(
+            to_row(&fields(&negative), 60)
+                .unwrap_err()
+                .contains("callback_attempts")
+        );
+        let empty_id = ORIGINAL.replace("0b6f7a6e-4a53-4a52-9a0e-1f7c1d2c6b11", "");
+        assert!(to_row(&fields(&empty_id), 60).unwrap_err().contains("id must be"));
+        let far_future = ORIGINAL.replace("1732000000.123456", "8210266876799");
+        assert!(to_row(&fields(&far_future), 86_400).is_err());
+    }
+
+    #[test]
+    fn a_pending_payment_needs_a_payable_address() {
+        let typo = ORIGINAL.replace(
+            "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
+            "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u",
+        );
+        assert!(
+            to_row(&fields(&typo), 60).is_ok(),
+            "a completed payment is history and is kept"
+        );
+        let pending = typo.replace("\"completed\"", "\"pending\"");
+        assert!(
+            to_row(&fields(&pending), 60)
+                .unwrap_err()
+                .contains("could never be paid")
+        );
     }
 
     #[test]

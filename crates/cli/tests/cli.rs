@@ -51,7 +51,8 @@ async fn insert_payments(db: &TestDb, count: i64) {
         .await
         .execute(
             "INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, \
-             expires_at, last_checked_timestamp, transaction_hash, received_amount_usdt, completed_at) \
+             expires_at, last_checked_timestamp, transaction_hash, received_amount_usdt, completed_at, \
+             callback_attempts, last_callback_attempt, callback_success) \
              SELECT 'p-' || n, 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', (n % 1000000) + 0.000001 * (n % 7), \
                     'https://shop.example.com/hook/' || n, 'order-' || n, \
                     (CASE n % 3 WHEN 0 THEN 'pending' WHEN 1 THEN 'completed' ELSE 'expired' END)::payment_status, \
@@ -59,7 +60,10 @@ async fn insert_payments(db: &TestDb, count: i64) {
                     timestamp '2026-01-02' + n * interval '1 second', 1767225600000 + n, \
                     CASE WHEN n % 3 = 1 THEN md5(n::text) || md5(n::text) END, \
                     CASE WHEN n % 3 = 1 THEN (n % 1000000) + 0.000001 * (n % 7) END, \
-                    CASE WHEN n % 3 = 1 THEN timestamp '2026-01-01 00:10' + n * interval '1 second' END \
+                    CASE WHEN n % 3 = 1 THEN timestamp '2026-01-01 00:10' + n * interval '1 second' END, \
+                    (n % 5)::int, \
+                    CASE WHEN n % 5 > 0 THEN timestamp '2026-01-01 00:20' + n * interval '1.000001 second' END, \
+                    n % 5 = 2 \
              FROM generate_series(1, $1::bigint) AS n",
             &[&count],
         )
@@ -294,7 +298,7 @@ async fn import_reports_bad_rows_and_keeps_the_good_ones() {
     let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "mixed.json"], "");
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("payments[1] (id bad): expected_amount_usdt 1.1234567"),
+        stderr(&output).contains("payments[1] (id \"bad\"): expected_amount_usdt 1.1234567"),
         "{}",
         stderr(&output)
     );
@@ -305,6 +309,69 @@ async fn import_reports_bad_rows_and_keeps_the_good_ones() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("not a payments export"), "{}", stderr(&output));
     assert!(!stderr(&output).contains("panicked"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_with_a_nul_is_reported_without_losing_its_batch() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let row = |id: &str, order: &str| {
+        format!(
+            r#"{{"id": "{id}", "wallet_address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", "expected_amount_usdt": 5,
+                "order_id": "{order}", "status": "pending", "created_at": 1764000000,
+                "callback_url": "https://shop.example.com/h"}}"#
+        )
+    };
+    let rows = [row("one", "a"), row("two\\u0000", "b"), row("three", "c\\u0000")].join(",");
+    std::fs::write(dir.path().join("nul.json"), format!(r#"{{"payments": [{rows}]}}"#)).unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "nul.json"], "");
+    assert!(!output.status.success());
+    assert!(stdout(&output).contains("Imported 1 payments"), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains(r#"payments[1] (id "two\0"): id contains control characters"#),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        stderr(&output).contains("payments[2]") && stderr(&output).contains("order_id contains control characters"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(dump(&db).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_services_tables_are_not_adopted_in_place() {
+    let db = TestDb::empty().await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TYPE paymentstatus AS ENUM ('PENDING', 'COMPLETED', 'FAILED', 'EXPIRED'); \
+             CREATE TABLE payments (id VARCHAR(36) PRIMARY KEY, status paymentstatus NOT NULL)",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(db.url(), dir.path(), &["db", "create-tables"], "");
+    assert_clean_failure(&output, "not created by tronpay");
+    assert!(stderr(&output).contains("tronpay db import"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cleanup_days_out_of_range_is_a_usage_error() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    for days in ["100000000", "4294967295", "-1", "ten"] {
+        let output = tronpay(
+            db.url(),
+            dir.path(),
+            &["db", "cleanup-logs", &format!("--days={days}")],
+            "",
+        );
+        assert!(!output.status.success(), "{days}");
+        assert!(stderr(&output).contains("--days"), "{days}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,16 +456,34 @@ fn uuid_suffix(name: &str) -> &str {
     name.trim_start_matches(tronpay_testkit::TEST_DATABASE_PREFIX)
 }
 
-/// Peak resident memory of the children this process has waited for, in KiB.
-#[allow(unsafe_code)]
-fn children_peak_rss_kib() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    usage.ru_maxrss
+/// Runs `tronpay` and returns its output and its own peak resident memory
+/// (VmHWM, KiB), read from /proc while it runs (the high-water mark only grows).
+fn tronpay_with_peak_memory(database_url: &str, dir: &Path, args: &[&str]) -> (Output, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_tronpay"))
+        .args(args)
+        .current_dir(dir)
+        .env("DATABASE_URL", database_url)
+        .env_remove("TRONPAY_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run tronpay");
+    let status_file = format!("/proc/{}/status", child.id());
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
+    let mut peak = 0;
+    while !waiter.is_finished() {
+        if let Ok(status) = std::fs::read_to_string(&status_file) {
+            let hwm = status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+            peak = peak.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(peak > 0, "could not read the memory of pid {pid}");
+    (waiter.join().unwrap(), peak)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -409,19 +494,19 @@ async fn export_memory_does_not_grow_with_the_table() {
     insert_payments(&large, 60_000).await;
     let dir = tempfile::tempdir().unwrap();
 
-    let output = tronpay(small.url(), dir.path(), &["db", "export", "--file", "small.json"], "");
+    let (output, small_peak) =
+        tronpay_with_peak_memory(small.url(), dir.path(), &["db", "export", "--file", "small.json"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let small_peak = children_peak_rss_kib();
-    let output = tronpay(large.url(), dir.path(), &["db", "export", "--file", "large.json"], "");
+    let (output, large_peak) =
+        tronpay_with_peak_memory(large.url(), dir.path(), &["db", "export", "--file", "large.json"]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let large_peak = children_peak_rss_kib();
-    let large_file_kib = i64::try_from(std::fs::metadata(dir.path().join("large.json")).unwrap().len() / 1024).unwrap();
+    let large_file_kib = std::fs::metadata(dir.path().join("large.json")).unwrap().len() / 1024;
 
     // Holding the 60,000 payments (a ~30 MB file) would add tens of MB; a
     // streamed export stays within a few MB of the small one.
     assert!(large_file_kib > 20_000, "the large export is {large_file_kib} KiB");
     assert!(
-        large_peak - small_peak < 8 * 1024,
+        large_peak.saturating_sub(small_peak) < 8 * 1024,
         "peak RSS grew from {small_peak} KiB to {large_peak} KiB for a {large_file_kib} KiB export"
     );
 }

@@ -70,11 +70,28 @@ impl From<DieselError> for DbError {
             DieselError::BrokenTransactionManager => {
                 Self::Unavailable("the connection broke during a transaction".into())
             }
-            // 42P01 undefined_table: diesel keeps the message, not the code.
+            // diesel keeps PostgreSQL's message, not its SQLSTATE; these are
+            // the server's (English) texts.
+            // 42P01 undefined_table
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
                 if info.message().starts_with("relation ") && info.message().ends_with(" does not exist") =>
             {
                 Self::TablesMissing
+            }
+            // 57014 query_canceled (statement_timeout), 57P01..57P03 admin or
+            // crash shutdown, 0A000 "cached plan must not change result type"
+            // after the schema changed under a pooled connection.
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+                if [
+                    "canceling statement due to",
+                    "terminating connection",
+                    "the database system is",
+                    "cached plan must not change",
+                ]
+                .iter()
+                .any(|start| info.message().starts_with(start)) =>
+            {
+                Self::Unavailable(info.message().to_owned())
             }
             _ => Self::Query(error),
         }

@@ -10,6 +10,7 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::error::DbError;
+use crate::stats::relation_exists;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
@@ -20,7 +21,21 @@ type Wrapper = AsyncConnectionWrapper<AsyncPgConnection>;
 
 /// Applies every pending migration; returns the versions applied (empty when
 /// the schema was already current).
-pub async fn run_pending(conn: AsyncPgConnection) -> Result<Vec<String>, DbError> {
+///
+/// Tables made by the original Python service (which has no migration
+/// history) are not adopted in place: their enum and column names differ
+/// from the migration guide's. The way over is export, then import.
+pub async fn run_pending(mut conn: AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    if relation_exists(&mut conn, "payments").await?
+        && !relation_exists(&mut conn, "__diesel_schema_migrations").await?
+    {
+        return Err(DbError::Migration(
+            "this database already has a `payments` table not created by tronpay (the original service's?). \
+             Export it with `python db_manager.py export --file payments.json`, point DATABASE_URL at a new \
+             database, then run `tronpay db create-tables` and `tronpay db import --file payments.json`"
+                .into(),
+        ));
+    }
     with_lock(conn, |wrapper| {
         let applied = wrapper.run_pending_migrations(MIGRATIONS)?;
         Ok(applied.iter().map(ToString::to_string).collect())
@@ -30,10 +45,19 @@ pub async fn run_pending(conn: AsyncPgConnection) -> Result<Vec<String>, DbError
 
 /// Reverts every migration (dropping all tronpay tables and their data),
 /// then applies them again.
+///
+/// The tronpay services' open connections are then closed, so that none keeps
+/// a prepared statement or type id of the tables that were dropped; their
+/// pools reconnect on the next request.
 pub async fn reset(conn: AsyncPgConnection) -> Result<(), DbError> {
     with_lock(conn, |wrapper| {
         wrapper.revert_all_migrations(MIGRATIONS)?;
         wrapper.run_pending_migrations(MIGRATIONS)?;
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND application_name LIKE 'tronpay-%'",
+        )
+        .execute(wrapper)?;
         Ok(())
     })
     .await

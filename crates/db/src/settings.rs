@@ -74,8 +74,11 @@ impl DbSettings {
         self.database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|error| format!("DATABASE_URL is not a valid PostgreSQL URL: {error}"))?;
-        if self.db_pool_size < 2 {
-            return Err("DB_POOL_SIZE must be at least 2".into());
+        if !(2..=1000).contains(&self.db_pool_size) {
+            return Err("DB_POOL_SIZE must be between 2 and 1000".into());
+        }
+        if self.db_max_overflow > 1000 {
+            return Err("DB_MAX_OVERFLOW must be at most 1000".into());
         }
         if self.db_pool_timeout_seconds == 0 {
             return Err("DB_POOL_TIMEOUT_SECONDS must be at least 1".into());
@@ -111,22 +114,37 @@ impl fmt::Debug for DbSettings {
     }
 }
 
-/// The URL with its password replaced by `***`, for logs and messages.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(index) => rest.split_at(index),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+/// The connection string with any password replaced by `***`, for logs and
+/// messages: the URL's `user:password@`, a `password=` query parameter, or a
+/// `password=` item of a `key=value` connection string.
+pub fn redact_url(text: &str) -> String {
+    if let Ok(mut url) = url::Url::parse(text) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        if url.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "password" {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return url.to_string();
     }
+    text.split_whitespace()
+        .map(|item| match item.split_once('=') {
+            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
+            _ => item.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

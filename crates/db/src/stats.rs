@@ -41,8 +41,16 @@ pub async fn status_counts(conn: &mut AsyncPgConnection) -> Result<StatusCounts,
 
 /// Whether the tronpay tables exist (so a command can say what to run).
 pub async fn tables_exist(conn: &mut AsyncPgConnection) -> Result<bool, DbError> {
+    relation_exists(conn, "payments").await
+}
+
+/// Whether a table (or other relation) of this name is visible.
+pub async fn relation_exists(conn: &mut AsyncPgConnection, name: &str) -> Result<bool, DbError> {
+    use diesel::sql_types::{Nullable, Text};
     let found: Option<String> = diesel::select(
-        diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>("to_regclass('payments')::text"),
+        diesel::dsl::sql::<Nullable<Text>>("to_regclass(")
+            .bind::<Text, _>(name)
+            .sql(")::text"),
     )
     .get_result(conn)
     .await?;

@@ -182,24 +182,27 @@ fn classify_v6(ip: Ipv6Addr) -> Option<NonPublicReason> {
     if ip.is_loopback() {
         return Some(Loopback);
     }
-    // IPv4 embedded in IPv6 (mapped ::ffff:a.b.c.d, the deprecated
-    // compatible ::a.b.c.d, and NAT64 64:ff9b::a.b.c.d) is judged as IPv4.
-    let embedded = ip.to_ipv4_mapped().or_else(|| {
-        let [a, b, ..] = ip.segments();
-        let v4 = Ipv4Addr::from((u128::from(ip) & 0xffff_ffff) as u32);
-        if in_v6(ip, Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96)
-            || (a == 0 && b == 0 && in_v6(ip, Ipv6Addr::UNSPECIFIED, 96))
-        {
-            Some(v4)
-        } else {
-            None
-        }
-    });
+    // IPv4 embedded in IPv6 is judged as IPv4: mapped ::ffff:a.b.c.d, the
+    // deprecated compatible ::a.b.c.d, NAT64 64:ff9b::a.b.c.d, and 6to4
+    // 2002:aabb:ccdd::.
+    let low = Ipv4Addr::from((u128::from(ip) & 0xffff_ffff) as u32);
+    let embedded = if let Some(mapped) = ip.to_ipv4_mapped() {
+        Some(mapped)
+    } else if in_v6(ip, Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96) || in_v6(ip, Ipv6Addr::UNSPECIFIED, 96) {
+        Some(low)
+    } else if in_v6(ip, Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16) {
+        let [_, high, low, ..] = ip.segments();
+        Some(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)))
+    } else {
+        None
+    };
     if let Some(v4) = embedded {
         return classify_v4(v4);
     }
     let rules: &[(Ipv6Addr, u32, NonPublicReason)] = &[
         (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64, Reserved),
+        // Teredo tunnels hide the client's IPv4 address; refuse them whole.
+        (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 32, Reserved),
         (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32, Documentation),
         (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7, UniqueLocal),
         (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, LinkLocal),
@@ -282,6 +285,9 @@ mod tests {
             ("::ffff:127.0.0.1", NonPublicReason::Loopback),
             ("::ffff:169.254.169.254", NonPublicReason::LinkLocal),
             ("64:ff9b::10.0.0.1", NonPublicReason::Private),
+            ("2002:7f00:1::", NonPublicReason::Loopback),
+            ("2002:a9fe:a9fe::1", NonPublicReason::LinkLocal),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", NonPublicReason::Reserved),
         ];
         for (ip, reason) in cases {
             assert_eq!(classify_ip(ip.parse().unwrap()), Some(reason), "{ip}");

@@ -14,5 +14,5 @@ pub use amount::{AmountError, JsonAmount, UsdtAmount};
 pub use callback::{CallbackUrl, CallbackUrlError, NonPublicReason, classify_ip};
 pub use payment::{
     ExpectedAmountError, MAX_EXPECTED_AMOUNT, MIN_EXPECTED_AMOUNT, OrderId, OrderIdError, PaymentStatus, TxId,
-    TxIdError, expected_amount,
+    TxIdError, check_payment_ttl, expected_amount,
 };

@@ -110,6 +110,22 @@ pub fn expected_amount(value: &BigDecimal) -> Result<UsdtAmount, ExpectedAmountE
     })
 }
 
+/// Accepted values of `PAYMENT_TTL_SECONDS`: a minute to a leap year.
+pub const PAYMENT_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=366 * 24 * 60 * 60;
+
+/// Checks a payment lifetime setting, naming it in the error.
+pub fn check_payment_ttl(seconds: i64) -> Result<(), String> {
+    if PAYMENT_TTL_RANGE.contains(&seconds) {
+        Ok(())
+    } else {
+        Err(format!(
+            "PAYMENT_TTL_SECONDS must be between {} and {} (366 days)",
+            PAYMENT_TTL_RANGE.start(),
+            PAYMENT_TTL_RANGE.end()
+        ))
+    }
+}
+
 /// Longest order id, in characters (`VARCHAR(100)`).
 pub const MAX_ORDER_ID_CHARS: usize = 100;
 
