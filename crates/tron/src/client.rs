@@ -1,0 +1,352 @@
+//! Calling TRON nodes: timeouts, classified failures, jittered backoff that
+//! honours `Retry-After`, and failover across several node URLs.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use crate::types::{Block, TxInfo};
+
+/// Where and how to reach the nodes.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// One or more base URLs; on failure the next one is tried.
+    pub urls: Vec<Url>,
+    /// Sent as `TRON-PRO-API-KEY` (TronGrid).
+    pub api_key: Option<String>,
+    /// Limit per request.
+    pub timeout: Duration,
+    /// First retry delay; doubled per consecutive failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl NodeSettings {
+    /// Parses `TRON_NODE_URL` (comma-separated), naming the setting on error.
+    pub fn parse_urls(text: &str) -> Result<Vec<Url>, String> {
+        let urls: Vec<Url> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                Url::parse(part)
+                    .ok()
+                    .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+                    .ok_or_else(|| format!("TRON_NODE_URL: {part:?} is not an http(s) URL"))
+            })
+            .collect::<Result<_, _>>()?;
+        if urls.is_empty() {
+            return Err("TRON_NODE_URL is empty".into());
+        }
+        Ok(urls)
+    }
+}
+
+/// A failed call, classified so the caller can log it and back off.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NodeError {
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("{url}: HTTP {status}")]
+    Http {
+        url: String,
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    #[error("{url}: the node reported an error: {message}")]
+    Node { url: String, message: String },
+    #[error("{url}: unexpected answer: {snippet}")]
+    Garbage { url: String, snippet: String },
+}
+
+impl NodeError {
+    /// The delay the node asked for (`Retry-After` on 429 and 503).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A client for one or more TRON nodes, safe to share between tasks.
+pub struct NodeClient {
+    http: reqwest::Client,
+    settings: NodeSettings,
+    current: AtomicUsize,
+    calls: AtomicU64,
+    last_error: Mutex<Option<(String, SystemTime)>>,
+}
+
+impl NodeClient {
+    pub fn new(settings: NodeSettings) -> Result<Self, String> {
+        // One process-wide TLS provider; a second install attempt is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &settings.api_key {
+            let value = reqwest::header::HeaderValue::from_str(key)
+                .map_err(|_| "TRONGRID_API_KEY contains characters not allowed in a header".to_owned())?;
+            headers.insert("TRON-PRO-API-KEY", value);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(32)
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        Ok(Self {
+            http,
+            settings,
+            current: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// Requests sent so far (for the calls-per-block figure).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// The most recent failure and when it happened.
+    pub fn last_error(&self) -> Option<(String, SystemTime)> {
+        self.last_error.lock().map(|guard| guard.clone()).unwrap_or(None)
+    }
+
+    /// `POST /wallet/getnowblock`: the head block.
+    pub async fn now_block(&self) -> Result<Block, NodeError> {
+        self.require_block(self.post("wallet/getnowblock", serde_json::json!({})).await)
+    }
+
+    /// `POST /walletsolidity/getnowblock`: the latest solidified (final) block.
+    pub async fn solid_block(&self) -> Result<Block, NodeError> {
+        self.require_block(self.post("walletsolidity/getnowblock", serde_json::json!({})).await)
+    }
+
+    /// `POST /wallet/getblockbynum`; `None` when the node has no such block.
+    pub async fn block_by_num(&self, number: u64) -> Result<Option<Block>, NodeError> {
+        let block: Block = self
+            .post("wallet/getblockbynum", serde_json::json!({ "num": number }))
+            .await?;
+        Ok(block.number().is_some().then_some(block))
+    }
+
+    /// `POST /wallet/gettransactioninfobyblocknum`: every receipt and event
+    /// log of one block in a single call (`[]` for an empty block).
+    pub async fn tx_infos(&self, number: u64) -> Result<Vec<TxInfo>, NodeError> {
+        let infos: Vec<TxInfo> = self
+            .post(
+                "wallet/gettransactioninfobyblocknum",
+                serde_json::json!({ "num": number }),
+            )
+            .await?;
+        // A node must answer for the block asked; anything else is garbage.
+        if let Some(other) = infos
+            .iter()
+            .find(|info| info.block_number != number && info.block_number != 0)
+        {
+            return Err(NodeError::Garbage {
+                url: self.current_url().to_string(),
+                snippet: format!(
+                    "asked for block {number}, got a receipt of block {}",
+                    other.block_number
+                ),
+            });
+        }
+        Ok(infos)
+    }
+
+    fn require_block(&self, block: Result<Block, NodeError>) -> Result<Block, NodeError> {
+        let block = block?;
+        if block.number().is_none() {
+            return Err(NodeError::Garbage {
+                url: self.current_url().to_string(),
+                snippet: "a block without a header".into(),
+            });
+        }
+        Ok(block)
+    }
+
+    fn current_url(&self) -> &Url {
+        let urls = &self.settings.urls;
+        &urls[self.current.load(Ordering::Relaxed) % urls.len()]
+    }
+
+    /// One attempt against the current node; on failure the next call goes
+    /// to the next node.
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> Result<T, NodeError> {
+        let base = self.current_url().clone();
+        let outcome = self.post_to(&base, path, body).await;
+        if let Err(error) = &outcome {
+            if self.settings.urls.len() > 1 {
+                self.current.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some((error.to_string(), SystemTime::now()));
+            }
+        }
+        outcome
+    }
+
+    async fn post_to<T: DeserializeOwned>(
+        &self,
+        base: &Url,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T, NodeError> {
+        let url = base.join(path).map_err(|error| NodeError::Transport {
+            url: base.to_string(),
+            message: error.to_string(),
+        })?;
+        let shown = url.to_string();
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let response = self.http.post(url).json(&body).send().await.map_err(|error| {
+            if error.is_timeout() {
+                NodeError::Timeout {
+                    url: shown.clone(),
+                    timeout: self.settings.timeout,
+                }
+            } else {
+                NodeError::Transport {
+                    url: shown.clone(),
+                    message: error.to_string(),
+                }
+            }
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(NodeError::Http {
+                url: shown,
+                status: status.as_u16(),
+                retry_after,
+            });
+        }
+        let bytes = response.bytes().await.map_err(|error| {
+            if error.is_timeout() {
+                NodeError::Timeout {
+                    url: shown.clone(),
+                    timeout: self.settings.timeout,
+                }
+            } else {
+                NodeError::Transport {
+                    url: shown.clone(),
+                    message: error.to_string(),
+                }
+            }
+        })?;
+        match serde_json::from_slice::<T>(&bytes) {
+            Ok(value) => Ok(value),
+            Err(_) => Err(classify_body(&shown, &bytes)),
+        }
+    }
+
+    /// The delay before retrying after `failures` consecutive failures, with
+    /// full jitter, at least what the node asked for.
+    pub fn backoff(&self, failures: u32, error: &NodeError) -> Duration {
+        let base = self.settings.min_backoff.as_millis().max(1);
+        let cap = self.settings.max_backoff.as_millis().max(base);
+        let ceiling = base.saturating_mul(1u128 << failures.min(20)).min(cap);
+        let ceiling = u64::try_from(ceiling).unwrap_or(u64::MAX);
+        let jittered = Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling));
+        match error.retry_after() {
+            Some(asked) => jittered.max(asked.min(self.settings.max_backoff * 4)),
+            None => jittered,
+        }
+    }
+}
+
+/// What an unparseable 200 answer was: java-tron's `{"Error": …}`, or text
+/// such as "lack of computing resources".
+fn classify_body(url: &str, bytes: &[u8]) -> NodeError {
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(message) = object.get("Error").or_else(|| object.get("error"))
+    {
+        return NodeError::Node {
+            url: url.to_owned(),
+            message: message.as_str().map_or_else(|| message.to_string(), str::to_owned),
+        };
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+    NodeError::Garbage {
+        url: url.to_owned(),
+        snippet: if text.trim().is_empty() {
+            "an empty body".into()
+        } else {
+            text
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls_are_checked() {
+        assert_eq!(
+            NodeSettings::parse_urls("https://api.trongrid.io, http://127.0.0.1:8090")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(NodeSettings::parse_urls("").unwrap_err().contains("TRON_NODE_URL"));
+        assert!(
+            NodeSettings::parse_urls("ftp://x")
+                .unwrap_err()
+                .contains("TRON_NODE_URL")
+        );
+    }
+
+    #[test]
+    fn answers_that_are_not_data_are_classified() {
+        assert!(matches!(
+            classify_body("u", br#"{"Error":"class org.tron.core.exception.BadItemException"}"#),
+            NodeError::Node { .. }
+        ));
+        assert!(matches!(
+            classify_body("u", b"lack of computing resources"),
+            NodeError::Garbage { .. }
+        ));
+        assert!(matches!(classify_body("u", b""), NodeError::Garbage { .. }));
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_honours_retry_after() {
+        let client = NodeClient::new(NodeSettings {
+            urls: NodeSettings::parse_urls("http://127.0.0.1:1").unwrap(),
+            api_key: None,
+            timeout: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        })
+        .unwrap();
+        let error = NodeError::Garbage {
+            url: "u".into(),
+            snippet: "x".into(),
+        };
+        for failures in 0..30 {
+            let delay = client.backoff(failures, &error);
+            assert!(delay <= Duration::from_secs(5), "{delay:?}");
+        }
+        assert!(client.backoff(0, &error) <= Duration::from_millis(100));
+        let limited = NodeError::Http {
+            url: "u".into(),
+            status: 429,
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert!(client.backoff(0, &limited) >= Duration::from_secs(3));
+    }
+}
