@@ -38,7 +38,7 @@ impl TestApp {
         tokio::spawn(app.run_until_stopped());
         Self {
             base,
-            client: reqwest::Client::new(),
+            client: tronpay_testkit::http_client(),
             handle,
         }
     }

@@ -90,7 +90,11 @@ async fn sigterm_stops_the_service_cleanly() {
             break event["port"].as_u64().unwrap();
         }
     };
-    let health = reqwest::get(format!("http://127.0.0.1:{port}/health")).await.unwrap();
+    let health = tronpay_testkit::http_client()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
 
     let killed = Command::new("kill")

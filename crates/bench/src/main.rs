@@ -78,6 +78,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(load.connections)
         .timeout(Duration::from_secs(30))

@@ -30,6 +30,7 @@ struct ExportedPayment<'a> {
     last_callback_attempt: Option<EpochSeconds>,
     callback_success: bool,
     expires_at: EpochSeconds,
+    notify_events: &'a [String],
 }
 
 pub async fn run(mut conn: AsyncPgConnection, file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -103,6 +104,7 @@ fn write_payment(out: &mut impl Write, row: &PaymentRow, first: bool) -> anyhow:
         last_callback_attempt: row.last_callback_attempt.map(EpochSeconds),
         callback_success: row.callback_success,
         expires_at: EpochSeconds(row.expires_at),
+        notify_events: &row.notify_events,
     };
     let text = serde_json::to_string_pretty(&payment)?;
     out.write_all(if first { b"\n" } else { b",\n" })?;

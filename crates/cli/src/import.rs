@@ -269,6 +269,17 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
         .ok()
         .filter(|attempts| *attempts >= 0)
         .ok_or("callback_attempts must be a non-negative 32-bit integer")?;
+    let notify_events = match raw("notify_events") {
+        None => Vec::new(),
+        Some(value) => serde_json::from_str::<Vec<String>>(value)
+            .ok()
+            .filter(|events| {
+                events
+                    .iter()
+                    .all(|event| tronpay_domain::events::WebhookEvent::parse(event).is_some())
+            })
+            .ok_or("notify_events is not a list of webhook event names")?,
+    };
     let callback_success = match raw("callback_success") {
         None => false,
         Some("true") => true,
@@ -293,6 +304,7 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
         last_callback_attempt: time("last_callback_attempt")?,
         callback_success,
         expires_at,
+        notify_events,
     })
 }
 

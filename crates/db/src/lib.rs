@@ -4,15 +4,19 @@
 //! ([`schema`]), and queries are small functions that take a connection, so
 //! they work the same inside or outside a transaction.
 
+pub mod chain;
 pub mod error;
 pub mod logs;
+pub mod matching;
 pub mod migrate;
 pub mod models;
+pub mod outbox;
 pub mod payments;
 pub mod pool;
 pub mod schema;
 pub mod settings;
 pub mod stats;
+pub mod webhooks;
 
 pub use diesel_async::AsyncPgConnection;
 pub use error::DbError;

@@ -55,3 +55,24 @@ pub async fn delete_older_than(
 pub async fn count(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
     Ok(payment_logs::table.count().get_result(conn).await?)
 }
+
+/// Writes one log row; call it inside the transaction of the change it logs.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    payment_id: &str,
+    event_type: &str,
+    message: &str,
+    metadata: Option<&str>,
+) -> Result<(), DbError> {
+    diesel::sql_query(
+        "INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) \
+         VALUES ($1, $2, $3, $4::json, now() AT TIME ZONE 'utc')",
+    )
+    .bind::<diesel::sql_types::Text, _>(payment_id)
+    .bind::<diesel::sql_types::Text, _>(event_type)
+    .bind::<diesel::sql_types::Text, _>(message)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(metadata)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -51,6 +51,8 @@ pub struct PaymentRow {
     pub last_callback_attempt: Option<NaiveDateTime>,
     pub callback_success: bool,
     pub expires_at: NaiveDateTime,
+    /// Webhook events besides completion this payment receives.
+    pub notify_events: Vec<String>,
 }
 
 impl PaymentRow {

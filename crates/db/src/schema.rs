@@ -28,6 +28,7 @@ diesel::table! {
         last_callback_attempt -> Nullable<Timestamp>,
         callback_success -> Bool,
         expires_at -> Timestamp,
+        notify_events -> Array<Text>,
     }
 }
 
@@ -42,5 +43,82 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    transfers (txid, log_index) {
+        txid -> Varchar,
+        log_index -> Int4,
+        block_number -> Int8,
+        block_time -> Timestamp,
+        from_address -> Varchar,
+        to_address -> Varchar,
+        amount_usdt -> Numeric,
+        status -> Varchar,
+        seen_at -> Timestamp,
+        confirmed_at -> Nullable<Timestamp>,
+        detected_payment_id -> Nullable<Varchar>,
+        payment_id -> Nullable<Varchar>,
+        match_kind -> Nullable<Varchar>,
+        applied_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    chain_state (id) {
+        id -> Int2,
+        cursor_block -> Int8,
+        cursor_block_time -> Nullable<Timestamp>,
+        tip_block -> Int8,
+        head_block -> Nullable<Int8>,
+        head_block_time -> Nullable<Timestamp>,
+        final_block -> Nullable<Int8>,
+        polled_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        last_error_at -> Nullable<Timestamp>,
+        leader -> Nullable<Varchar>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Int8,
+        message_id -> Uuid,
+        routing_key -> Varchar,
+        payload -> Jsonb,
+        created_at -> Timestamp,
+        published_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    processed_messages (consumer, message_id) {
+        consumer -> Varchar,
+        message_id -> Uuid,
+        processed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Uuid,
+        payment_id -> Varchar,
+        event_type -> Varchar,
+        webhook_id -> Varchar,
+        payload -> Jsonb,
+        status -> Varchar,
+        attempts -> Int4,
+        next_attempt_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(payment_logs -> payments (payment_id));
-diesel::allow_tables_to_appear_in_same_query!(payments, payment_logs);
+diesel::joinable!(webhook_deliveries -> payments (payment_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    payments,
+    payment_logs,
+    transfers,
+    chain_state,
+    outbox,
+    webhook_deliveries
+);

@@ -27,7 +27,7 @@ fn new_payment<'a>(id: &'a str, order_id: &'a str) -> NewPayment<'a> {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_are_idempotent_and_reversible() {
     let db = TestDb::empty().await;
-    assert_eq!(migrate::run_pending(db.connect().await).await.unwrap().len(), 1);
+    assert_eq!(migrate::run_pending(db.connect().await).await.unwrap().len(), 2);
     assert!(migrate::run_pending(db.connect().await).await.unwrap().is_empty());
     assert!(migrate::pending(db.connect().await).await.unwrap().is_empty());
     let mut conn = db.connect().await;
@@ -86,6 +86,7 @@ async fn tables_have_the_original_columns_types_and_indexes() {
             "last_callback_attempt timestamp None None None YES",
             "callback_success bool None None None NO",
             "expires_at timestamp None None None NO",
+            "notify_events _text None None None NO",
         ]
     );
     assert_eq!(

@@ -7,6 +7,8 @@
 pub mod address;
 pub mod amount;
 pub mod callback;
+pub mod events;
+pub mod matching;
 pub mod payment;
 
 pub use address::{AddressError, TronAddress};

@@ -17,6 +17,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tronpay_db::{AsyncPgConnection, DbSettings};
 
+/// An HTTP client for tests. The workspace builds reqwest with rustls and
+/// no default crypto provider, so the ring provider is installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Prefix of every database a test creates (`make test` sweeps leftovers).
 pub const TEST_DATABASE_PREFIX: &str = "tronpay_test_";
 

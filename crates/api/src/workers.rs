@@ -1,0 +1,92 @@
+//! The API's background work: applying `payment.detected`, the expiry sweep,
+//! and the outbox relay that publishes `callback.due`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer, stopped};
+use tronpay_db::DbPool;
+use tronpay_domain::events::PAYMENT_DETECTED;
+
+use crate::{chain_events, expiry};
+
+/// How often the expiry sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+/// Handles on the running workers and their broker status.
+pub struct Workers {
+    pub relay: Arc<BusStatus>,
+    pub consumer: Arc<BusStatus>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts the workers; they run until `shutdown` turns true.
+    pub fn start(pool: DbPool, bus: BusSettings, shutdown: watch::Receiver<bool>) -> Self {
+        let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-api relay");
+        let waker = relay.waker();
+        let relay_status = relay.status();
+        let consumer_status = Arc::new(BusStatus::default());
+        let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
+
+        let queue = bus.queue("api", PAYMENT_DETECTED);
+        let handler_pool = pool.clone();
+        let handler_waker = Arc::clone(&waker);
+        handles.push(tokio::spawn(run_consumer(
+            bus,
+            queue,
+            "tronpay-api".into(),
+            move |incoming| {
+                let pool = handler_pool.clone();
+                let waker = Arc::clone(&handler_waker);
+                async move {
+                    if chain_events::handle(&pool, &incoming).await? {
+                        waker.notify_one();
+                    }
+                    Ok(())
+                }
+            },
+            shutdown.clone(),
+            Arc::clone(&consumer_status),
+        )));
+
+        let mut stop = shutdown;
+        handles.push(tokio::spawn(async move {
+            loop {
+                match expiry::sweep(&pool).await {
+                    Ok((expired, enqueued)) => {
+                        if expired > 0 {
+                            tracing::info!(expired, "payments expired");
+                        }
+                        if enqueued {
+                            waker.notify_one();
+                        }
+                        // A full batch: more may be due right away.
+                        if expired >= 500 {
+                            continue;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(SWEEP_EVERY) => {}
+                    _ = stopped(&mut stop) => return,
+                }
+            }
+        }));
+        Self {
+            relay: relay_status,
+            consumer: consumer_status,
+            handles,
+        }
+    }
+
+    /// Waits for every worker to finish (after `shutdown` turned true).
+    pub async fn join(self) {
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Broker settings (`RABBITMQ_URL`, `BUS_*`) and a shared view of the
+//! connection state for health endpoints.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct BusSettings {
+    /// `RABBITMQ_URL`.
+    pub rabbitmq_url: String,
+    /// `BUS_EXCHANGE`: the topic exchange events go through.
+    pub bus_exchange: String,
+    /// `BUS_QUEUE_PREFIX`: queues are `<prefix>.<service>.<routing key>`.
+    pub bus_queue_prefix: String,
+    /// `BUS_PREFETCH`: unacknowledged deliveries per consumer.
+    pub bus_prefetch: u16,
+    /// `BUS_CONFIRM_TIMEOUT_MS`: how long a publisher waits for confirms.
+    pub bus_confirm_timeout_ms: u64,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        Self {
+            rabbitmq_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            bus_exchange: "tronpay.events".into(),
+            bus_queue_prefix: "tronpay".into(),
+            bus_prefetch: 64,
+            bus_confirm_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl BusSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        self.rabbitmq_url
+            .parse::<lapin::uri::AMQPUri>()
+            .map_err(|error| format!("RABBITMQ_URL is not an AMQP URL: {error}"))?;
+        if self.bus_exchange.trim().is_empty() {
+            return Err("BUS_EXCHANGE is empty".into());
+        }
+        if self.bus_queue_prefix.trim().is_empty() {
+            return Err("BUS_QUEUE_PREFIX is empty".into());
+        }
+        if self.bus_prefetch == 0 {
+            return Err("BUS_PREFETCH must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.bus_confirm_timeout_ms.max(1))
+    }
+
+    /// The URL without its password, for logs.
+    pub fn redacted_url(&self) -> String {
+        tronpay_db::settings::redact_url(&self.rabbitmq_url)
+    }
+}
+
+impl std::fmt::Debug for BusSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusSettings")
+            .field("rabbitmq_url", &self.redacted_url())
+            .field("bus_exchange", &self.bus_exchange)
+            .field("bus_queue_prefix", &self.bus_queue_prefix)
+            .field("bus_prefetch", &self.bus_prefetch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a component is connected to the broker, and its last error.
+#[derive(Debug, Default)]
+pub struct BusStatus {
+    connected: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl BusStatus {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map(|error| error.clone()).unwrap_or(None)
+    }
+
+    pub fn set_connected(&self) {
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn set_failed(&self, error: &impl std::fmt::Display) {
+        self.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(error.to_string());
+        }
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to 30 s,
+/// with jitter so that many replicas do not reconnect in step.
+pub fn reconnect_delay(attempt: u32) -> Duration {
+    let ceiling = 500u64.saturating_mul(1 << attempt.min(6)).min(30_000);
+    Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling))
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone). Unlike
+/// `wait_for`, it holds no borrow of the value afterwards.
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,125 @@
+//! Exchanges and queues. Each consuming service has one durable queue per
+//! routing key it consumes, dead-lettering into `<queue>.dead`.
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+use tronpay_domain::events::{CALLBACK_DUE, PAYMENT_DETECTED};
+
+use crate::BusError;
+use crate::settings::BusSettings;
+
+/// A queue a service consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub routing_key: String,
+}
+
+impl QueueSpec {
+    /// Its dead-letter queue.
+    pub fn dead_letter(&self) -> String {
+        format!("{}.dead", self.name)
+    }
+}
+
+impl BusSettings {
+    /// The queue `service` consumes `routing_key` from.
+    pub fn queue(&self, service: &str, routing_key: &str) -> QueueSpec {
+        QueueSpec {
+            name: format!("{}.{service}.{routing_key}", self.bus_queue_prefix),
+            routing_key: routing_key.into(),
+        }
+    }
+
+    /// Every queue of the system: `payment.detected` for the API,
+    /// `callback.due` for the webhook dispatcher.
+    pub fn all_queues(&self) -> Vec<QueueSpec> {
+        vec![
+            self.queue("api", PAYMENT_DETECTED),
+            self.queue("webhook-dispatcher", CALLBACK_DUE),
+        ]
+    }
+
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dead", self.bus_exchange)
+    }
+}
+
+/// Declares the exchange, the dead-letter exchange and every queue with its
+/// dead-letter queue (all durable; declaring again is harmless).
+pub async fn declare(channel: &Channel, settings: &BusSettings) -> Result<(), BusError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            settings.bus_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    let dead_exchange = settings.dead_letter_exchange();
+    channel
+        .exchange_declare(
+            dead_exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    let queue_options = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for queue in settings.all_queues() {
+        let dead = queue.dead_letter();
+        channel
+            .queue_declare(dead.as_str().into(), queue_options, FieldTable::default())
+            .await?;
+        channel
+            .queue_bind(
+                dead.as_str().into(),
+                dead_exchange.as_str().into(),
+                queue.name.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dead_exchange.as_str().into()),
+        );
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            AMQPValue::LongString(queue.name.as_str().into()),
+        );
+        channel
+            .queue_declare(queue.name.as_str().into(), queue_options, arguments)
+            .await?;
+        channel
+            .queue_bind(
+                queue.name.as_str().into(),
+                settings.bus_exchange.as_str().into(),
+                queue.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Opens a connection named after the component (visible in the RabbitMQ
+/// management UI) and declares the topology on a first channel.
+pub async fn connect(settings: &BusSettings, name: &str) -> Result<lapin::Connection, BusError> {
+    let properties = lapin::ConnectionProperties::default().with_connection_name(name.into());
+    let connection = lapin::Connection::connect(&settings.rabbitmq_url, properties).await?;
+    let channel = connection.create_channel().await?;
+    declare(&channel, settings).await?;
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(connection)
+}

@@ -1,0 +1,348 @@
+//! The active scanner: follows the chain block by block.
+//!
+//! Every final block is processed exactly once and in order: its watched
+//! transfers, their `payment.detected` events (outbox) and the cursor move are
+//! one transaction, so a crash neither skips nor double-counts a block. While
+//! behind it fetches several blocks at once and still commits them in order.
+//! Blocks above the final height are scanned once each for early detection.
+//! Upstream faults back off and retry the same block; a block is never
+//! skipped.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel_async::AsyncConnection;
+use futures_util::StreamExt;
+use tokio::sync::{Notify, watch};
+use tronpay_db::chain::{self, FoundTransfer};
+use tronpay_db::{DbError, DbPool};
+use tronpay_domain::TronAddress;
+use tronpay_tron::{NodeClient, NodeError, TxInfo, usdt_transfers};
+
+use crate::leader::Leadership;
+use crate::settings::WatcherSettings;
+
+/// What the health endpoint shows about the scanner.
+#[derive(Debug, Default)]
+pub struct ScanStatus {
+    pub leader: AtomicBool,
+    pub head: AtomicI64,
+    pub final_block: AtomicI64,
+    pub cursor: AtomicI64,
+}
+
+/// Why scanning stopped.
+#[derive(Debug)]
+pub enum Stop {
+    Shutdown,
+    /// The lock session died or another scanner moved the cursor.
+    LostLeadership(String),
+}
+
+pub struct Scanner {
+    pub pool: DbPool,
+    pub node: Arc<NodeClient>,
+    pub settings: WatcherSettings,
+    pub usdt: TronAddress,
+    pub relay: Arc<Notify>,
+    pub status: Arc<ScanStatus>,
+    pub instance: String,
+}
+
+/// The chain as last polled.
+#[derive(Debug, Clone, Copy)]
+struct Heads {
+    head: u64,
+    head_time_ms: i64,
+    final_block: u64,
+    final_time_ms: i64,
+}
+
+impl Scanner {
+    /// Scans while holding `leadership`.
+    pub async fn run(&self, mut leadership: Leadership, shutdown: &mut watch::Receiver<bool>) -> Stop {
+        self.status.leader.store(true, Ordering::Relaxed);
+        let stop = self.scan(&mut leadership, shutdown).await;
+        self.status.leader.store(false, Ordering::Relaxed);
+        stop
+    }
+
+    async fn scan(&self, leadership: &mut Leadership, shutdown: &mut watch::Receiver<bool>) -> Stop {
+        let Some(heads) = self.poll(shutdown).await else {
+            return Stop::Shutdown;
+        };
+        let first = self.settings.scan_start_block.unwrap_or(heads.final_block);
+        let mut state = loop {
+            match self.init_state(first).await {
+                Ok(state) => break state,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the chain cursor; retrying");
+                    if self.pause(Duration::from_secs(1), shutdown).await {
+                        return Stop::Shutdown;
+                    }
+                }
+            }
+        };
+        tracing::info!(
+            cursor = state.cursor_block,
+            "scanning from block {}",
+            state.cursor_block + 1
+        );
+        let mut cursor = u64::try_from(state.cursor_block).unwrap_or(0);
+        let mut tip = u64::try_from(state.tip_block).unwrap_or(0).max(cursor);
+        let mut checked = Instant::now();
+        let mut heads = heads;
+        loop {
+            if *shutdown.borrow() {
+                return Stop::Shutdown;
+            }
+            if checked.elapsed() > Duration::from_secs(2) {
+                checked = Instant::now();
+                if !leadership.alive().await {
+                    return Stop::LostLeadership("the scanner lock session died".into());
+                }
+            }
+            self.publish_heads(&heads).await;
+
+            if cursor < heads.final_block {
+                let last = heads.final_block.min(cursor + self.settings.catchup_batch);
+                match self.catch_up(cursor + 1..=last, &heads, shutdown).await {
+                    Ok(reached) => cursor = reached,
+                    Err(stop) => return stop,
+                }
+                tip = tip.max(cursor);
+                self.status
+                    .cursor
+                    .store(i64::try_from(cursor).unwrap_or(i64::MAX), Ordering::Relaxed);
+                if cursor < heads.final_block {
+                    continue;
+                }
+            }
+
+            if self.settings.detect_unconfirmed && tip < heads.head {
+                tip = self.scan_tip(tip + 1..=heads.head).await.unwrap_or(tip);
+            }
+
+            // Sleep until just after the next block is due, at most the
+            // polling interval.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            let due_ms = heads.head_time_ms + i64::try_from(self.settings.block_interval_ms).unwrap_or(3_000) + 150;
+            let wait = Duration::from_millis(u64::try_from(due_ms - now_ms).unwrap_or(0)).clamp(
+                Duration::from_millis(100),
+                Duration::from_secs(self.settings.polling_interval_seconds),
+            );
+            if self.pause(wait, shutdown).await {
+                return Stop::Shutdown;
+            }
+            match self.poll(shutdown).await {
+                Some(polled) => heads = polled,
+                None => return Stop::Shutdown,
+            }
+            state.cursor_block = i64::try_from(cursor).unwrap_or(i64::MAX);
+        }
+    }
+
+    async fn init_state(&self, first: u64) -> Result<chain::ChainState, DbError> {
+        let mut conn = self.pool.get().await?;
+        chain::init(&mut conn, i64::try_from(first).unwrap_or(i64::MAX)).await
+    }
+
+    /// True when `shutdown` fired during the pause.
+    async fn pause(&self, delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = tronpay_bus::stopped(shutdown) => true,
+        }
+    }
+
+    /// Polls the head and the final block, retrying with backoff until it
+    /// succeeds; `None` on shutdown.
+    async fn poll(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Heads> {
+        let mut failures = 0u32;
+        loop {
+            match self.poll_once().await {
+                Ok(heads) => return Some(heads),
+                Err(error) => {
+                    let delay = self.node.backoff(failures, &error);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, ?delay, "polling the node failed; backing off");
+                    self.record_error(&error).await;
+                    if self.pause(delay, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_once(&self) -> Result<Heads, NodeError> {
+        let head = self.node.now_block().await?;
+        let head_number = head.number().unwrap_or(0);
+        let head_time = head.timestamp_ms().unwrap_or(0);
+        let (final_block, final_time_ms) = match self.settings.confirmations {
+            Some(confirmations) => (head_number.saturating_sub(confirmations), 0),
+            None => {
+                let solid = self.node.solid_block().await?;
+                (solid.number().unwrap_or(0), solid.timestamp_ms().unwrap_or(0))
+            }
+        };
+        Ok(Heads {
+            head: head_number,
+            head_time_ms: head_time,
+            final_block: final_block.min(head_number),
+            final_time_ms,
+        })
+    }
+
+    async fn publish_heads(&self, heads: &Heads) {
+        self.status
+            .head
+            .store(i64::try_from(heads.head).unwrap_or(i64::MAX), Ordering::Relaxed);
+        self.status
+            .final_block
+            .store(i64::try_from(heads.final_block).unwrap_or(i64::MAX), Ordering::Relaxed);
+        if let Ok(mut conn) = self.pool.get().await {
+            let head_time = chrono::DateTime::from_timestamp_millis(heads.head_time_ms).map(|time| time.naive_utc());
+            let head = head_time.map(|time| (i64::try_from(heads.head).unwrap_or(i64::MAX), time));
+            let final_block = i64::try_from(heads.final_block).ok();
+            if let Err(error) = chain::record_poll(&mut conn, head, final_block, None, &self.instance).await {
+                tracing::debug!(%error, "could not record the poll");
+            }
+        }
+    }
+
+    async fn record_error(&self, error: &NodeError) {
+        if let Ok(mut conn) = self.pool.get().await {
+            let _ = chain::record_poll(&mut conn, None, None, Some(&error.to_string()), &self.instance).await;
+        }
+    }
+
+    /// Fetches one block's receipts, retrying until it succeeds; `None` on
+    /// shutdown.
+    async fn fetch(&self, number: u64, shutdown: &watch::Receiver<bool>) -> Option<Vec<TxInfo>> {
+        let mut shutdown = shutdown.clone();
+        let mut failures = 0u32;
+        loop {
+            match self.node.tx_infos(number).await {
+                Ok(infos) => return Some(infos),
+                Err(error) => {
+                    let delay = self.node.backoff(failures, &error);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(block = number, %error, ?delay, "fetching a block failed; retrying it");
+                    self.record_error(&error).await;
+                    if self.pause(delay, &mut shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn found(&self, infos: &[TxInfo], number: u64) -> (Vec<FoundTransfer>, Option<i64>) {
+        let (transfers, skipped) = usdt_transfers(infos, &self.usdt);
+        for skip in skipped {
+            tracing::warn!(block = number, txid = %skip.txid, log_index = skip.log_index, reason = skip.reason, "skipped a malformed USDT log");
+        }
+        let time = infos.iter().map(|info| info.block_timestamp).find(|time| *time > 0);
+        let found = transfers
+            .into_iter()
+            .map(|transfer| FoundTransfer {
+                txid: transfer.txid,
+                log_index: transfer.log_index,
+                from: transfer.from,
+                to: transfer.to,
+                amount: transfer.amount,
+            })
+            .collect();
+        (found, time)
+    }
+
+    /// Processes final blocks in order, fetching ahead concurrently; returns
+    /// the new cursor.
+    async fn catch_up(
+        &self,
+        range: RangeInclusive<u64>,
+        heads: &Heads,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<u64, Stop> {
+        let mut cursor = range.start().saturating_sub(1);
+        let mut blocks = futures_util::stream::iter(range)
+            .map(|number| async move { (number, self.fetch(number, shutdown).await) })
+            .buffered(self.settings.fetch_concurrency);
+        while let Some((number, infos)) = blocks.next().await {
+            let Some(infos) = infos else { return Err(Stop::Shutdown) };
+            let (found, time) = self.found(&infos, number);
+            // An empty block has no receipts to date it; the final block's own
+            // header does. Without either, the cursor's time stays behind,
+            // which only delays the expiry sweep.
+            let time = time.or((number == heads.final_block && heads.final_time_ms > 0).then_some(heads.final_time_ms));
+            let mut failures = 0u32;
+            loop {
+                match self.commit(number, time, &found).await {
+                    Ok(()) => break,
+                    Err(DbError::Unavailable(message)) if message.contains("no longer at block") => {
+                        return Err(Stop::LostLeadership(message));
+                    }
+                    Err(error) => {
+                        tracing::warn!(block = number, %error, "committing a block failed; retrying it");
+                        let delay = Duration::from_millis(200u64.saturating_mul(1 << failures.min(7)));
+                        failures = failures.saturating_add(1);
+                        if self.pause(delay, &mut shutdown.clone()).await {
+                            return Err(Stop::Shutdown);
+                        }
+                    }
+                }
+            }
+            cursor = number;
+            self.relay.notify_one();
+        }
+        Ok(cursor)
+    }
+
+    async fn commit(&self, number: u64, time: Option<i64>, found: &[FoundTransfer]) -> Result<(), DbError> {
+        let mut conn = self.pool.get().await?;
+        let events = conn
+            .transaction::<_, DbError, _>(async |conn| chain::commit_final_block(conn, number, time, found).await)
+            .await?;
+        if !events.is_empty() {
+            tracing::debug!(block = number, events = events.len(), "final block committed");
+        }
+        Ok(())
+    }
+
+    /// Scans blocks above the final height once each; returns the last one
+    /// scanned. Failures end the pass early (the next poll resumes it).
+    async fn scan_tip(&self, range: RangeInclusive<u64>) -> Option<u64> {
+        let mut scanned = None;
+        for number in range {
+            let infos = match self.node.tx_infos(number).await {
+                Ok(infos) => infos,
+                Err(error) => {
+                    tracing::debug!(block = number, %error, "tip scan stopped");
+                    break;
+                }
+            };
+            let (found, time) = self.found(&infos, number);
+            if let Some(time) = time {
+                let mut conn = self.pool.get().await.ok()?;
+                let recorded = conn
+                    .transaction::<_, DbError, _>(async |conn| {
+                        chain::record_tip_block(conn, number, time, &found).await
+                    })
+                    .await;
+                match recorded {
+                    Ok(events) if !events.is_empty() => self.relay.notify_one(),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(block = number, %error, "recording a tip block failed");
+                        break;
+                    }
+                }
+            }
+            scanned = Some(number);
+        }
+        scanned
+    }
+}

@@ -1,0 +1,178 @@
+//! The queries behind matching (the API applies `payment.detected`): the
+//! transfer and the payments on its address are locked in a fixed order —
+//! transfer first, then payments by `(created_at, id)` — so concurrent
+//! consumers serialise instead of deadlocking, and a transfer or a payment is
+//! never used twice.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tronpay_domain::matching::Candidate;
+use tronpay_domain::{PaymentStatus, UsdtAmount};
+
+use crate::error::DbError;
+use crate::models::{DbStatus, PaymentRow};
+use crate::schema::{payments, transfers};
+
+/// A row of `transfers`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = transfers, check_for_backend(diesel::pg::Pg))]
+pub struct TransferRow {
+    pub txid: String,
+    pub log_index: i32,
+    pub block_number: i64,
+    pub block_time: NaiveDateTime,
+    pub from_address: String,
+    pub to_address: String,
+    pub amount_usdt: bigdecimal::BigDecimal,
+    pub status: String,
+    pub detected_payment_id: Option<String>,
+    pub payment_id: Option<String>,
+    pub match_kind: Option<String>,
+    pub applied_at: Option<NaiveDateTime>,
+}
+
+pub async fn lock_transfer(
+    conn: &mut AsyncPgConnection,
+    txid: &str,
+    log_index: i32,
+) -> Result<Option<TransferRow>, DbError> {
+    Ok(transfers::table
+        .find((txid, log_index))
+        .select(TransferRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The payments on `address` that a transfer could concern (pending ones, and
+/// expired ones for late transfers), locked, oldest first.
+pub async fn lock_candidates(conn: &mut AsyncPgConnection, address: &str) -> Result<Vec<PaymentRow>, DbError> {
+    Ok(payments::table
+        .filter(payments::wallet_address.eq(address))
+        .filter(payments::status.eq_any([DbStatus(PaymentStatus::Pending), DbStatus(PaymentStatus::Expired)]))
+        .order((payments::created_at.asc(), payments::id.asc()))
+        .select(PaymentRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?)
+}
+
+/// A payment as matching sees it; `received_amount_usdt` holds the credits
+/// so far.
+pub fn candidate(row: &PaymentRow) -> Result<Candidate, DbError> {
+    let invalid = |error| DbError::Unavailable(format!("payment {} has an invalid amount: {error}", row.id));
+    Ok(Candidate {
+        id: row.id.clone(),
+        status: row.status(),
+        created_at_ms: row.created_at.and_utc().timestamp_millis(),
+        expires_at_ms: row.expires_at.and_utc().timestamp_millis(),
+        expected: row.expected_amount().map_err(invalid)?,
+        credited: row.received_amount().map_err(invalid)?.unwrap_or(UsdtAmount::ZERO),
+    })
+}
+
+/// Completes a pending payment; errors if it is no longer pending (a payment
+/// never completes twice).
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    payment_id: &str,
+    received: UsdtAmount,
+    txid: &str,
+) -> Result<PaymentRow, DbError> {
+    let row = diesel::update(
+        payments::table
+            .filter(payments::id.eq(payment_id))
+            .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
+    )
+    .set((
+        payments::status.eq(DbStatus(PaymentStatus::Completed)),
+        payments::received_amount_usdt.eq(Some(received.to_decimal())),
+        payments::transaction_hash.eq(Some(txid)),
+        payments::completed_at.eq(Some(chrono::Utc::now().naive_utc())),
+    ))
+    .returning(PaymentRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    row.ok_or_else(|| DbError::Unavailable(format!("payment {payment_id} is no longer pending")))
+}
+
+/// Records a partial credit on a pending payment.
+pub async fn credit(
+    conn: &mut AsyncPgConnection,
+    payment_id: &str,
+    received: UsdtAmount,
+) -> Result<PaymentRow, DbError> {
+    let row = diesel::update(
+        payments::table
+            .filter(payments::id.eq(payment_id))
+            .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
+    )
+    .set(payments::received_amount_usdt.eq(Some(received.to_decimal())))
+    .returning(PaymentRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    row.ok_or_else(|| DbError::Unavailable(format!("payment {payment_id} is no longer pending")))
+}
+
+/// Moves a pending payment to expired; `None` if it was not pending.
+pub async fn expire(conn: &mut AsyncPgConnection, payment_id: &str) -> Result<Option<PaymentRow>, DbError> {
+    Ok(diesel::update(
+        payments::table
+            .filter(payments::id.eq(payment_id))
+            .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
+    )
+    .set(payments::status.eq(DbStatus(PaymentStatus::Expired)))
+    .returning(PaymentRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+/// Marks a final transfer as applied, with what it paid.
+pub async fn mark_applied(
+    conn: &mut AsyncPgConnection,
+    transfer: &TransferRow,
+    payment_id: Option<&str>,
+    match_kind: &str,
+) -> Result<(), DbError> {
+    diesel::update(transfers::table.find((&transfer.txid, transfer.log_index)))
+        .set((
+            transfers::payment_id.eq(payment_id),
+            transfers::match_kind.eq(match_kind),
+            transfers::applied_at.eq(Some(chrono::Utc::now().naive_utc())),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Remembers which payment a not-yet-final transfer was shown on.
+pub async fn mark_detected_for(
+    conn: &mut AsyncPgConnection,
+    transfer: &TransferRow,
+    payment_id: &str,
+) -> Result<(), DbError> {
+    diesel::update(transfers::table.find((&transfer.txid, transfer.log_index)))
+        .set(transfers::detected_payment_id.eq(Some(payment_id)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The transfers credited to or detected for a payment, oldest first.
+pub async fn transfers_of(conn: &mut AsyncPgConnection, payment_id: &str) -> Result<Vec<TransferRow>, DbError> {
+    Ok(transfers::table
+        .filter(
+            transfers::payment_id
+                .eq(payment_id)
+                .or(transfers::detected_payment_id.eq(payment_id)),
+        )
+        .order((transfers::block_number.asc(), transfers::log_index.asc()))
+        .select(TransferRow::as_select())
+        .load(conn)
+        .await?)
+}
