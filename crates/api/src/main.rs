@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use tronpay_api::startup::BusHealth;
+use tronpay_api::workers::Workers;
 use tronpay_api::{ApiSettings, Application};
+use tronpay_bus::BusSettings;
 use tronpay_db::{DbPool, DbSettings};
 use tronpay_runtime::{LogSettings, Settings, init_logging, shutdown_signal};
 
@@ -42,15 +45,20 @@ async fn run() -> anyhow::Result<()> {
     let db: DbSettings = settings.get()?;
     db.validate().map_err(anyhow::Error::msg).context("invalid setting")?;
 
+    let bus: BusSettings = settings.get()?;
+    bus.validate().map_err(anyhow::Error::msg).context("invalid setting")?;
+
     let pool = DbPool::new(&db, "tronpay-api")?;
-    let application = Application::build(api.clone(), pool.clone())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = api.api_process_events.then(|| Workers::start(pool.clone(), bus.clone(), stop_rx.clone()));
+    let health = workers.as_ref().map(|workers| BusHealth { consumer: workers.consumer.clone(), relay: workers.relay.clone() });
+    let application = Application::build(api.clone(), pool.clone(), health)?;
     tracing::info!(bind = %api.bind, port = application.port(), database = %tronpay_db::settings::redact_url(&db.database_url), "tronpay-api listening");
 
     let handle = application.handle();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let maintenance = tokio::spawn(pool.maintain(async move {
-        let mut stop_rx = stop_rx;
-        let _ = stop_rx.wait_for(|stopped| *stopped).await;
+    let maintenance = tokio::spawn(pool.maintain({
+        let mut stop = stop_rx;
+        async move { tronpay_bus::stopped(&mut stop).await }
     }));
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -58,7 +66,12 @@ async fn run() -> anyhow::Result<()> {
         handle.stop(true).await;
     });
     application.run_until_stopped().await?;
+    // HTTP is drained; now the workers finish the message in hand, ack it,
+    // publish what was committed, and close their connections.
     let _ = stop_tx.send(true);
+    if let Some(workers) = workers {
+        workers.join().await;
+    }
     let _ = maintenance.await;
     tracing::info!("tronpay-api stopped");
     Ok(())

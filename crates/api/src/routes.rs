@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tronpay_db::models::{EpochSeconds, PaymentView};
 use tronpay_db::payments::{self, CreateError, NewPayment};
+use tronpay_db::chain::{self, ChainState};
 use tronpay_db::{DbError, DbPool, stats};
 use tronpay_domain::JsonAmount;
 
@@ -14,6 +15,7 @@ use crate::callback_guard::CallbackGuard;
 use crate::error::{ApiError, text};
 use crate::request::CreatePaymentRequest;
 use crate::settings::ApiSettings;
+use crate::startup::BusHealth;
 
 /// What every handler shares.
 pub struct AppState {
@@ -21,6 +23,33 @@ pub struct AppState {
     pub settings: ApiSettings,
     pub callback_guard: CallbackGuard,
     pub started: Instant,
+    pub bus: Option<BusHealth>,
+}
+
+impl AppState {
+    /// `connected`, `disconnected`, or `null` when this process runs no
+    /// broker workers.
+    fn broker(&self) -> serde_json::Value {
+        match &self.bus {
+            Some(bus) if bus.consumer.connected() && bus.relay.connected() => "connected".into(),
+            Some(_) => "disconnected".into(),
+            None => serde_json::Value::Null,
+        }
+    }
+}
+
+/// The chain as the watcher last recorded it, for `/health` and `/stats`.
+fn chain_json(chain: Option<&ChainState>) -> serde_json::Value {
+    let Some(chain) = chain else { return serde_json::Value::Null };
+    serde_json::json!({
+        "head_block": chain.head_block,
+        "final_block": chain.final_block,
+        "cursor_block": chain.cursor_block,
+        "lag_blocks": chain.final_block.map(|final_block| final_block - chain.cursor_block),
+        "polled_at": chain.polled_at.map(|time| time.and_utc().timestamp_millis()),
+        "last_error": chain.last_error,
+        "last_error_at": chain.last_error_at.map(|time| time.and_utc().timestamp_millis()),
+    })
 }
 
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -171,8 +200,12 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             .get_within(HEALTH_DB_WAIT)
             .await
             .map_err(|error| (false, error))?;
-        tokio::time::timeout(HEALTH_DB_WAIT, stats::status_counts(&mut conn))
-            .await
+        tokio::time::timeout(HEALTH_DB_WAIT, async {
+            let counts = stats::status_counts(&mut conn).await?;
+            let chain = chain::state(&mut conn).await?;
+            Ok((counts, chain))
+        })
+        .await
             .unwrap_or_else(|_| {
                 Err(DbError::Unavailable(format!(
                     "counting payments took over {} s",
@@ -190,12 +223,14 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             ))
         });
     match outcome {
-        Ok(counts) => HttpResponse::Ok().json(serde_json::json!({
+        Ok((counts, chain)) => HttpResponse::Ok().json(serde_json::json!({
             "status": "healthy",
             "timestamp": now_epoch(),
             "active_payments": counts.pending,
             "total_payments": counts.total,
             "database": "connected",
+            "broker": state.broker(),
+            "chain": chain_json(chain.as_ref()),
             "version": env!("CARGO_PKG_VERSION"),
         })),
         Err((connected, error)) => {
@@ -208,6 +243,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 "total_payments": null,
                 "error": error.to_string(),
                 "database": if connected { "connected" } else { "disconnected" },
+                "broker": state.broker(),
                 "version": env!("CARGO_PKG_VERSION"),
             }))
         }
@@ -217,6 +253,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.pool.get().await?;
     let counts = stats::status_counts(&mut conn).await?;
+    let chain = chain::state(&mut conn).await?;
     drop(conn);
     let pool = state.pool.status();
     Ok(HttpResponse::Ok().json(serde_json::json!({
@@ -234,6 +271,8 @@ async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
             "idle": pool.available,
             "waiting": pool.waiting,
         },
+        "broker": state.broker(),
+        "chain": chain_json(chain.as_ref()),
     })))
 }
 

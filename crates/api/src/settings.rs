@@ -28,6 +28,9 @@ pub struct ApiSettings {
     /// `SHUTDOWN_TIMEOUT_SECONDS`: how long in-flight requests may finish
     /// after SIGTERM.
     pub shutdown_timeout_seconds: u64,
+    /// `API_PROCESS_EVENTS`: run the event consumer, the expiry sweep and the
+    /// outbox relay in this process (turn off only for HTTP-only replicas).
+    pub api_process_events: bool,
 }
 
 impl Default for ApiSettings {
@@ -41,6 +44,7 @@ impl Default for ApiSettings {
             max_body_bytes: 64 * 1024,
             api_workers: None,
             shutdown_timeout_seconds: 30,
+            api_process_events: true,
         }
     }
 }

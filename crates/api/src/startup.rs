@@ -3,13 +3,23 @@
 use std::net::TcpListener;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
+use tronpay_bus::BusStatus;
 use tronpay_db::DbPool;
 
 use crate::callback_guard::CallbackGuard;
 use crate::routes::{self, AppState};
 use crate::settings::ApiSettings;
+
+/// Broker status of the consumer and the outbox relay.
+#[derive(Clone)]
+pub struct BusHealth {
+    pub consumer: Arc<BusStatus>,
+    pub relay: Arc<BusStatus>,
+}
 
 /// The API bound to its port, not yet serving. Tests bind port 0 and read
 /// the port back.
@@ -19,7 +29,9 @@ pub struct Application {
 }
 
 impl Application {
-    pub fn build(settings: ApiSettings, pool: DbPool) -> anyhow::Result<Self> {
+    /// `bus` is the broker status of the workers when they run in this
+    /// process (shown by `/health`).
+    pub fn build(settings: ApiSettings, pool: DbPool, bus: Option<BusHealth>) -> anyhow::Result<Self> {
         let addr = settings.bind_addr().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr).map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
         let port = listener.local_addr()?.port();
@@ -32,6 +44,7 @@ impl Application {
             pool,
             settings,
             started: Instant::now(),
+            bus,
         });
         let server = HttpServer::new(move || {
             App::new()
