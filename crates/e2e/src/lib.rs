@@ -285,12 +285,34 @@ impl Stack {
     }
 
     pub async fn start_with(api: impl FnOnce(&mut ApiSettings), watcher: impl FnOnce(&mut WatcherSettings)) -> Self {
+        let mut stack = Self::without_watcher(api).await;
+        stack.watcher = Some(stack.start_watcher(watcher).await);
+        stack
+    }
+
+    /// Everything but the chain watcher (start one with [`Self::start_watcher`]).
+    pub async fn without_watcher(api: impl FnOnce(&mut ApiSettings)) -> Self {
         let db = TestDb::new().await;
         let bus = TestBus::new();
         let sandbox = Sandbox::start(SandboxConfig { solid_lag: SOLID_LAG, ..SandboxConfig::ephemeral() }).await.unwrap();
         let api = ApiInstance::start(db.url(), &bus.settings, api).await;
-        let watcher = WatcherInstance::start(db.url(), &bus.settings, &sandbox.url(), watcher).await;
-        Self { db, bus, sandbox, api, watcher: Some(watcher) }
+        Self { db, bus, sandbox, api, watcher: None }
+    }
+
+    /// Another chain watcher on this stack's database, bus and node.
+    pub async fn start_watcher(&self, tweak: impl FnOnce(&mut WatcherSettings)) -> WatcherInstance {
+        WatcherInstance::start(self.db.url(), &self.bus.settings, &self.sandbox.url(), tweak).await
+    }
+
+    /// The watcher's committed cursor (last final block processed).
+    pub async fn cursor(&self) -> Option<i64> {
+        self.db
+            .client()
+            .await
+            .query_opt("SELECT cursor_block FROM chain_state", &[])
+            .await
+            .unwrap()
+            .map(|row| row.get(0))
     }
 
     /// A payment for `amount` on a fresh address.
