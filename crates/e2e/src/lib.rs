@@ -53,7 +53,10 @@ impl TestBus {
         let mut url = url_of(&self.settings.rabbitmq_url);
         url.set_host(Some(&proxy.addr().ip().to_string())).unwrap();
         url.set_port(Some(proxy.addr().port())).unwrap();
-        BusSettings { rabbitmq_url: url.to_string(), ..self.settings.clone() }
+        BusSettings {
+            rabbitmq_url: url.to_string(),
+            ..self.settings.clone()
+        }
     }
 
     /// The broker's address (for a [`FaultyProxy`]).
@@ -61,17 +64,26 @@ impl TestBus {
         let url = url_of(&self.settings.rabbitmq_url);
         let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
         let port = url.port().unwrap_or(5672);
-        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).unwrap().next().unwrap()
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .unwrap()
+            .next()
+            .unwrap()
     }
 
     /// Messages waiting in a queue (declares nothing).
     pub async fn depth(&self, queue: &str) -> u32 {
-        let connection = lapin::Connection::connect(&self.settings.rabbitmq_url, lapin::ConnectionProperties::default()).await.unwrap();
+        let connection =
+            lapin::Connection::connect(&self.settings.rabbitmq_url, lapin::ConnectionProperties::default())
+                .await
+                .unwrap();
         let channel = connection.create_channel().await.unwrap();
         let declared = channel
             .queue_declare(
                 queue.into(),
-                lapin::options::QueueDeclareOptions { passive: true, ..Default::default() },
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
                 lapin::types::FieldTable::default(),
             )
             .await;
@@ -94,9 +106,15 @@ impl Drop for TestBus {
     fn drop(&mut self) {
         let settings = self.settings.clone();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async move {
-                let connection = lapin::Connection::connect(&settings.rabbitmq_url, lapin::ConnectionProperties::default()).await.ok()?;
+                let connection =
+                    lapin::Connection::connect(&settings.rabbitmq_url, lapin::ConnectionProperties::default())
+                        .await
+                        .ok()?;
                 let channel = connection.create_channel().await.ok()?;
                 for queue in settings.all_queues() {
                     for name in [queue.name.clone(), queue.dead_letter()] {
@@ -104,7 +122,9 @@ impl Drop for TestBus {
                     }
                 }
                 for exchange in [settings.bus_exchange.clone(), settings.dead_letter_exchange()] {
-                    let _ = channel.exchange_delete(exchange.as_str().into(), Default::default()).await;
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
                 }
                 let _ = connection.close(200, "test done".into()).await;
                 Some(())
@@ -124,9 +144,20 @@ struct ServiceRuntime {
 
 impl ServiceRuntime {
     fn new() -> (Self, watch::Receiver<bool>) {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let (stop, stopped) = watch::channel(false);
-        (Self { runtime: Some(runtime), stop, http: None }, stopped)
+        (
+            Self {
+                runtime: Some(runtime),
+                stop,
+                http: None,
+            },
+            stopped,
+        )
     }
 
     /// Runs `setup` on the service's runtime and returns its output.
@@ -165,10 +196,18 @@ pub struct ApiInstance {
 impl ApiInstance {
     /// Starts on a free port; `tweak` adjusts the settings.
     pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut ApiSettings)) -> Self {
-        let mut settings = ApiSettings { bind: "127.0.0.1:0".into(), api_workers: Some(2), ..ApiSettings::default() };
+        let mut settings = ApiSettings {
+            bind: "127.0.0.1:0".into(),
+            api_workers: Some(2),
+            ..ApiSettings::default()
+        };
         tweak(&mut settings);
         let (mut service, stopped) = ServiceRuntime::new();
-        let db = DbSettings { db_connect_timeout_seconds: 2, db_pool_timeout_seconds: 5, ..DbSettings::for_url(database_url) };
+        let db = DbSettings {
+            db_connect_timeout_seconds: 2,
+            db_pool_timeout_seconds: 5,
+            ..DbSettings::for_url(database_url)
+        };
         let bus = bus.clone();
         let process_events = settings.api_process_events;
         let (port, http) = service
@@ -176,7 +215,10 @@ impl ApiInstance {
                 let pool = DbPool::new(&db, "tronpay-api-test").unwrap();
                 let health = process_events.then(|| {
                     let workers = Workers::start(pool.clone(), bus, stopped);
-                    let health = BusHealth { consumer: workers.consumer.clone(), relay: workers.relay.clone() };
+                    let health = BusHealth {
+                        consumer: workers.consumer.clone(),
+                        relay: workers.relay.clone(),
+                    };
                     tokio::spawn(workers.join());
                     health
                 });
@@ -188,7 +230,10 @@ impl ApiInstance {
             })
             .await;
         service.http = Some(http);
-        Self { url: format!("http://127.0.0.1:{port}"), service }
+        Self {
+            url: format!("http://127.0.0.1:{port}"),
+            service,
+        }
     }
 
     /// Stops it at once, as a crash would.
@@ -215,7 +260,12 @@ pub struct WatcherInstance {
 }
 
 impl WatcherInstance {
-    pub async fn start(database_url: &str, bus: &BusSettings, node_url: &str, tweak: impl FnOnce(&mut WatcherSettings)) -> Self {
+    pub async fn start(
+        database_url: &str,
+        bus: &BusSettings,
+        node_url: &str,
+        tweak: impl FnOnce(&mut WatcherSettings),
+    ) -> Self {
         let mut settings = WatcherSettings {
             tron_node_url: node_url.into(),
             block_interval_ms: 100,
@@ -227,7 +277,11 @@ impl WatcherInstance {
         tweak(&mut settings);
         settings.validate().unwrap();
         let (mut service, stopped) = ServiceRuntime::new();
-        let db = DbSettings { db_connect_timeout_seconds: 2, db_pool_timeout_seconds: 5, ..DbSettings::for_url(database_url) };
+        let db = DbSettings {
+            db_connect_timeout_seconds: 2,
+            db_pool_timeout_seconds: 5,
+            ..DbSettings::for_url(database_url)
+        };
         let bus = bus.clone();
         let (port, http) = service
             .run(async move {
@@ -242,7 +296,10 @@ impl WatcherInstance {
             })
             .await;
         service.http = Some(http);
-        Self { health_url: format!("http://127.0.0.1:{port}/health"), service }
+        Self {
+            health_url: format!("http://127.0.0.1:{port}/health"),
+            service,
+        }
     }
 
     /// Stops it at once, as a crash would.
@@ -257,7 +314,14 @@ impl WatcherInstance {
 
     /// Its health endpoint's answer.
     pub async fn health(&self) -> Value {
-        http_client().get(&self.health_url).send().await.unwrap().json().await.unwrap()
+        http_client()
+            .get(&self.health_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
@@ -294,9 +358,20 @@ impl Stack {
     pub async fn without_watcher(api: impl FnOnce(&mut ApiSettings)) -> Self {
         let db = TestDb::new().await;
         let bus = TestBus::new();
-        let sandbox = Sandbox::start(SandboxConfig { solid_lag: SOLID_LAG, ..SandboxConfig::ephemeral() }).await.unwrap();
+        let sandbox = Sandbox::start(SandboxConfig {
+            solid_lag: SOLID_LAG,
+            ..SandboxConfig::ephemeral()
+        })
+        .await
+        .unwrap();
         let api = ApiInstance::start(db.url(), &bus.settings, api).await;
-        Self { db, bus, sandbox, api, watcher: None }
+        Self {
+            db,
+            bus,
+            sandbox,
+            api,
+            watcher: None,
+        }
     }
 
     /// Another chain watcher on this stack's database, bus and node.
@@ -318,7 +393,13 @@ impl Stack {
     /// A payment for `amount` on a fresh address.
     pub async fn payment(&self, amount: &str) -> (String, TronAddress) {
         let address = random_address();
-        let id = create_payment(&self.api.url, &address, amount, &format!("order-{}", uuid::Uuid::new_v4().simple())).await;
+        let id = create_payment(
+            &self.api.url,
+            &address,
+            amount,
+            &format!("order-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .await;
         (id, address)
     }
 
@@ -339,7 +420,10 @@ impl Stack {
         self.db
             .client()
             .await
-            .query("SELECT event_type FROM payment_logs WHERE payment_id = $1 ORDER BY id", &[&payment_id])
+            .query(
+                "SELECT event_type FROM payment_logs WHERE payment_id = $1 ORDER BY id",
+                &[&payment_id],
+            )
             .await
             .unwrap()
             .iter()
@@ -378,7 +462,12 @@ pub async fn create_payment(api: &str, address: &TronAddress, amount: &str, orde
     let body = format!(
         r#"{{"wallet_address":"{address}","expected_amount_usdt":{amount},"callback_url":"https://shop.example.com/hook","order_id":"{order_id}"}}"#
     );
-    let response = http_client().post(format!("{api}/create_payment")).body(body).send().await.unwrap();
+    let response = http_client()
+        .post(format!("{api}/create_payment"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, 201, "{body}");
@@ -387,15 +476,26 @@ pub async fn create_payment(api: &str, address: &TronAddress, amount: &str, orde
 
 /// `GET /payment_status/{id}`.
 pub async fn payment_status(api: &str, id: &str) -> Value {
-    http_client().get(format!("{api}/payment_status/{id}")).send().await.unwrap().json().await.unwrap()
+    http_client()
+        .get(format!("{api}/payment_status/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Waits until the payment's status is `status`; returns its body.
 pub async fn wait_for_status(api: &str, id: &str, status: &str) -> Value {
-    eventually(Duration::from_secs(30), &format!("payment {id} to be {status}"), || async {
-        let body = payment_status(api, id).await;
-        (body["status"] == status).then_some(body)
-    })
+    eventually(
+        Duration::from_secs(30),
+        &format!("payment {id} to be {status}"),
+        || async {
+            let body = payment_status(api, id).await;
+            (body["status"] == status).then_some(body)
+        },
+    )
     .await
 }
 

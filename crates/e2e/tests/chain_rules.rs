@@ -21,7 +21,11 @@ async fn a_transfer_older_than_the_payment_is_ignored() {
     stack.send(address, "10");
     stack.finalize();
     let rows = eventually(Duration::from_secs(30), "the transfer to be applied", || async {
-        let rows = sql_values(&stack.db, "SELECT match_kind, payment_id FROM transfers WHERE applied_at IS NOT NULL").await;
+        let rows = sql_values(
+            &stack.db,
+            "SELECT match_kind, payment_id FROM transfers WHERE applied_at IS NOT NULL",
+        )
+        .await;
         (!rows.is_empty()).then_some(rows)
     })
     .await;
@@ -33,7 +37,11 @@ async fn a_transfer_older_than_the_payment_is_ignored() {
 async fn a_transfer_after_expiry_is_late_and_does_not_complete() {
     let stack = Stack::start().await;
     let (id, address) = stack.payment("10").await;
-    execute(&stack, &format!("UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{id}'")).await;
+    execute(
+        &stack,
+        &format!("UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{id}'"),
+    )
+    .await;
     stack.send(address, "10");
     stack.finalize();
     let body = wait_for_status(&stack.api.url, &id, "expired").await;
@@ -45,16 +53,27 @@ async fn a_transfer_after_expiry_is_late_and_does_not_complete() {
     let log = stack.log_of(&id).await;
     assert!(!log.contains(&"completed".to_owned()), "{log:?}");
     assert_eq!(log.iter().filter(|event| *event == "expired").count(), 1, "{log:?}");
-    assert_eq!(sql_values(&stack.db, "SELECT match_kind FROM transfers").await, [json!({"match_kind": "late"})]);
+    assert_eq!(
+        sql_values(&stack.db, "SELECT match_kind FROM transfers").await,
+        [json!({"match_kind": "late"})]
+    );
     // Payments from the original /create_payment get completion webhooks only.
-    assert!(sql_values(&stack.db, "SELECT id FROM webhook_deliveries").await.is_empty());
+    assert!(
+        sql_values(&stack.db, "SELECT id FROM webhook_deliveries")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_payment_expires_once_the_chain_passed_its_deadline() {
     let stack = Stack::start().await;
     let (id, _) = stack.payment("10").await;
-    execute(&stack, &format!("UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{id}'")).await;
+    execute(
+        &stack,
+        &format!("UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{id}'"),
+    )
+    .await;
     // The sweep waits for a final block later than the deadline.
     stack.sandbox.mine(1).unwrap();
     stack.finalize();
@@ -72,13 +91,16 @@ async fn a_tip_transfer_missing_from_the_final_chain_is_dropped() {
     })
     .await;
     // The block holding it is replaced by one without it.
-    stack.sandbox.reorg(1, &[sent.txid.clone()]).unwrap();
+    stack.sandbox.reorg(1, std::slice::from_ref(&sent.txid)).unwrap();
     stack.finalize();
     eventually(Duration::from_secs(30), "the drop", || async {
         stack.log_of(&id).await.contains(&"dropped".to_owned()).then_some(())
     })
     .await;
-    assert_eq!(sql_values(&stack.db, "SELECT status FROM transfers").await, [json!({"status": "dropped"})]);
+    assert_eq!(
+        sql_values(&stack.db, "SELECT status FROM transfers").await,
+        [json!({"status": "dropped"})]
+    );
     assert_eq!(payment_status(&stack.api.url, &id).await["status"], "pending");
 
     // A real payment afterwards still completes it.
@@ -101,22 +123,45 @@ async fn replayed_blocks_and_redelivered_events_count_nothing_twice() {
     // … and the watcher restarts from five blocks back, as after restoring a
     // backup: it replays blocks it already processed.
     stack.watcher.take().unwrap().stop().await;
-    execute(&stack, &format!("UPDATE chain_state SET cursor_block = {}, tip_block = {}", cursor - 5, cursor - 5)).await;
+    execute(
+        &stack,
+        &format!(
+            "UPDATE chain_state SET cursor_block = {}, tip_block = {}",
+            cursor - 5,
+            cursor - 5
+        ),
+    )
+    .await;
     stack.watcher = Some(stack.start_watcher(|_| {}).await);
     stack.sandbox.mine(3).unwrap();
     eventually(Duration::from_secs(30), "the replay to pass the old cursor", || async {
         (stack.cursor().await.unwrap() > cursor).then_some(())
     })
     .await;
-    eventually(Duration::from_secs(30), "the republished events to be consumed", || async {
-        let backlog = sql_values(&stack.db, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
-        (backlog[0]["n"] == 0).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the republished events to be consumed",
+        || async {
+            let backlog = sql_values(&stack.db, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
+            (backlog[0]["n"] == 0).then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    assert_eq!(stack.log_of(&id).await.iter().filter(|event| *event == "completed").count(), 1);
-    assert_eq!(sql_values(&stack.db, "SELECT id FROM webhook_deliveries").await.len(), 1);
+    assert_eq!(
+        stack
+            .log_of(&id)
+            .await
+            .iter()
+            .filter(|event| *event == "completed")
+            .count(),
+        1
+    );
+    assert_eq!(
+        sql_values(&stack.db, "SELECT id FROM webhook_deliveries").await.len(),
+        1
+    );
     assert_eq!(sql_values(&stack.db, "SELECT txid FROM transfers").await.len(), 1);
     let duplicates = sql_values(&stack.db, "SELECT count(*) AS n FROM processed_messages").await;
     assert!(duplicates[0]["n"].as_i64().unwrap() >= 1);

@@ -21,7 +21,10 @@ async fn an_exact_transfer_completes_the_payment() {
         stack.log_of(&id).await.contains(&"detected".to_owned()).then_some(())
     })
     .await;
-    assert_eq!(tronpay_e2e::payment_status(&stack.api.url, &id).await["status"], "pending");
+    assert_eq!(
+        tronpay_e2e::payment_status(&stack.api.url, &id).await["status"],
+        "pending"
+    );
     stack.finalize();
 
     let body = wait_for_status(&stack.api.url, &id, "completed").await;
@@ -31,17 +34,58 @@ async fn an_exact_transfer_completes_the_payment() {
     assert!(body["completed_at"].as_f64().is_some());
     assert_eq!(stack.log_of(&id).await, ["created", "detected", "completed"]);
 
+    // The API's health and stats show the chain as the watcher follows it.
+    let health: Value = tronpay_e2e::http_client()
+        .get(format!("{}/health", stack.api.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["broker"], "connected", "{health}");
+    for field in ["head_block", "final_block", "cursor_block", "lag_blocks"] {
+        assert!(health["chain"][field].is_i64(), "{field} in {health}");
+    }
+    let watcher = stack.watcher.as_ref().unwrap().health().await;
+    assert_eq!(
+        (watcher["status"].as_str(), watcher["leader"].as_bool()),
+        (Some("healthy"), Some(true)),
+        "{watcher}"
+    );
+    assert_eq!(watcher["database"], "connected");
+
     // One webhook delivery for the completion, with the original body.
-    let deliveries = sql_values(&stack.db, "SELECT event_type, payload::text AS payload FROM webhook_deliveries").await;
+    let deliveries = sql_values(
+        &stack.db,
+        "SELECT event_type, payload::text AS payload FROM webhook_deliveries",
+    )
+    .await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0]["event_type"], "payment.completed");
     let payload: Value = serde_json::from_str(deliveries[0]["payload"].as_str().unwrap()).unwrap();
-    for field in ["payment_id", "order_id", "wallet_address", "currency", "expected_amount_usdt", "received_amount_usdt", "transaction_hash", "block_timestamp", "status", "event"] {
+    for field in [
+        "payment_id",
+        "order_id",
+        "wallet_address",
+        "currency",
+        "expected_amount_usdt",
+        "received_amount_usdt",
+        "transaction_hash",
+        "block_timestamp",
+        "status",
+        "event",
+    ] {
         assert!(payload.get(field).is_some(), "webhook body has {field}: {payload}");
     }
     assert_eq!(payload["currency"], "USDT_TRC20");
     assert_eq!(payload["status"], "completed");
-    assert!(deliveries[0]["payload"].as_str().unwrap().contains(r#""expected_amount_usdt": 12.34"#));
+    assert!(
+        deliveries[0]["payload"]
+            .as_str()
+            .unwrap()
+            .contains(r#""expected_amount_usdt": 12.34"#)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -52,7 +96,10 @@ async fn two_payments_of_one_amount_on_one_address_complete_oldest_first() {
     stack.send(address, "10");
     stack.finalize();
     wait_for_status(&stack.api.url, &first, "completed").await;
-    assert_eq!(tronpay_e2e::payment_status(&stack.api.url, &second).await["status"], "pending");
+    assert_eq!(
+        tronpay_e2e::payment_status(&stack.api.url, &second).await["status"],
+        "pending"
+    );
 
     stack.send(address, "10");
     stack.finalize();
@@ -67,10 +114,14 @@ async fn partial_payments_add_up_and_complete() {
     stack.finalize();
     eventually(Duration::from_secs(30), "the partial credit", || async {
         let body = tronpay_e2e::payment_status(&stack.api.url, &id).await;
-        (body["received_amount_usdt"].to_string() == "4.5").then_some(())
+        let received = body["received_amount_usdt"].as_number().map(ToString::to_string);
+        (received.as_deref() == Some("4.5")).then_some(())
     })
     .await;
-    assert_eq!(tronpay_e2e::payment_status(&stack.api.url, &id).await["status"], "pending");
+    assert_eq!(
+        tronpay_e2e::payment_status(&stack.api.url, &id).await["status"],
+        "pending"
+    );
 
     let last = stack.send(address, "5.5");
     stack.finalize();
@@ -78,9 +129,18 @@ async fn partial_payments_add_up_and_complete() {
     assert_eq!(body["received_amount_usdt"].to_string(), "10.0");
     assert_eq!(body["transaction_hash"], last.txid.as_str());
     let log = stack.log_of(&id).await;
-    assert!(log.contains(&"partial".to_owned()) && log.ends_with(&["completed".to_owned()]), "{log:?}");
+    assert!(
+        log.contains(&"partial".to_owned()) && log.ends_with(&["completed".to_owned()]),
+        "{log:?}"
+    );
     let kinds = sql_values(&stack.db, "SELECT match_kind FROM transfers ORDER BY block_number").await;
-    assert_eq!(kinds, [serde_json::json!({"match_kind": "partial"}), serde_json::json!({"match_kind": "completing"})]);
+    assert_eq!(
+        kinds,
+        [
+            serde_json::json!({"match_kind": "partial"}),
+            serde_json::json!({"match_kind": "completing"})
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +180,10 @@ async fn one_transaction_paying_two_watched_addresses_completes_both() {
     let (second, second_address) = stack.payment("4").await;
     let mut router = TransferRequest::new(first_address, "3".parse().unwrap());
     router.router = true;
-    router.outputs.push(Output { to: second_address, amount: "4".parse().unwrap() });
+    router.outputs.push(Output {
+        to: second_address,
+        amount: "4".parse().unwrap(),
+    });
     let sent = stack.sandbox.submit(&router).unwrap();
     assert_eq!(sent.log_indexes.len(), 2);
     stack.sandbox.mine(1).unwrap();

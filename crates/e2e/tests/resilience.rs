@@ -1,0 +1,254 @@
+//! Crashes, upstream faults, a broker outage and several replicas: every
+//! payment still completes exactly once.
+
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use tronpay_e2e::{
+    ApiInstance, FaultyProxy, Stack, WatcherInstance, eventually, payment_status, sql_values, wait_for_status,
+};
+use tronpay_sandbox::{FaultMode, FaultPlan, GenerateRequest};
+
+/// Every payment of `ids` completed, and each has exactly one `completed`
+/// log row and one completion webhook.
+async fn assert_completed_once(stack: &Stack, ids: &[String]) {
+    for id in ids {
+        wait_for_status(&stack.api.url, id, "completed").await;
+    }
+    let completions = sql_values(
+        &stack.db,
+        "SELECT payment_id, count(*) AS n FROM payment_logs WHERE event_type = 'completed' GROUP BY payment_id",
+    )
+    .await;
+    assert_eq!(completions.len(), ids.len());
+    assert!(completions.iter().all(|row| row["n"] == 1), "{completions:?}");
+    let deliveries = sql_values(
+        &stack.db,
+        "SELECT count(*) AS n FROM webhook_deliveries WHERE event_type = 'payment.completed'",
+    )
+    .await;
+    assert_eq!(deliveries[0]["n"], ids.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watcher_killed_mid_catch_up_resumes_without_a_gap() {
+    let stack = Stack::without_watcher(|_| {}).await;
+    let start = stack.sandbox.heights().head + 1;
+    let mut ids = Vec::new();
+    // Payments paid in blocks spread over a long stretch of busy chain.
+    for round in 0..12 {
+        let (id, address) = stack.payment(&format!("{}.25", round + 1)).await;
+        stack.send(address, &format!("{}.25", round + 1));
+        stack
+            .sandbox
+            .generate(&GenerateRequest {
+                count: 60,
+                transfers_per_block: 40,
+                ..GenerateRequest::default()
+            })
+            .unwrap();
+        ids.push(id);
+    }
+    stack.finalize();
+    let slow = |settings: &mut tronpay_chain_watcher::WatcherSettings| {
+        settings.scan_start_block = Some(start);
+        settings.fetch_concurrency = 1;
+        settings.catchup_batch = 20;
+    };
+    let first = stack.start_watcher(slow).await;
+    let halfway = i64::try_from(start).unwrap() + 300;
+    eventually(Duration::from_secs(60), "the first watcher to get halfway", || async {
+        (stack.cursor().await.unwrap_or(0) >= halfway).then_some(())
+    })
+    .await;
+    first.kill();
+    let killed_at = stack.cursor().await.unwrap();
+    assert!(
+        killed_at < i64::try_from(stack.sandbox.heights().solid).unwrap(),
+        "killed before the end"
+    );
+
+    let _second = stack.start_watcher(slow).await;
+    assert_completed_once(&stack, &ids).await;
+    let transfers = sql_values(
+        &stack.db,
+        "SELECT count(*) AS n, count(DISTINCT block_number) AS blocks FROM transfers",
+    )
+    .await;
+    assert_eq!(transfers[0]["n"], 12, "each paying transfer stored once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_faulty_node_is_retried_and_no_block_is_skipped() {
+    let stack = Stack::start_with(|_| {}, |settings| settings.node_timeout_ms = 500).await;
+    let mut ids = Vec::new();
+    for (index, mode) in [
+        FaultMode::Http500,
+        FaultMode::Http503,
+        FaultMode::Http429,
+        FaultMode::Http403,
+        FaultMode::Garbage,
+        FaultMode::ErrorJson,
+        FaultMode::Empty,
+        FaultMode::Stall,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (id, address) = stack.payment(&format!("{}.5", index + 1)).await;
+        stack
+            .sandbox
+            .set_faults(FaultPlan {
+                mode,
+                count: Some(2),
+                retry_after: Some(1),
+                stall_ms: 1_500,
+            })
+            .unwrap();
+        stack.send(address, &format!("{}.5", index + 1));
+        stack.finalize();
+        wait_for_status(&stack.api.url, &id, "completed").await;
+        ids.push(id);
+    }
+    assert_completed_once(&stack, &ids).await;
+    let errors = sql_values(&stack.db, "SELECT last_error FROM chain_state").await;
+    assert!(
+        errors[0]["last_error"].is_string(),
+        "the last upstream error is recorded: {errors:?}"
+    );
+    let health: serde_json::Value = stack.watcher.as_ref().unwrap().health().await;
+    assert!(health["chain"]["last_error"].is_string(), "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payments_complete_after_a_broker_outage() {
+    let db = tronpay_e2e::TestDb::new().await;
+    let bus = tronpay_e2e::TestBus::new();
+    let proxy = FaultyProxy::start(bus.broker_addr()).await;
+    let through = bus.through(&proxy);
+    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::SandboxConfig {
+        solid_lag: tronpay_e2e::SOLID_LAG,
+        ..tronpay_e2e::SandboxConfig::ephemeral()
+    })
+    .await
+    .unwrap();
+    let api = ApiInstance::start(db.url(), &through, |_| {}).await;
+    let _watcher = WatcherInstance::start(db.url(), &through, &sandbox.url(), |_| {}).await;
+    let mut ids = Vec::new();
+    let mut addresses = Vec::new();
+    for index in 0..5 {
+        let address = tronpay_e2e::random_address();
+        ids.push(
+            tronpay_e2e::create_payment(&api.url, &address, &format!("{}.1", index + 1), &format!("o-{index}")).await,
+        );
+        addresses.push(address);
+    }
+
+    proxy.cut();
+    for (index, address) in addresses.iter().enumerate() {
+        sandbox
+            .transfer(*address, format!("{}.1", index + 1).parse().unwrap())
+            .unwrap();
+        sandbox.mine(1).unwrap();
+    }
+    sandbox.mine(tronpay_e2e::SOLID_LAG).unwrap();
+    let solid = i64::try_from(sandbox.heights().solid).unwrap();
+    // The watcher keeps recording into the outbox while the broker is away.
+    eventually(Duration::from_secs(30), "the watcher to record the blocks", || async {
+        let cursor = sql_values(&db, "SELECT cursor_block FROM chain_state").await;
+        (cursor[0]["cursor_block"].as_i64().unwrap_or(0) >= solid).then_some(())
+    })
+    .await;
+    let waiting = sql_values(&db, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
+    assert!(
+        waiting[0]["n"].as_i64().unwrap() >= 5,
+        "events wait in the outbox: {waiting:?}"
+    );
+    for id in &ids {
+        assert_eq!(payment_status(&api.url, id).await["status"], "pending");
+    }
+    let health: serde_json::Value = tronpay_e2e::http_client()
+        .get(format!("{}/health", api.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["broker"], "disconnected", "{health}");
+
+    proxy.restore();
+    for id in &ids {
+        wait_for_status(&api.url, id, "completed").await;
+    }
+    let completions = sql_values(
+        &db,
+        "SELECT count(*) AS n FROM payment_logs WHERE event_type = 'completed'",
+    )
+    .await;
+    assert_eq!(completions[0]["n"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_api_replicas_complete_each_payment_once() {
+    let stack = Stack::start().await;
+    let second = ApiInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    let mut ids = Vec::new();
+    let mut addresses = Vec::new();
+    for index in 0..30 {
+        // Pairs of payments share an address so that replicas contend for it.
+        let address = if index % 2 == 0 {
+            tronpay_e2e::random_address()
+        } else {
+            addresses[index - 1]
+        };
+        let api = if index % 2 == 0 { &stack.api.url } else { &second.url };
+        ids.push(tronpay_e2e::create_payment(api, &address, "7", &format!("replica-{index}")).await);
+        addresses.push(address);
+    }
+    for address in &addresses {
+        stack.sandbox.transfer(*address, "7".parse().unwrap()).unwrap();
+    }
+    stack.sandbox.mine(1).unwrap();
+    stack.finalize();
+    assert_completed_once(&stack, &ids).await;
+    let applied = sql_values(
+        &stack.db,
+        "SELECT count(*) AS n, count(DISTINCT payment_id) AS payments FROM transfers WHERE applied_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(
+        applied[0],
+        json!({"n": 30, "payments": 30}),
+        "each transfer paid one payment"
+    );
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_watcher_takes_over_when_the_scanner_dies() {
+    let mut stack = Stack::start().await;
+    let standby = stack.start_watcher(|_| {}).await;
+    let first = stack.watcher.take().unwrap();
+    eventually(Duration::from_secs(20), "exactly one scanner", || async {
+        let leaders = [
+            first.health().await["leader"].as_bool(),
+            standby.health().await["leader"].as_bool(),
+        ];
+        (leaders == [Some(true), Some(false)]).then_some(())
+    })
+    .await;
+
+    first.kill();
+    eventually(Duration::from_secs(30), "the standby to take over", || async {
+        (standby.health().await["leader"] == true).then_some(())
+    })
+    .await;
+    let (id, address) = stack.payment("9.99").await;
+    stack.send(address, "9.99");
+    stack.finalize();
+    wait_for_status(&stack.api.url, &id, "completed").await;
+}
