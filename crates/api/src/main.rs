@@ -50,8 +50,13 @@ async fn run() -> anyhow::Result<()> {
 
     let pool = DbPool::new(&db, "tronpay-api")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = api.api_process_events.then(|| Workers::start(pool.clone(), bus.clone(), stop_rx.clone()));
-    let health = workers.as_ref().map(|workers| BusHealth { consumer: workers.consumer.clone(), relay: workers.relay.clone() });
+    let workers = api
+        .api_process_events
+        .then(|| Workers::start(pool.clone(), bus.clone(), stop_rx.clone()));
+    let health = workers.as_ref().map(|workers| BusHealth {
+        consumer: workers.consumer.clone(),
+        relay: workers.relay.clone(),
+    });
     let application = Application::build(api.clone(), pool.clone(), health)?;
     tracing::info!(bind = %api.bind, port = application.port(), database = %tronpay_db::settings::redact_url(&db.database_url), "tronpay-api listening");
 

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Serialize;
+use tronpay_db::chain::{self, ChainState};
 use tronpay_db::models::{EpochSeconds, PaymentView};
 use tronpay_db::payments::{self, CreateError, NewPayment};
-use tronpay_db::chain::{self, ChainState};
 use tronpay_db::{DbError, DbPool, stats};
 use tronpay_domain::JsonAmount;
 
@@ -40,7 +40,9 @@ impl AppState {
 
 /// The chain as the watcher last recorded it, for `/health` and `/stats`.
 fn chain_json(chain: Option<&ChainState>) -> serde_json::Value {
-    let Some(chain) = chain else { return serde_json::Value::Null };
+    let Some(chain) = chain else {
+        return serde_json::Value::Null;
+    };
     serde_json::json!({
         "head_block": chain.head_block,
         "final_block": chain.final_block,
@@ -206,13 +208,13 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             Ok((counts, chain))
         })
         .await
-            .unwrap_or_else(|_| {
-                Err(DbError::Unavailable(format!(
-                    "counting payments took over {} s",
-                    HEALTH_DB_WAIT.as_secs()
-                )))
-            })
-            .map_err(|error| (true, error))
+        .unwrap_or_else(|_| {
+            Err(DbError::Unavailable(format!(
+                "counting payments took over {} s",
+                HEALTH_DB_WAIT.as_secs()
+            )))
+        })
+        .map_err(|error| (true, error))
     };
     let outcome = tokio::time::timeout(HEALTH_DB_WAIT * 2, outcome)
         .await

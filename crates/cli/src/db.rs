@@ -79,7 +79,7 @@ pub async fn connect(db: &DbSettings) -> Result<AsyncPgConnection, DbError> {
 }
 
 /// A connection to a database whose tables exist (else the command to run).
-async fn connect_with_tables(db: &DbSettings) -> anyhow::Result<AsyncPgConnection> {
+pub async fn connect_with_tables(db: &DbSettings) -> anyhow::Result<AsyncPgConnection> {
     let mut conn = connect(db).await?;
     if !stats::tables_exist(&mut conn).await? {
         return Err(DbError::TablesMissing.into());

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod chain;
 mod db;
 mod export;
 mod import;
@@ -28,6 +29,9 @@ enum Command {
     /// Database management (the original db_manager.py).
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// What the chain watcher recorded: its position, transfers.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         }
         match cli.command {
             Command::Db(command) => db::run(command, &settings, &db_settings).await,
+            Command::Chain(command) => chain::run(command, &db_settings).await,
         }
     });
     match outcome {

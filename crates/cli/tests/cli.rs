@@ -510,3 +510,42 @@ async fn export_memory_does_not_grow_with_the_table() {
         "peak RSS grew from {small_peak} KiB to {large_peak} KiB for a {large_file_kib} KiB export"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chain_status_and_unmatched_transfers_are_visible() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(db.url(), dir.path(), &["chain", "status"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("has not started yet"));
+
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO chain_state (cursor_block, tip_block, head_block, final_block, last_error, last_error_at) \
+             VALUES (100, 102, 120, 101, 'http://node: HTTP 503', now()); \
+             INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, status, match_kind, applied_at) VALUES \
+             (repeat('a', 64), 0, 99, now(), 'TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7', 'TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt', 5.5, 'confirmed', 'unmatched', now()), \
+             (repeat('b', 64), 1, 100, now(), 'TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7', 'TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt', 7, 'confirmed', NULL, NULL);",
+        )
+        .await
+        .unwrap();
+    let output = tronpay(db.url(), dir.path(), &["chain", "status"], "");
+    let text = stdout(&output);
+    for expected in [
+        "cursor (last final block processed): 100",
+        "lag (final - cursor):                1",
+        "HTTP 503",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    let output = tronpay(db.url(), dir.path(), &["chain", "transfers", "--unmatched"], "");
+    let text = stdout(&output);
+    assert!(
+        text.contains(&"a".repeat(64)) && text.contains("5.5 USDT") && text.contains("unmatched"),
+        "{text}"
+    );
+    assert!(!text.contains(&"b".repeat(64)), "{text}");
+    let output = tronpay(db.url(), dir.path(), &["chain", "transfers"], "");
+    assert!(stdout(&output).contains("not applied yet"));
+}

@@ -176,3 +176,20 @@ pub async fn transfers_of(conn: &mut AsyncPgConnection, payment_id: &str) -> Res
         .load(conn)
         .await?)
 }
+
+/// The most recent transfers (or only the unmatched ones), newest first.
+pub async fn recent_transfers(
+    conn: &mut AsyncPgConnection,
+    unmatched_only: bool,
+    limit: i64,
+) -> Result<Vec<TransferRow>, DbError> {
+    let mut query = transfers::table
+        .order((transfers::block_number.desc(), transfers::log_index.desc()))
+        .limit(limit)
+        .select(TransferRow::as_select())
+        .into_boxed();
+    if unmatched_only {
+        query = query.filter(transfers::match_kind.eq("unmatched"));
+    }
+    Ok(query.load(conn).await?)
+}

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,118 +20,7 @@ use tronpay_db::{DbPool, DbSettings};
 use tronpay_domain::TronAddress;
 
 pub use tronpay_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
-pub use tronpay_testkit::{FaultyProxy, TestDb, http_client};
-
-/// RabbitMQ for the tests: `TEST_RABBITMQ_URL`, `RABBITMQ_URL`, or local.
-pub fn rabbitmq_url() -> String {
-    std::env::var("TEST_RABBITMQ_URL")
-        .or_else(|_| std::env::var("RABBITMQ_URL"))
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// A private exchange and queue names on the shared broker, deleted on drop.
-pub struct TestBus {
-    pub settings: BusSettings,
-}
-
-impl TestBus {
-    pub fn new() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let settings = BusSettings {
-            rabbitmq_url: rabbitmq_url(),
-            bus_exchange: format!("tronpay-test.{id}"),
-            bus_queue_prefix: format!("tronpay-test.{id}"),
-            bus_prefetch: 32,
-            bus_confirm_timeout_ms: 5_000,
-        };
-        Self { settings }
-    }
-
-    /// The same names, reached through `proxy`.
-    pub fn through(&self, proxy: &FaultyProxy) -> BusSettings {
-        let mut url = url_of(&self.settings.rabbitmq_url);
-        url.set_host(Some(&proxy.addr().ip().to_string())).unwrap();
-        url.set_port(Some(proxy.addr().port())).unwrap();
-        BusSettings {
-            rabbitmq_url: url.to_string(),
-            ..self.settings.clone()
-        }
-    }
-
-    /// The broker's address (for a [`FaultyProxy`]).
-    pub fn broker_addr(&self) -> SocketAddr {
-        let url = url_of(&self.settings.rabbitmq_url);
-        let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
-        let port = url.port().unwrap_or(5672);
-        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-            .unwrap()
-            .next()
-            .unwrap()
-    }
-
-    /// Messages waiting in a queue (declares nothing).
-    pub async fn depth(&self, queue: &str) -> u32 {
-        let connection =
-            lapin::Connection::connect(&self.settings.rabbitmq_url, lapin::ConnectionProperties::default())
-                .await
-                .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                lapin::types::FieldTable::default(),
-            )
-            .await;
-        let _ = connection.close(200, "done".into()).await;
-        declared.map(|queue| queue.message_count()).unwrap_or(0)
-    }
-}
-
-impl Default for TestBus {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn url_of(text: &str) -> reqwest::Url {
-    reqwest::Url::parse(text).expect("an AMQP URL")
-}
-
-impl Drop for TestBus {
-    fn drop(&mut self) {
-        let settings = self.settings.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async move {
-                let connection =
-                    lapin::Connection::connect(&settings.rabbitmq_url, lapin::ConnectionProperties::default())
-                        .await
-                        .ok()?;
-                let channel = connection.create_channel().await.ok()?;
-                for queue in settings.all_queues() {
-                    for name in [queue.name.clone(), queue.dead_letter()] {
-                        let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
-                    }
-                }
-                for exchange in [settings.bus_exchange.clone(), settings.dead_letter_exchange()] {
-                    let _ = channel
-                        .exchange_delete(exchange.as_str().into(), Default::default())
-                        .await;
-                }
-                let _ = connection.close(200, "test done".into()).await;
-                Some(())
-            })
-        })
-        .join();
-    }
-}
+pub use tronpay_testkit::{FaultyProxy, TestBus, TestDb, http_client, rabbitmq_url};
 
 /// A service on its own multi-thread runtime: `stop` shuts it down
 /// gracefully, `kill` drops everything at once, as a crash would.

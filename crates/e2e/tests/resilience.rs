@@ -252,3 +252,34 @@ async fn a_standby_watcher_takes_over_when_the_scanner_dies() {
     stack.finalize();
     wait_for_status(&stack.api.url, &id, "completed").await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_message_goes_to_the_dead_letter_queue() {
+    let stack = Stack::start().await;
+    let publisher = tronpay_bus::Publisher::connect(&stack.bus.settings, "poison test")
+        .await
+        .unwrap();
+    let poison = tronpay_bus::Outgoing {
+        routing_key: tronpay_domain::events::PAYMENT_DETECTED.into(),
+        message_id: uuid::Uuid::new_v4().to_string(),
+        payload: b"{\"this is\": \"not an event\"}".to_vec(),
+    };
+    publisher.publish(std::slice::from_ref(&poison)).await.unwrap();
+    publisher.close().await;
+    let dead = stack
+        .bus
+        .settings
+        .queue("api", tronpay_domain::events::PAYMENT_DETECTED)
+        .dead_letter();
+    eventually(
+        Duration::from_secs(30),
+        "the poison message in the dead-letter queue",
+        || async { (stack.bus.depth(&dead).await == 1).then_some(()) },
+    )
+    .await;
+    // The consumer goes on with good messages.
+    let (id, address) = stack.payment("1.23").await;
+    stack.send(address, "1.23");
+    stack.finalize();
+    wait_for_status(&stack.api.url, &id, "completed").await;
+}

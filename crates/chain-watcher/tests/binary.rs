@@ -1,0 +1,104 @@
+//! The `tronpay-chain-watcher` binary: settings are checked at start, and
+//! SIGTERM stops it cleanly.
+
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tronpay_sandbox::{Sandbox, SandboxConfig};
+use tronpay_testkit::{TestBus, TestDb, http_client};
+
+fn watcher() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-chain-watcher"));
+    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
+    command
+}
+
+#[test]
+fn bad_settings_are_refused_at_start_naming_the_variable() {
+    for (name, value, expected) in [
+        ("TRON_NODE_URL", "ftp://node", "TRON_NODE_URL"),
+        ("TRON_NODE_URL", "", "TRON_NODE_URL is empty"),
+        (
+            "USDT_TRC20_CONTRACT_ADDRESS",
+            "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u",
+            "USDT_TRC20_CONTRACT_ADDRESS",
+        ),
+        ("CONFIRMATIONS", "many", "CONFIRMATIONS is invalid"),
+        ("FETCH_CONCURRENCY", "0", "FETCH_CONCURRENCY must be between 1 and 64"),
+        ("RABBITMQ_URL", "http://nope", "RABBITMQ_URL is not an AMQP URL"),
+        ("WATCHER_BIND", "somewhere", "WATCHER_BIND must be an address and port"),
+    ] {
+        let output = watcher().env(name, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_watcher_cleanly() {
+    let db = TestDb::new().await;
+    let bus = TestBus::new();
+    let sandbox = Sandbox::start(SandboxConfig::ephemeral()).await.unwrap();
+    let mut child = watcher()
+        .env("DATABASE_URL", db.url())
+        .env("TRON_NODE_URL", sandbox.url())
+        .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
+        .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
+        .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+        .env("WATCHER_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the watcher logs its health port").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "tronpay-chain-watcher health endpoint listening" {
+            break event["port"].as_u64().unwrap();
+        }
+    };
+    let url = format!("http://127.0.0.1:{port}/health");
+    let mut leader = false;
+    for _ in 0..100 {
+        let health: serde_json::Value = http_client().get(&url).send().await.unwrap().json().await.unwrap();
+        if health["leader"] == true && health["chain"]["cursor_block"].is_i64() {
+            leader = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(leader, "the only watcher becomes the scanner");
+
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut status = None;
+    for _ in 0..150 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the watcher did not stop after SIGTERM");
+    });
+    assert!(status.success(), "exit status {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|line| line.contains("tronpay-chain-watcher stopped")),
+        "{rest:?}"
+    );
+}

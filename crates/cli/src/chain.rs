@@ -1,0 +1,85 @@
+//! `tronpay chain …`: where the chain watcher is, and the transfers it
+//! recorded (unmatched ones are the operator's to look at).
+
+use clap::Subcommand;
+use tronpay_db::{DbSettings, chain, matching, outbox};
+
+#[derive(Subcommand)]
+pub enum ChainCommand {
+    /// The watcher's cursor, the chain's head and final block, lag, last error.
+    Status,
+    /// Recorded transfers to watched addresses, newest first.
+    Transfers {
+        /// Only transfers that paid no payment.
+        #[arg(long)]
+        unmatched: bool,
+        /// How many to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+    },
+}
+
+pub async fn run(command: ChainCommand, db: &DbSettings) -> anyhow::Result<()> {
+    db.validate().map_err(anyhow::Error::msg)?;
+    let mut conn = crate::db::connect_with_tables(db).await?;
+    match command {
+        ChainCommand::Status => {
+            let Some(state) = chain::state(&mut conn).await? else {
+                println!("The chain watcher has not started yet (no cursor).");
+                return Ok(());
+            };
+            let show = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), |value| value.to_string());
+            println!("cursor (last final block processed): {}", state.cursor_block);
+            println!("final block:                         {}", show(state.final_block));
+            println!("head block:                          {}", show(state.head_block));
+            println!(
+                "lag (final - cursor):                {}",
+                show(state.final_block.map(|final_block| final_block - state.cursor_block))
+            );
+            println!("tip scanned to:                      {}", state.tip_block);
+            println!(
+                "scanner:                             {}",
+                state.leader.as_deref().unwrap_or("-")
+            );
+            println!(
+                "last poll:                           {}",
+                state.polled_at.map_or_else(|| "-".into(), |time| time.to_string())
+            );
+            match (&state.last_error, state.last_error_at) {
+                (Some(error), Some(at)) => println!("last upstream error:                 {error} (at {at})"),
+                _ => println!("last upstream error:                 none"),
+            }
+            println!(
+                "events waiting in the outbox:        {}",
+                outbox::backlog(&mut conn).await?
+            );
+        }
+        ChainCommand::Transfers { unmatched, limit } => {
+            let rows = matching::recent_transfers(&mut conn, unmatched, limit).await?;
+            if rows.is_empty() {
+                println!(
+                    "No transfers recorded{}.",
+                    if unmatched { " without a match" } else { "" }
+                );
+            }
+            for row in rows {
+                println!(
+                    "{} #{} block {} {} -> {} {} USDT {} {}",
+                    row.txid,
+                    row.log_index,
+                    row.block_number,
+                    row.from_address,
+                    row.to_address,
+                    row.amount_usdt.normalized(),
+                    row.status,
+                    match (&row.match_kind, &row.payment_id) {
+                        (Some(kind), Some(payment)) => format!("{kind} payment {payment}"),
+                        (Some(kind), None) => kind.clone(),
+                        (None, _) => "not applied yet".into(),
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
