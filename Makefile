@@ -1,6 +1,6 @@
 # tronpay — the two commands you need are `make up` and `make test`.
 
-.PHONY: up down ps logs test bench build fmt lint check
+.PHONY: up down ps logs test bench bench-api bench-chain build fmt lint check
 
 up:            ## run tronpay locally (API on 127.0.0.1:5000)
 	@scripts/up.sh
@@ -19,6 +19,13 @@ test:          ## run every test (needs only PostgreSQL; started if installed)
 
 bench:         ## benchmarks; figures go to docs/BENCHMARKS.md
 	@scripts/bench-api.sh
+	@scripts/bench-chain.sh
+
+bench-api:     ## the API over HTTP
+	@scripts/bench-api.sh
+
+bench-chain:   ## the chain watcher: catch-up and latency
+	@scripts/bench-chain.sh
 
 build:
 	cargo build --release

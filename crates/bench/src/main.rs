@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod chain;
+
 #[derive(Parser)]
 #[command(name = "tronpay-bench", about = "HTTP load generator for the tronpay API")]
 struct Args {
@@ -55,6 +57,8 @@ enum Scenario {
         #[arg(long)]
         ids: PathBuf,
     },
+    /// The chain watcher: catch-up speed and final-to-completed latency.
+    Chain(chain::ChainArgs),
 }
 
 /// What one worker measured.
@@ -69,6 +73,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let load = match &args.scenario {
         Scenario::Create { load, .. } | Scenario::Status { load, .. } => load.clone(),
+        Scenario::Chain(chain) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            return runtime.block_on(chain::run(chain.clone()));
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(load.threads.max(1))
@@ -89,7 +101,7 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
             .lines()
             .map(str::to_owned)
             .collect(),
-        Scenario::Create { .. } => Vec::new(),
+        Scenario::Create { .. } | Scenario::Chain(_) => Vec::new(),
     });
     let creating = matches!(scenario, Scenario::Create { .. });
     if !creating && ids.is_empty() {

@@ -14,15 +14,18 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncConnection;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
-use tronpay_db::chain::{self, FoundTransfer};
+use tronpay_db::chain::{self, FinalBlock, FoundTransfer};
 use tronpay_db::{DbError, DbPool};
 use tronpay_domain::TronAddress;
 use tronpay_tron::{NodeClient, NodeError, TxInfo, usdt_transfers};
 
 use crate::leader::Leadership;
 use crate::settings::WatcherSettings;
+
+/// Most final blocks committed in one transaction while catching up.
+const COMMIT_BATCH: usize = 50;
 
 /// What the health endpoint shows about the scanner.
 #[derive(Debug, Default)]
@@ -254,13 +257,18 @@ impl Scanner {
                 from: transfer.from,
                 to: transfer.to,
                 amount: transfer.amount,
+                block_number: transfer.block_number,
+                block_time_ms: transfer.block_time_ms,
             })
             .collect();
         (found, time)
     }
 
     /// Processes final blocks in order, fetching ahead concurrently; returns
-    /// the new cursor.
+    /// the new cursor. Blocks already fetched when a commit starts share its
+    /// transaction (up to [`COMMIT_BATCH`]): each block is still all-or-nothing
+    /// with the cursor, and a backlog costs one commit per batch, not per
+    /// block.
     async fn catch_up(
         &self,
         range: RangeInclusive<u64>,
@@ -271,22 +279,41 @@ impl Scanner {
         let mut blocks = futures_util::stream::iter(range)
             .map(|number| async move { (number, self.fetch(number, shutdown).await) })
             .buffered(self.settings.fetch_concurrency);
-        while let Some((number, infos)) = blocks.next().await {
-            let Some(infos) = infos else { return Err(Stop::Shutdown) };
-            let (found, time) = self.found(&infos, number);
-            // An empty block has no receipts to date it; the final block's own
-            // header does. Without either, the cursor's time stays behind,
-            // which only delays the expiry sweep.
-            let time = time.or((number == heads.final_block && heads.final_time_ms > 0).then_some(heads.final_time_ms));
+        let mut waited = Instant::now();
+        while let Some(first) = blocks.next().await {
+            let fetch_wait = waited.elapsed();
+            let mut fetched = vec![first];
+            while fetched.len() < COMMIT_BATCH {
+                match blocks.next().now_or_never() {
+                    Some(Some(next)) => fetched.push(next),
+                    _ => break,
+                }
+            }
+            let mut batch = Vec::with_capacity(fetched.len());
+            for (number, infos) in fetched {
+                let Some(infos) = infos else { return Err(Stop::Shutdown) };
+                let (found, time) = self.found(&infos, number);
+                // An empty block has no receipts to date it; the final block's
+                // own header does. Without either, the cursor's time stays
+                // behind, which only delays the expiry sweep.
+                let time =
+                    time.or((number == heads.final_block && heads.final_time_ms > 0).then_some(heads.final_time_ms));
+                batch.push(FinalBlock {
+                    number,
+                    time_ms: time,
+                    found,
+                });
+            }
+            let committing = Instant::now();
             let mut failures = 0u32;
             loop {
-                match self.commit(number, time, &found).await {
+                match self.commit(&batch).await {
                     Ok(()) => break,
                     Err(DbError::Unavailable(message)) if message.contains("no longer at block") => {
                         return Err(Stop::LostLeadership(message));
                     }
                     Err(error) => {
-                        tracing::warn!(block = number, %error, "committing a block failed; retrying it");
+                        tracing::warn!(first = batch[0].number, %error, "committing blocks failed; retrying them");
                         let delay = Duration::from_millis(200u64.saturating_mul(1 << failures.min(7)));
                         failures = failures.saturating_add(1);
                         if self.pause(delay, &mut shutdown.clone()).await {
@@ -295,21 +322,27 @@ impl Scanner {
                     }
                 }
             }
-            cursor = number;
+            cursor = batch.last().map_or(cursor, |block| block.number);
+            tracing::debug!(
+                blocks = batch.len(),
+                cursor,
+                waited_for_fetch_ms = fetch_wait.as_millis(),
+                commit_ms = committing.elapsed().as_millis(),
+                "final blocks committed"
+            );
+            waited = Instant::now();
+            self.status
+                .cursor
+                .store(i64::try_from(cursor).unwrap_or(i64::MAX), Ordering::Relaxed);
             self.relay.notify_one();
         }
         Ok(cursor)
     }
 
-    async fn commit(&self, number: u64, time: Option<i64>, found: &[FoundTransfer]) -> Result<(), DbError> {
+    async fn commit(&self, batch: &[FinalBlock]) -> Result<(), DbError> {
         let mut conn = self.pool.get().await?;
-        let events = conn
-            .transaction::<_, DbError, _>(async |conn| chain::commit_final_block(conn, number, time, found).await)
-            .await?;
-        if !events.is_empty() {
-            tracing::debug!(block = number, events = events.len(), "final block committed");
-        }
-        Ok(())
+        conn.transaction::<_, DbError, _>(async |conn| chain::commit_final_blocks(conn, batch).await.map(|_| ()))
+            .await
     }
 
     /// Scans blocks above the final height once each; returns the last one
@@ -324,13 +357,11 @@ impl Scanner {
                     break;
                 }
             };
-            let (found, time) = self.found(&infos, number);
-            if let Some(time) = time {
+            let (found, _) = self.found(&infos, number);
+            {
                 let mut conn = self.pool.get().await.ok()?;
                 let recorded = conn
-                    .transaction::<_, DbError, _>(async |conn| {
-                        chain::record_tip_block(conn, number, time, &found).await
-                    })
+                    .transaction::<_, DbError, _>(async |conn| chain::record_tip_block(conn, number, &found).await)
                     .await;
                 match recorded {
                     Ok(events) if !events.is_empty() => self.relay.notify_one(),

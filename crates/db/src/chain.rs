@@ -87,6 +87,17 @@ pub struct FoundTransfer {
     pub from: TronAddress,
     pub to: TronAddress,
     pub amount: UsdtAmount,
+    pub block_number: u64,
+    pub block_time_ms: i64,
+}
+
+/// A final block ready to commit: its height, its time when known (an empty
+/// block has no receipts to date it), and its USDT transfers.
+#[derive(Debug, Clone)]
+pub struct FinalBlock {
+    pub number: u64,
+    pub time_ms: Option<i64>,
+    pub found: Vec<FoundTransfer>,
 }
 
 /// How long after its deadline an address stays watched, so that late
@@ -105,10 +116,14 @@ struct Stored {
     to_address: String,
     #[diesel(sql_type = Text)]
     amount: String,
+    #[diesel(sql_type = BigInt)]
+    block_number: i64,
+    #[diesel(sql_type = Timestamp)]
+    block_time: NaiveDateTime,
 }
 
 impl Stored {
-    fn event(self, block_number: u64, block_time_ms: i64, state: TransferState) -> Result<PaymentDetected, DbError> {
+    fn event(self, state: TransferState) -> Result<PaymentDetected, DbError> {
         let corrupt = |what: &str| DbError::Unavailable(format!("stored transfer {} has an invalid {what}", self.txid));
         Ok(PaymentDetected {
             txid: TxId::parse(&self.txid).map_err(|_| corrupt("txid"))?,
@@ -116,8 +131,8 @@ impl Stored {
             from: TronAddress::parse(&self.from_address).map_err(|_| corrupt("sender"))?,
             to: TronAddress::parse(&self.to_address).map_err(|_| corrupt("recipient"))?,
             amount: UsdtAmount::parse(&self.amount).map_err(|_| corrupt("amount"))?,
-            block_number,
-            block_time_ms,
+            block_number: u64::try_from(self.block_number).map_err(|_| corrupt("block number"))?,
+            block_time_ms: self.block_time.and_utc().timestamp_millis(),
             state,
         })
     }
@@ -130,57 +145,68 @@ struct Columns {
     from: Vec<String>,
     to: Vec<String>,
     amounts: Vec<bigdecimal::BigDecimal>,
+    block_numbers: Vec<i64>,
+    block_times: Vec<NaiveDateTime>,
 }
 
-fn columns(found: &[FoundTransfer]) -> Columns {
-    Columns {
-        txids: found.iter().map(|transfer| transfer.txid.to_string()).collect(),
-        log_indexes: found
-            .iter()
-            .map(|transfer| i32::try_from(transfer.log_index).unwrap_or(i32::MAX))
-            .collect(),
-        from: found.iter().map(|transfer| transfer.from.to_base58()).collect(),
-        to: found.iter().map(|transfer| transfer.to.to_base58()).collect(),
-        amounts: found.iter().map(|transfer| transfer.amount.to_decimal()).collect(),
+fn columns<'a>(found: impl Iterator<Item = &'a FoundTransfer>) -> Columns {
+    let mut columns = Columns {
+        txids: Vec::new(),
+        log_indexes: Vec::new(),
+        from: Vec::new(),
+        to: Vec::new(),
+        amounts: Vec::new(),
+        block_numbers: Vec::new(),
+        block_times: Vec::new(),
+    };
+    for transfer in found {
+        columns.txids.push(transfer.txid.to_string());
+        columns
+            .log_indexes
+            .push(i32::try_from(transfer.log_index).unwrap_or(i32::MAX));
+        columns.from.push(transfer.from.to_base58());
+        columns.to.push(transfer.to.to_base58());
+        columns.amounts.push(transfer.amount.to_decimal());
+        columns
+            .block_numbers
+            .push(i64::try_from(transfer.block_number).unwrap_or(i64::MAX));
+        columns.block_times.push(to_naive(transfer.block_time_ms));
     }
+    columns
 }
 
-/// Stores the transfers of `found` whose recipient is watched (a pending
-/// payment, or one whose deadline passed less than [`LATE_WATCH_DAYS`] ago)
-/// with `state`, and returns those newly stored or changed.
+/// Stores the transfers whose recipient is watched (a pending payment, or one
+/// whose deadline passed less than [`LATE_WATCH_DAYS`] ago) with `state`, in
+/// one statement however many there are, and returns those newly stored or
+/// changed.
 async fn store_watched(
     conn: &mut AsyncPgConnection,
-    found: &[FoundTransfer],
-    block_number: u64,
-    block_time: NaiveDateTime,
+    columns: &Columns,
     state: TransferState,
 ) -> Result<Vec<Stored>, DbError> {
-    if found.is_empty() {
+    if columns.txids.is_empty() {
         return Ok(Vec::new());
     }
-    let columns = columns(found);
     // A confirmation overrides a detection (or a drop, if a reorganisation
     // moved the transaction); a detection never overrides anything.
-    let on_conflict = match state {
-        TransferState::Confirmed => {
+    let (status, on_conflict) = match state {
+        TransferState::Confirmed => (
+            "confirmed",
             "DO UPDATE SET status = 'confirmed', block_number = EXCLUDED.block_number, block_time = EXCLUDED.block_time, \
-             confirmed_at = EXCLUDED.confirmed_at WHERE transfers.status <> 'confirmed'"
-        }
-        TransferState::Detected | TransferState::Dropped => "DO NOTHING",
-    };
-    let status = match state {
-        TransferState::Confirmed => "confirmed",
-        TransferState::Detected | TransferState::Dropped => "detected",
+             confirmed_at = EXCLUDED.confirmed_at WHERE transfers.status <> 'confirmed'",
+        ),
+        TransferState::Detected | TransferState::Dropped => ("detected", "DO NOTHING"),
     };
     let sql = format!(
         "INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, status, confirmed_at) \
-         SELECT t.txid, t.log_index, $6, $7, t.from_address, t.to_address, t.amount, '{status}', \
+         SELECT t.txid, t.log_index, t.block_number, t.block_time, t.from_address, t.to_address, t.amount, '{status}', \
                 CASE WHEN '{status}' = 'confirmed' THEN now() AT TIME ZONE 'utc' END \
-         FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::numeric[]) AS t(txid, log_index, from_address, to_address, amount) \
+         FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::numeric[], $6::bigint[], $7::timestamp[]) \
+              AS t(txid, log_index, from_address, to_address, amount, block_number, block_time) \
          WHERE EXISTS (SELECT 1 FROM payments p WHERE p.wallet_address = t.to_address \
                        AND (p.status = 'pending' OR p.expires_at > (now() AT TIME ZONE 'utc') - interval '{LATE_WATCH_DAYS} days')) \
          ON CONFLICT (txid, log_index) {on_conflict} \
-         RETURNING txid, log_index, from_address, to_address, amount_usdt::text AS amount"
+         RETURNING txid, log_index, from_address, to_address, amount_usdt::text AS amount, block_number, block_time"
     );
     Ok(diesel::sql_query(sql)
         .bind::<Array<Text>, _>(&columns.txids)
@@ -188,8 +214,8 @@ async fn store_watched(
         .bind::<Array<Text>, _>(&columns.from)
         .bind::<Array<Text>, _>(&columns.to)
         .bind::<Array<Numeric>, _>(&columns.amounts)
-        .bind::<BigInt, _>(i64::try_from(block_number).unwrap_or(i64::MAX))
-        .bind::<Timestamp, _>(block_time)
+        .bind::<Array<BigInt>, _>(&columns.block_numbers)
+        .bind::<Array<Timestamp>, _>(&columns.block_times)
         .load(conn)
         .await?)
 }
@@ -200,24 +226,36 @@ fn to_naive(block_time_ms: i64) -> NaiveDateTime {
         .naive_utc()
 }
 
-/// Commits final block `number`: advances the cursor from `number - 1` (and
-/// fails if another scanner moved it), confirms its watched transfers, drops
-/// those detected at this height that the final block does not contain, and
-/// writes a `payment.detected` event per change — all in the caller's
-/// transaction. Returns the events written.
-pub async fn commit_final_block(
+/// Commits consecutive final blocks: advances the cursor from the first
+/// one's predecessor to the last (and fails if another scanner moved it),
+/// confirms their watched transfers, drops those detected at these heights
+/// that the final blocks do not contain, and writes a `payment.detected`
+/// event per change — all in the caller's transaction, in four statements
+/// however many blocks. Returns the events written.
+pub async fn commit_final_blocks(
     conn: &mut AsyncPgConnection,
-    number: u64,
-    block_time_ms: Option<i64>,
-    found: &[FoundTransfer],
+    blocks: &[FinalBlock],
 ) -> Result<Vec<PaymentDetected>, DbError> {
-    let height = i64::try_from(number).map_err(|_| DbError::Unavailable(format!("block {number} out of range")))?;
-    let block_time = block_time_ms.map(to_naive);
-    let moved = diesel::update(chain_state::table.filter(chain_state::cursor_block.eq(height - 1)))
+    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+        return Ok(Vec::new());
+    };
+    if blocks.windows(2).any(|pair| pair[1].number != pair[0].number + 1) {
+        return Err(DbError::Unavailable(
+            "final blocks must be committed in order, without gaps".into(),
+        ));
+    }
+    let height =
+        |number: u64| i64::try_from(number).map_err(|_| DbError::Unavailable(format!("block {number} out of range")));
+    let (first_height, last_height) = (height(first.number)?, height(last.number)?);
+    let latest_time = blocks.iter().rev().find_map(|block| block.time_ms).map(to_naive);
+    let moved = diesel::update(chain_state::table.filter(chain_state::cursor_block.eq(first_height - 1)))
         .set((
-            chain_state::cursor_block.eq(height),
+            chain_state::cursor_block.eq(last_height),
+            chain_state::cursor_block_time.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<Timestamp>>("COALESCE(")
+                .bind::<diesel::sql_types::Nullable<Timestamp>, _>(latest_time)
+                .sql(", cursor_block_time)")),
             chain_state::tip_block.eq(diesel::dsl::sql::<BigInt>("GREATEST(tip_block, ")
-                .bind::<BigInt, _>(height)
+                .bind::<BigInt, _>(last_height)
                 .sql(")")),
             chain_state::updated_at.eq(chrono::Utc::now().naive_utc()),
         ))
@@ -226,52 +264,32 @@ pub async fn commit_final_block(
     if moved != 1 {
         return Err(DbError::Unavailable(format!(
             "the cursor is no longer at block {} (another scanner?)",
-            height - 1
+            first_height - 1
         )));
     }
-    if let Some(time) = block_time {
-        diesel::update(chain_state::table)
-            .set(chain_state::cursor_block_time.eq(time))
-            .execute(conn)
-            .await?;
-    }
 
+    let columns = columns(blocks.iter().flat_map(|block| &block.found));
     let mut events = Vec::new();
-    if let Some(time_ms) = block_time_ms {
-        for stored in store_watched(conn, found, number, to_naive(time_ms), TransferState::Confirmed).await? {
-            events.push(stored.event(number, time_ms, TransferState::Confirmed)?);
-        }
+    for stored in store_watched(conn, &columns, TransferState::Confirmed).await? {
+        events.push(stored.event(TransferState::Confirmed)?);
     }
-    // Detected at this height but not in the final block: dropped.
-    let columns = columns(found);
-    let dropped: Vec<(Stored, NaiveDateTime)> = diesel::sql_query(
-        "UPDATE transfers SET status = 'dropped' WHERE status = 'detected' AND block_number = $1 \
-         AND (txid, log_index) NOT IN (SELECT * FROM unnest($2::text[], $3::int[])) \
-         RETURNING txid, log_index, from_address, to_address, amount_usdt::text AS amount, block_time",
+    // Detected at these heights but not in the final blocks: dropped.
+    let dropped: Vec<Stored> = diesel::sql_query(
+        "UPDATE transfers SET status = 'dropped' WHERE status = 'detected' AND block_number BETWEEN $1 AND $2 \
+         AND (txid, log_index) NOT IN (SELECT * FROM unnest($3::text[], $4::int[])) \
+         RETURNING txid, log_index, from_address, to_address, amount_usdt::text AS amount, block_number, block_time",
     )
-    .bind::<BigInt, _>(height)
+    .bind::<BigInt, _>(first_height)
+    .bind::<BigInt, _>(last_height)
     .bind::<Array<Text>, _>(&columns.txids)
     .bind::<Array<Int4>, _>(&columns.log_indexes)
-    .load::<DroppedRow>(conn)
-    .await?
-    .into_iter()
-    .map(|row| (row.stored, row.block_time))
-    .collect();
-    for (stored, time) in dropped {
-        events.push(stored.event(number, time.and_utc().timestamp_millis(), TransferState::Dropped)?);
+    .load(conn)
+    .await?;
+    for stored in dropped {
+        events.push(stored.event(TransferState::Dropped)?);
     }
-    for event in &events {
-        outbox::insert(conn, PAYMENT_DETECTED, event).await?;
-    }
+    outbox::insert_many(conn, PAYMENT_DETECTED, &events).await?;
     Ok(events)
-}
-
-#[derive(QueryableByName)]
-struct DroppedRow {
-    #[diesel(embed)]
-    stored: Stored,
-    #[diesel(sql_type = Timestamp)]
-    block_time: NaiveDateTime,
 }
 
 /// Records the watched transfers of a block that is not final yet as
@@ -279,7 +297,6 @@ struct DroppedRow {
 pub async fn record_tip_block(
     conn: &mut AsyncPgConnection,
     number: u64,
-    block_time_ms: i64,
     found: &[FoundTransfer],
 ) -> Result<Vec<PaymentDetected>, DbError> {
     let height = i64::try_from(number).map_err(|_| DbError::Unavailable(format!("block {number} out of range")))?;
@@ -288,11 +305,9 @@ pub async fn record_tip_block(
         .execute(conn)
         .await?;
     let mut events = Vec::new();
-    for stored in store_watched(conn, found, number, to_naive(block_time_ms), TransferState::Detected).await? {
-        events.push(stored.event(number, block_time_ms, TransferState::Detected)?);
+    for stored in store_watched(conn, &columns(found.iter()), TransferState::Detected).await? {
+        events.push(stored.event(TransferState::Detected)?);
     }
-    for event in &events {
-        outbox::insert(conn, PAYMENT_DETECTED, event).await?;
-    }
+    outbox::insert_many(conn, PAYMENT_DETECTED, &events).await?;
     Ok(events)
 }

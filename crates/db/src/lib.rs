@@ -13,6 +13,7 @@ pub mod models;
 pub mod outbox;
 pub mod payments;
 pub mod pool;
+pub mod prepared;
 pub mod schema;
 pub mod settings;
 pub mod stats;

@@ -64,15 +64,36 @@ pub async fn insert(
     message: &str,
     metadata: Option<&str>,
 ) -> Result<(), DbError> {
-    diesel::sql_query(
-        "INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) \
-         VALUES ($1, $2, $3, $4::json, now() AT TIME ZONE 'utc')",
-    )
-    .bind::<diesel::sql_types::Text, _>(payment_id)
-    .bind::<diesel::sql_types::Text, _>(event_type)
-    .bind::<diesel::sql_types::Text, _>(message)
-    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(metadata)
-    .execute(conn)
-    .await?;
+    let row = InsertLog {
+        payment_id: payment_id.to_owned(),
+        event_type: event_type.to_owned(),
+        message: message.to_owned(),
+        metadata: metadata.map(str::to_owned),
+    };
+    crate::prepared::Prepared(row).execute(conn).await?;
     Ok(())
+}
+
+/// The metadata goes in as text cast to JSON, so amounts keep their digits.
+struct InsertLog {
+    payment_id: String,
+    event_type: String,
+    message: String,
+    metadata: Option<String>,
+}
+
+impl crate::prepared::Statement for InsertLog {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Nullable, Text};
+        out.push_sql("INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) VALUES (");
+        out.push_bind_param::<Text, _>(&self.payment_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.event_type)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.message)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.metadata)?;
+        out.push_sql("::json, now() AT TIME ZONE 'utc')");
+        Ok(())
+    }
 }

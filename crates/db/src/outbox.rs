@@ -39,6 +39,33 @@ pub async fn insert(
     Ok(message_id)
 }
 
+/// Writes several events in one statement (inside the caller's transaction).
+pub async fn insert_many<T: serde::Serialize>(
+    conn: &mut AsyncPgConnection,
+    routing_key: &str,
+    payloads: &[T],
+) -> Result<(), DbError> {
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = payloads.iter().map(|_| Uuid::new_v4()).collect();
+    let texts = payloads
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| DbError::Unavailable(format!("event not serializable: {error}")))?;
+    diesel::sql_query(
+        "INSERT INTO outbox (message_id, routing_key, payload) \
+         SELECT id, $2, payload::jsonb FROM unnest($1::uuid[], $3::text[]) AS t(id, payload)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+    .bind::<diesel::sql_types::Text, _>(routing_key)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&texts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Locks up to `limit` unpublished events, oldest first, skipping rows another
 /// relay holds. Call inside a transaction; mark them published before commit.
 pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<OutboxRow>, DbError> {

@@ -38,6 +38,35 @@ pub struct EventTransfer<'a> {
     pub block_time_ms: i64,
 }
 
+/// The body goes in as text: JSONB keeps the exact digits of the amounts.
+struct InsertDelivery {
+    id: Uuid,
+    payment_id: String,
+    event_type: &'static str,
+    webhook_id: String,
+    body: String,
+}
+
+impl crate::prepared::Statement for InsertDelivery {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql("INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload) VALUES (");
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.payment_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.event_type)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.webhook_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.body)?;
+        out.push_sql("::jsonb) ON CONFLICT DO NOTHING");
+        Ok(())
+    }
+}
+
 /// Whether `payment` receives `event`: completion always; the others only
 /// when the payment asked for them (never for payments created through the
 /// original `/create_payment`).
@@ -79,18 +108,14 @@ pub async fn enqueue(
     let body = serde_json::to_string(&body).map_err(|error| DbError::Unavailable(format!("webhook body: {error}")))?;
     let delivery_id = Uuid::new_v4();
     let webhook_id = format!("msg_{}", delivery_id.simple());
-    // The body goes in as text: JSONB keeps the exact digits of the amounts.
-    let inserted = diesel::sql_query(
-        "INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload) \
-         VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
-    )
-    .bind::<SqlUuid, _>(delivery_id)
-    .bind::<Text, _>(&payment.id)
-    .bind::<Text, _>(event.as_str())
-    .bind::<Text, _>(&webhook_id)
-    .bind::<Text, _>(&body)
-    .execute(conn)
-    .await?;
+    let row = InsertDelivery {
+        id: delivery_id,
+        payment_id: payment.id.clone(),
+        event_type: event.as_str(),
+        webhook_id,
+        body,
+    };
+    let inserted = crate::prepared::Prepared(row).execute(conn).await?;
     if inserted == 0 {
         return Ok(None);
     }
