@@ -377,6 +377,12 @@ impl Bench {
             &[],
         )?;
         self.wait_for_sandbox().await?;
+        // A fresh chain has no final block to advance until it is `solid_lag`
+        // blocks long; steady state starts after that.
+        let start = self.head().await?;
+        while self.head().await? < start + args.solid_lag + 2 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let watched = self.watch(args.latency_blocks as usize, "latency").await?;
         let _services = self.services(args.latency_block_ms, None, "latency")?;
         while self.cursor().await? == 0 {

@@ -56,6 +56,8 @@ impl Watcher {
             usdt,
             relay: relay.waker(),
             status: Arc::clone(&scan),
+            learned_lag: std::sync::atomic::AtomicI64::new(-1),
+            polls_since_learning: std::sync::atomic::AtomicU32::new(0),
         };
         let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
         let mut stop = shutdown;

@@ -10,7 +10,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::AsyncConnection;
@@ -52,6 +52,9 @@ pub struct Scanner {
     pub relay: Arc<Notify>,
     pub status: Arc<ScanStatus>,
     pub instance: String,
+    /// Head minus final block at the last full poll (−1: not known yet).
+    pub learned_lag: AtomicI64,
+    pub polls_since_learning: AtomicU32,
 }
 
 /// The chain as last polled.
@@ -61,7 +64,13 @@ struct Heads {
     head_time_ms: i64,
     final_block: u64,
     final_time_ms: i64,
+    /// The head was estimated (final block + the learned lag), not read.
+    head_estimated: bool,
 }
+
+/// Polls between two readings of the head while only the final block is
+/// polled (detection off), to re-learn the head-to-final lag.
+const RELEARN_LAG_EVERY: u32 = 100;
 
 impl Scanner {
     /// Scans while holding `leadership`.
@@ -77,7 +86,7 @@ impl Scanner {
             return Stop::Shutdown;
         };
         let first = self.settings.scan_start_block.unwrap_or(heads.final_block);
-        let mut state = loop {
+        let state = loop {
             match self.init_state(first).await {
                 Ok(state) => break state,
                 Err(error) => {
@@ -97,6 +106,9 @@ impl Scanner {
         let mut tip = u64::try_from(state.tip_block).unwrap_or(0).max(cursor);
         let mut checked = Instant::now();
         let mut heads = heads;
+        // Polls in a row that found no new final block: the wait grows, so a
+        // stalled chain is not polled in a tight loop.
+        let mut stale_polls = 0u32;
         loop {
             if *shutdown.borrow() {
                 return Stop::Shutdown;
@@ -132,18 +144,29 @@ impl Scanner {
             // polling interval.
             let now_ms = chrono::Utc::now().timestamp_millis();
             let due_ms = heads.head_time_ms + i64::try_from(self.settings.block_interval_ms).unwrap_or(3_000) + 150;
-            let wait = Duration::from_millis(u64::try_from(due_ms - now_ms).unwrap_or(0)).clamp(
-                Duration::from_millis(100),
-                Duration::from_secs(self.settings.polling_interval_seconds),
-            );
+            // A block that is late is polled for again at a tenth of the block
+            // time, not in a tight loop.
+            let shortest = (self.settings.block_interval_ms / 10)
+                .max(100)
+                .saturating_mul(1 << stale_polls.min(8));
+            let longest = Duration::from_secs(self.settings.polling_interval_seconds);
+            let wait = Duration::from_millis(u64::try_from(due_ms - now_ms).unwrap_or(0))
+                .max(Duration::from_millis(shortest))
+                .min(longest);
             if self.pause(wait, shutdown).await {
                 return Stop::Shutdown;
             }
             match self.poll(shutdown).await {
-                Some(polled) => heads = polled,
+                Some(polled) => {
+                    stale_polls = if polled.final_block > heads.final_block {
+                        0
+                    } else {
+                        stale_polls.saturating_add(1)
+                    };
+                    heads = polled;
+                }
                 None => return Stop::Shutdown,
             }
-            state.cursor_block = i64::try_from(cursor).unwrap_or(i64::MAX);
         }
     }
 
@@ -180,7 +203,29 @@ impl Scanner {
         }
     }
 
+    /// Reads the head and the final block. With detection off and finality by
+    /// solidification, only the final block is needed: the head is then
+    /// estimated from the lag learned on the last full poll, which saves a
+    /// call per block and still times the next poll right after the next
+    /// block becomes final.
     async fn poll_once(&self) -> Result<Heads, NodeError> {
+        let solid_only = self.settings.confirmations.is_none() && !self.settings.detect_unconfirmed;
+        let lag = self.learned_lag.load(Ordering::Relaxed);
+        let polls = self.polls_since_learning.fetch_add(1, Ordering::Relaxed);
+        if solid_only && lag >= 0 && polls < RELEARN_LAG_EVERY {
+            let solid = self.node.solid_block().await?;
+            let (number, time) = (solid.number().unwrap_or(0), solid.timestamp_ms().unwrap_or(0));
+            let lag_blocks = u64::try_from(lag).unwrap_or(0);
+            let interval = i64::try_from(self.settings.block_interval_ms).unwrap_or(3_000);
+            return Ok(Heads {
+                head: number + lag_blocks,
+                head_time_ms: time + lag * interval,
+                final_block: number,
+                final_time_ms: time,
+                head_estimated: true,
+            });
+        }
+        self.polls_since_learning.store(0, Ordering::Relaxed);
         let head = self.node.now_block().await?;
         let head_number = head.number().unwrap_or(0);
         let head_time = head.timestamp_ms().unwrap_or(0);
@@ -191,11 +236,17 @@ impl Scanner {
                 (solid.number().unwrap_or(0), solid.timestamp_ms().unwrap_or(0))
             }
         };
+        let final_block = final_block.min(head_number);
+        self.learned_lag.store(
+            i64::try_from(head_number - final_block).unwrap_or(-1),
+            Ordering::Relaxed,
+        );
         Ok(Heads {
             head: head_number,
             head_time_ms: head_time,
-            final_block: final_block.min(head_number),
+            final_block,
             final_time_ms,
+            head_estimated: false,
         })
     }
 
@@ -208,7 +259,9 @@ impl Scanner {
             .store(i64::try_from(heads.final_block).unwrap_or(i64::MAX), Ordering::Relaxed);
         if let Ok(mut conn) = self.pool.get().await {
             let head_time = chrono::DateTime::from_timestamp_millis(heads.head_time_ms).map(|time| time.naive_utc());
-            let head = head_time.map(|time| (i64::try_from(heads.head).unwrap_or(i64::MAX), time));
+            let head = head_time
+                .filter(|_| !heads.head_estimated)
+                .map(|time| (i64::try_from(heads.head).unwrap_or(i64::MAX), time));
             let final_block = i64::try_from(heads.final_block).ok();
             if let Err(error) = chain::record_poll(&mut conn, head, final_block, None, &self.instance).await {
                 tracing::debug!(%error, "could not record the poll");

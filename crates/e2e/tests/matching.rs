@@ -195,3 +195,18 @@ async fn one_transaction_paying_two_watched_addresses_completes_both() {
     let rows = sql_values(&stack.db, "SELECT txid, log_index FROM transfers ORDER BY log_index").await;
     assert_eq!(rows.len(), 2, "identity is (txid, log index): {rows:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_early_detection_only_final_blocks_are_read_and_payments_complete() {
+    let stack = Stack::start_with(|_| {}, |settings| settings.detect_unconfirmed = false).await;
+    for round in 0..3 {
+        let (id, address) = stack.payment("2.5").await;
+        stack.send(address, "2.5");
+        stack.finalize();
+        wait_for_status(&stack.api.url, &id, "completed").await;
+        assert!(
+            !stack.log_of(&id).await.contains(&"detected".to_owned()),
+            "round {round}"
+        );
+    }
+}
