@@ -229,14 +229,48 @@ impl Bench {
             .get(0))
     }
 
-    fn services(&self, block_ms: u64, start: Option<u64>, bus: &str) -> anyhow::Result<(Service, Service)> {
+    /// Exchange and queue names of one phase, unique to this run.
+    fn bus(&self, phase: &str) -> tronpay_bus::BusSettings {
+        let name = format!("tronpay-bench.{phase}.{}", std::process::id());
+        tronpay_bus::BusSettings {
+            rabbitmq_url: self.args.rabbitmq_url.clone(),
+            bus_exchange: name.clone(),
+            bus_queue_prefix: name,
+            ..tronpay_bus::BusSettings::default()
+        }
+    }
+
+    /// Deletes a phase's exchanges and queues.
+    async fn remove_bus(&self, bus: &tronpay_bus::BusSettings) -> anyhow::Result<()> {
+        let connection = lapin::Connection::connect(&bus.rabbitmq_url, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        for queue in bus.all_queues() {
+            for name in [queue.name.clone(), queue.dead_letter()] {
+                channel.queue_delete(name.as_str().into(), Default::default()).await?;
+            }
+        }
+        for exchange in [bus.bus_exchange.clone(), bus.dead_letter_exchange()] {
+            channel
+                .exchange_delete(exchange.as_str().into(), Default::default())
+                .await?;
+        }
+        connection.close(200, "bench done".into()).await?;
+        Ok(())
+    }
+
+    fn services(
+        &self,
+        block_ms: u64,
+        start: Option<u64>,
+        bus: &tronpay_bus::BusSettings,
+    ) -> anyhow::Result<(Service, Service)> {
         let port = self.args.port;
         let common = |extra: Vec<(&'static str, String)>| {
             let mut env = vec![
                 ("DATABASE_URL", self.args.database_url.clone()),
                 ("RABBITMQ_URL", self.args.rabbitmq_url.clone()),
-                ("BUS_EXCHANGE", format!("tronpay-bench.{bus}")),
-                ("BUS_QUEUE_PREFIX", format!("tronpay-bench.{bus}")),
+                ("BUS_EXCHANGE", bus.bus_exchange.clone()),
+                ("BUS_QUEUE_PREFIX", bus.bus_queue_prefix.clone()),
             ];
             env.extend(extra);
             env
@@ -320,7 +354,8 @@ impl Bench {
 
         let calls_before = self.node_requests().await?;
         let started = Instant::now();
-        let _services = self.services(3_000, Some(first), "catchup")?;
+        let bus = self.bus("catchup");
+        let services = self.services(3_000, Some(first), &bus)?;
         let target = i64::try_from(last)?;
         while self.cursor().await? < target {
             if started.elapsed() > Duration::from_secs(1_800) {
@@ -350,7 +385,8 @@ impl Bench {
             "catch-up: all {paid} paid payments completed {:.2} s after the watcher started",
             started.elapsed().as_secs_f64()
         );
-        Ok(())
+        drop(services);
+        self.remove_bus(&bus).await
     }
 
     /// Steady state: blocks every `latency_block_ms`, one paying transfer
@@ -384,7 +420,8 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let watched = self.watch(args.latency_blocks as usize, "latency").await?;
-        let _services = self.services(args.latency_block_ms, None, "latency")?;
+        let bus = self.bus("latency");
+        let services = self.services(args.latency_block_ms, None, &bus)?;
         while self.cursor().await? == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -447,6 +484,7 @@ impl Bench {
             latencies.last().copied().unwrap_or(0),
             calls as f64 / (head_after.saturating_sub(head_before).max(1)) as f64,
         );
-        Ok(())
+        drop(services);
+        self.remove_bus(&bus).await
     }
 }
