@@ -109,6 +109,35 @@ diesel::table! {
         attempts -> Int4,
         next_attempt_at -> Timestamp,
         created_at -> Timestamp,
+        published_at -> Nullable<Timestamp>,
+        locked_until -> Nullable<Timestamp>,
+        last_attempt_at -> Nullable<Timestamp>,
+        last_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> Int8,
+        delivery_id -> Uuid,
+        attempt -> Int4,
+        started_at -> Timestamp,
+        duration_ms -> Int4,
+        http_status -> Nullable<Int4>,
+        response_body -> Nullable<Text>,
+        error -> Nullable<Text>,
+        outcome -> Varchar,
+    }
+}
+
+diesel::table! {
+    webhook_secrets (id) {
+        id -> Int4,
+        secret -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
     }
 }
 

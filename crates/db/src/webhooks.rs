@@ -52,7 +52,9 @@ impl crate::prepared::Statement for InsertDelivery {
         &'b self,
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
-        out.push_sql("INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload) VALUES (");
+        out.push_sql(
+            "INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload, published_at) VALUES (",
+        );
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.payment_id)?;
@@ -62,7 +64,8 @@ impl crate::prepared::Statement for InsertDelivery {
         out.push_bind_param::<Text, _>(&self.webhook_id)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.body)?;
-        out.push_sql("::jsonb) ON CONFLICT DO NOTHING");
+        // Its callback.due event is written in the same transaction.
+        out.push_sql("::jsonb, now() AT TIME ZONE 'utc') ON CONFLICT DO NOTHING");
         Ok(())
     }
 }

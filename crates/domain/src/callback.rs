@@ -131,6 +131,58 @@ impl fmt::Debug for CallbackUrl {
     }
 }
 
+/// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (address, prefix) = text.trim().split_once('/').unwrap_or((text.trim(), ""));
+        let network: IpAddr = address.parse().map_err(|_| format!("{text:?} is not an IP network"))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() { max } else { prefix.parse::<u8>().map_err(|_| format!("{text:?}: bad prefix length"))? };
+        if prefix > max {
+            return Err(format!("{text:?}: prefix longer than {max}"));
+        }
+        Ok(Self { network, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => in_v4(ip, network.octets(), u32::from(self.prefix)),
+            (IpAddr::V6(network), IpAddr::V6(ip)) => in_v6(ip, network, u32::from(self.prefix)),
+            _ => false,
+        }
+    }
+}
+
+/// Which callback destinations are allowed: public addresses always;
+/// non-public ones when `allow_private` is set or they fall in `allow`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressPolicy {
+    pub allow_private: bool,
+    pub allow: Vec<Cidr>,
+}
+
+impl AddressPolicy {
+    /// `Err(reason)` when a callback must not be sent to `ip`.
+    pub fn check(&self, ip: IpAddr) -> Result<(), NonPublicReason> {
+        match classify_ip(ip) {
+            None => Ok(()),
+            Some(_) if self.allow_private || self.allow.iter().any(|cidr| cidr.contains(ip)) => Ok(()),
+            Some(reason) => Err(reason),
+        }
+    }
+
+    /// Parses `CALLBACK_ALLOW_CIDRS` (comma-separated).
+    pub fn parse_allow_list(text: &str) -> Result<Vec<Cidr>, String> {
+        text.split(',').filter(|part| !part.trim().is_empty()).map(Cidr::parse).collect()
+    }
+}
+
 /// `None` when `ip` is a public unicast address, else why it is not.
 pub fn classify_ip(ip: IpAddr) -> Option<NonPublicReason> {
     match ip {
@@ -292,6 +344,20 @@ mod tests {
         for (ip, reason) in cases {
             assert_eq!(classify_ip(ip.parse().unwrap()), Some(reason), "{ip}");
         }
+    }
+
+    #[test]
+    fn an_allow_list_lets_chosen_private_networks_through() {
+        let policy = AddressPolicy { allow_private: false, allow: AddressPolicy::parse_allow_list("10.1.0.0/16, fd00::/8").unwrap() };
+        assert!(policy.check("10.1.2.3".parse().unwrap()).is_ok());
+        assert!(policy.check("fd00::5".parse().unwrap()).is_ok());
+        assert_eq!(policy.check("10.2.0.1".parse().unwrap()), Err(NonPublicReason::Private));
+        assert_eq!(policy.check("169.254.169.254".parse().unwrap()), Err(NonPublicReason::LinkLocal));
+        assert!(policy.check("8.8.8.8".parse().unwrap()).is_ok());
+        assert!(AddressPolicy { allow_private: true, allow: vec![] }.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("nope").is_err());
+        assert!(Cidr::parse("192.168.1.7").unwrap().contains("192.168.1.7".parse().unwrap()));
     }
 
     #[test]
