@@ -9,11 +9,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use tronpay_domain::{CallbackUrl, NonPublicReason, classify_ip};
+use tronpay_domain::{AddressPolicy, CallbackUrl, NonPublicReason};
 
 #[derive(Debug, Clone)]
 pub struct CallbackGuard {
-    allow_private: bool,
+    policy: AddressPolicy,
     dns_timeout: Duration,
 }
 
@@ -27,25 +27,16 @@ pub struct PrivateCallback {
 }
 
 impl CallbackGuard {
-    pub fn new(allow_private: bool, dns_timeout: Duration) -> Self {
-        Self {
-            allow_private,
-            dns_timeout,
-        }
+    pub fn new(policy: AddressPolicy, dns_timeout: Duration) -> Self {
+        Self { policy, dns_timeout }
     }
 
     pub async fn check(&self, url: &CallbackUrl) -> Result<(), PrivateCallback> {
-        if self.allow_private {
+        if self.policy.allow_private {
             return Ok(());
         }
         let host = url.url().host_str().unwrap_or_default().to_owned();
-        let refuse = |ip: IpAddr| {
-            classify_ip(ip).map(|reason| PrivateCallback {
-                host: host.clone(),
-                ip,
-                reason,
-            })
-        };
+        let refuse = |ip: IpAddr| self.policy.check(ip).err().map(|reason| PrivateCallback { host: host.clone(), ip, reason });
         if let Some(ip) = url.host_ip() {
             return refuse(ip).map_or(Ok(()), Err);
         }
@@ -69,7 +60,7 @@ mod tests {
     use super::*;
 
     fn guard() -> CallbackGuard {
-        CallbackGuard::new(false, Duration::from_millis(500))
+        CallbackGuard::new(AddressPolicy::default(), Duration::from_millis(500))
     }
 
     fn url(text: &str) -> CallbackUrl {
@@ -106,7 +97,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_trial_switch_allows_private_addresses() {
-        let open = CallbackGuard::new(true, Duration::from_millis(500));
+        let open = CallbackGuard::new(AddressPolicy { allow_private: true, allow: vec![] }, Duration::from_millis(500));
         assert!(open.check(&url("http://127.0.0.1:9000/hook")).await.is_ok());
+        let listed = AddressPolicy { allow_private: false, allow: AddressPolicy::parse_allow_list("10.9.0.0/16").unwrap() };
+        let listed = CallbackGuard::new(listed, Duration::from_millis(500));
+        assert!(listed.check(&url("http://10.9.1.1/hook")).await.is_ok());
+        assert!(listed.check(&url("http://10.8.1.1/hook")).await.is_err());
     }
 }

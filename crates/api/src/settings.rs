@@ -18,6 +18,9 @@ pub struct ApiSettings {
     /// `CALLBACK_ALLOW_PRIVATE`: accept callback URLs on loopback and
     /// private networks (local trials only).
     pub callback_allow_private: bool,
+    /// `CALLBACK_ALLOW_CIDRS`: private networks callbacks may point to anyway
+    /// (comma-separated CIDRs, e.g. an internal receiver's `10.1.0.0/16`).
+    pub callback_allow_cidrs: String,
     /// `CALLBACK_DNS_TIMEOUT_MS`: how long creation waits to resolve a
     /// callback host before accepting it unchecked (checked again at delivery).
     pub callback_dns_timeout_ms: u64,
@@ -40,6 +43,7 @@ impl Default for ApiSettings {
             payment_ttl_seconds: 24 * 60 * 60,
             polling_interval_seconds: 3,
             callback_allow_private: false,
+            callback_allow_cidrs: String::new(),
             callback_dns_timeout_ms: 1_500,
             max_body_bytes: 64 * 1024,
             api_workers: None,
@@ -53,6 +57,7 @@ impl ApiSettings {
     /// Checks the values, naming the setting that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.bind_addr()?;
+        self.callback_policy()?;
         tronpay_domain::check_payment_ttl(self.payment_ttl_seconds)?;
         if self.polling_interval_seconds == 0 {
             return Err("POLLING_INTERVAL_SECONDS must be at least 1".into());
@@ -72,6 +77,14 @@ impl ApiSettings {
                 "BIND must be an address and port such as 127.0.0.1:5000, not {:?}",
                 self.bind
             )
+        })
+    }
+
+    pub fn callback_policy(&self) -> Result<tronpay_domain::AddressPolicy, String> {
+        Ok(tronpay_domain::AddressPolicy {
+            allow_private: self.callback_allow_private,
+            allow: tronpay_domain::AddressPolicy::parse_allow_list(&self.callback_allow_cidrs)
+                .map_err(|error| format!("CALLBACK_ALLOW_CIDRS: {error}"))?,
         })
     }
 

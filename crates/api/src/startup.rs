@@ -40,7 +40,10 @@ impl Application {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
         let shutdown_timeout = settings.shutdown_timeout_seconds;
         let state = web::Data::new(AppState {
-            callback_guard: CallbackGuard::new(settings.callback_allow_private, settings.callback_dns_timeout()),
+            callback_guard: CallbackGuard::new(
+                settings.callback_policy().map_err(anyhow::Error::msg)?,
+                settings.callback_dns_timeout(),
+            ),
             pool,
             settings,
             started: Instant::now(),

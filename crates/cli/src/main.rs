@@ -10,6 +10,7 @@ mod chain;
 mod db;
 mod export;
 mod import;
+mod webhooks;
 
 #[derive(Parser)]
 #[command(name = "tronpay", version, about = "tronpay operator commands")]
@@ -32,6 +33,9 @@ enum Command {
     /// What the chain watcher recorded: its position, transfers.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// Webhook signing secret and deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Db(command) => db::run(command, &settings, &db_settings).await,
             Command::Chain(command) => chain::run(command, &db_settings).await,
+            Command::Webhooks(command) => webhooks::run(command, &db_settings).await,
         }
     });
     match outcome {

@@ -5,6 +5,7 @@
 //! they work the same inside or outside a transaction.
 
 pub mod chain;
+pub mod deliveries;
 pub mod error;
 pub mod logs;
 pub mod matching;

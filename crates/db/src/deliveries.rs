@@ -1,0 +1,357 @@
+//! Webhook deliveries as the dispatcher works them: claim one attempt,
+//! record its outcome, republish what is due, and the operator's views.
+//!
+//! The delivery row is the source of truth. An attempt is claimed with an
+//! atomic update (`pending` and due, or `sending` with an expired lease →
+//! `sending` with a new lease), so replicas never send the same attempt twice,
+//! and a dispatcher that dies mid-attempt leaves a lease that expires: the
+//! delivery is retried (at-least-once).
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Int4, Text, Timestamp, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tronpay_domain::events::{CALLBACK_DUE, CallbackDue, WebhookEvent};
+use uuid::Uuid;
+
+use crate::error::DbError;
+use crate::schema::{webhook_attempts, webhook_deliveries, webhook_secrets};
+use crate::{logs, outbox};
+
+/// An attempt this dispatcher now owns.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub payment_id: String,
+    #[diesel(sql_type = Text)]
+    pub event_type: String,
+    #[diesel(sql_type = Text)]
+    pub webhook_id: String,
+    /// The body exactly as stored (JSONB text keeps the amounts' digits).
+    #[diesel(sql_type = Text)]
+    pub payload: String,
+    /// Attempts including this one.
+    #[diesel(sql_type = Int4)]
+    pub attempts: i32,
+    #[diesel(sql_type = Text)]
+    pub callback_url: String,
+}
+
+/// Claims the next attempt of delivery `id` if it is due; `None` if it is
+/// delivered, finished, not due yet, or another dispatcher holds it.
+pub async fn claim(conn: &mut AsyncPgConnection, id: Uuid, lease: Duration) -> Result<Option<Claimed>, DbError> {
+    let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+    Ok(diesel::sql_query(
+        "UPDATE webhook_deliveries d SET status = 'sending', attempts = d.attempts + 1, \
+             last_attempt_at = now() AT TIME ZONE 'utc', \
+             locked_until = (now() AT TIME ZONE 'utc') + $2 * interval '1 millisecond' \
+         FROM payments p \
+         WHERE d.id = $1 AND p.id = d.payment_id \
+           AND ((d.status = 'pending' AND d.next_attempt_at <= now() AT TIME ZONE 'utc') \
+                OR (d.status = 'sending' AND d.locked_until < now() AT TIME ZONE 'utc')) \
+         RETURNING d.id, d.payment_id, d.event_type, d.webhook_id, d.payload::text AS payload, d.attempts, p.callback_url",
+    )
+    .bind::<SqlUuid, _>(id)
+    .bind::<BigInt, _>(lease_ms)
+    .get_result(conn)
+    .await
+    .optional()?)
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Try again at this time.
+    Retry(NaiveDateTime),
+    /// The receiver refused for good (410 Gone, a refused address…).
+    Failed,
+    /// The last scheduled attempt failed.
+    Dead,
+}
+
+impl Outcome {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Retry(_) => "retry",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+/// What happened on one attempt.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at: NaiveDateTime,
+    pub duration_ms: i32,
+    pub http_status: Option<i32>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// Records an attempt: the attempt row, the delivery's new state, the
+/// original `payments` callback columns (for completion webhooks, which the
+/// original sent), and a `payment_logs` row — in one transaction.
+pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &Attempt) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::insert_into(webhook_attempts::table)
+            .values((
+                webhook_attempts::delivery_id.eq(claimed.id),
+                webhook_attempts::attempt.eq(claimed.attempts),
+                webhook_attempts::started_at.eq(attempt.started_at),
+                webhook_attempts::duration_ms.eq(attempt.duration_ms),
+                webhook_attempts::http_status.eq(attempt.http_status),
+                webhook_attempts::response_body.eq(attempt.response_body.as_deref()),
+                webhook_attempts::error.eq(attempt.error.as_deref()),
+                webhook_attempts::outcome.eq(attempt.outcome.name()),
+            ))
+            .execute(conn)
+            .await?;
+        let (status, next) = match attempt.outcome {
+            Outcome::Delivered => ("delivered", None),
+            Outcome::Retry(at) => ("pending", Some(at)),
+            Outcome::Failed => ("failed", None),
+            Outcome::Dead => ("dead", None),
+        };
+        diesel::update(webhook_deliveries::table.find(claimed.id))
+            .set((
+                webhook_deliveries::status.eq(status),
+                webhook_deliveries::locked_until.eq(None::<NaiveDateTime>),
+                webhook_deliveries::last_status.eq(attempt.http_status),
+                webhook_deliveries::last_error.eq(attempt.error.as_deref()),
+                webhook_deliveries::delivered_at
+                    .eq((attempt.outcome == Outcome::Delivered).then_some(attempt.started_at)),
+            ))
+            .execute(conn)
+            .await?;
+        if let Some(next) = next {
+            diesel::update(webhook_deliveries::table.find(claimed.id))
+                .set(webhook_deliveries::next_attempt_at.eq(next))
+                .execute(conn)
+                .await?;
+        }
+        if claimed.event_type == WebhookEvent::Completed.as_str() {
+            diesel::sql_query(
+                "UPDATE payments SET callback_attempts = callback_attempts + 1, last_callback_attempt = $2, \
+                 callback_success = callback_success OR $3 WHERE id = $1",
+            )
+            .bind::<Text, _>(&claimed.payment_id)
+            .bind::<Timestamp, _>(attempt.started_at)
+            .bind::<diesel::sql_types::Bool, _>(attempt.outcome == Outcome::Delivered)
+            .execute(conn)
+            .await?;
+        }
+        let (event_type, message) = match attempt.outcome {
+            Outcome::Delivered => ("callback_sent", format!("Callback {} delivered (attempt {})", claimed.event_type, claimed.attempts)),
+            Outcome::Retry(at) => (
+                "callback_failed",
+                format!("Callback {} attempt {} failed: {}; next attempt at {at}", claimed.event_type, claimed.attempts, describe(attempt)),
+            ),
+            Outcome::Failed => (
+                "callback_failed",
+                format!("Callback {} refused for good on attempt {}: {}", claimed.event_type, claimed.attempts, describe(attempt)),
+            ),
+            Outcome::Dead => (
+                "callback_dead",
+                format!("Callback {} gave up after {} attempts: {}", claimed.event_type, claimed.attempts, describe(attempt)),
+            ),
+        };
+        let metadata = serde_json::json!({
+            "delivery_id": claimed.id.to_string(),
+            "webhook_id": claimed.webhook_id,
+            "attempt": claimed.attempts,
+            "http_status": attempt.http_status,
+            "duration_ms": attempt.duration_ms,
+        })
+        .to_string();
+        logs::insert(conn, &claimed.payment_id, event_type, &message, Some(&metadata)).await
+    })
+    .await
+}
+
+fn describe(attempt: &Attempt) -> String {
+    match (&attempt.http_status, &attempt.error) {
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Some(error)) => error.clone(),
+        (None, None) => "no answer".into(),
+    }
+}
+
+#[derive(QueryableByName)]
+struct DueRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    payment_id: String,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+}
+
+/// Re-publishes deliveries that are due but whose last `callback.due` is
+/// older than `stale` (lost, or never sent), and attempts whose lease
+/// expired; returns how many.
+pub async fn republish_due(conn: &mut AsyncPgConnection, stale: Duration, limit: i64) -> Result<usize, DbError> {
+    let stale_ms = i64::try_from(stale.as_millis()).unwrap_or(i64::MAX);
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let due: Vec<DueRow> = diesel::sql_query(
+            "SELECT id, payment_id, event_type FROM webhook_deliveries \
+             WHERE ((status = 'pending' AND next_attempt_at <= now() AT TIME ZONE 'utc') \
+                    OR (status = 'sending' AND locked_until < now() AT TIME ZONE 'utc')) \
+               AND (published_at IS NULL OR published_at < (now() AT TIME ZONE 'utc') - $1 * interval '1 millisecond' \
+                    OR published_at < next_attempt_at) \
+             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind::<BigInt, _>(stale_ms)
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?;
+        publish(conn, &due).await?;
+        Ok(due.len())
+    })
+    .await
+}
+
+/// Writes `callback.due` for each delivery and marks them published.
+async fn publish(conn: &mut AsyncPgConnection, due: &[DueRow]) -> Result<(), DbError> {
+    let events: Vec<CallbackDue> = due
+        .iter()
+        .filter_map(|row| {
+            Some(CallbackDue {
+                delivery_id: row.id.to_string(),
+                payment_id: row.payment_id.clone(),
+                event_type: WebhookEvent::parse(&row.event_type)?,
+            })
+        })
+        .collect();
+    outbox::insert_many(conn, CALLBACK_DUE, &events).await?;
+    let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
+    diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(ids)))
+        .set(webhook_deliveries::published_at.eq(Some(chrono::Utc::now().naive_utc())))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Puts finished deliveries (dead or failed; `ids`, or all of them) back in
+/// line with their `webhook-id` unchanged; returns how many.
+pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result<usize, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let finished = webhook_deliveries::table.filter(webhook_deliveries::status.eq_any(["dead", "failed"]));
+        let columns = (webhook_deliveries::id, webhook_deliveries::payment_id, webhook_deliveries::event_type);
+        let rows: Vec<(Uuid, String, String)> = match ids {
+            Some(ids) => {
+                finished
+                    .filter(webhook_deliveries::id.eq_any(ids.to_vec()))
+                    .select(columns)
+                    .for_update()
+                    .load(conn)
+                    .await?
+            }
+            None => finished.select(columns).for_update().load(conn).await?,
+        };
+        let due: Vec<DueRow> = rows.into_iter().map(|(id, payment_id, event_type)| DueRow { id, payment_id, event_type }).collect();
+        let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
+        diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
+            .set((
+                webhook_deliveries::status.eq("pending"),
+                webhook_deliveries::next_attempt_at.eq(chrono::Utc::now().naive_utc()),
+            ))
+            .execute(conn)
+            .await?;
+        for row in &due {
+            logs::insert(conn, &row.payment_id, "callback_retry", &format!("Callback {} retried by the operator", row.event_type), None)
+                .await?;
+        }
+        publish(conn, &due).await?;
+        Ok(due.len())
+    })
+    .await
+}
+
+/// A delivery as the operator sees it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub payment_id: String,
+    pub event_type: String,
+    pub webhook_id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: NaiveDateTime,
+    pub created_at: NaiveDateTime,
+    pub last_attempt_at: Option<NaiveDateTime>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+/// The most recent deliveries, or only the finished-unsuccessfully ones.
+pub async fn list(conn: &mut AsyncPgConnection, dead_only: bool, limit: i64) -> Result<Vec<DeliveryRow>, DbError> {
+    let mut query = webhook_deliveries::table
+        .order(webhook_deliveries::created_at.desc())
+        .limit(limit)
+        .select(DeliveryRow::as_select())
+        .into_boxed();
+    if dead_only {
+        query = query.filter(webhook_deliveries::status.eq_any(["dead", "failed"]));
+    }
+    Ok(query.load(conn).await?)
+}
+
+/// The signing secrets in force, newest first (expired ones left out).
+pub async fn secrets(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
+    let now = chrono::Utc::now().naive_utc();
+    Ok(webhook_secrets::table
+        .filter(webhook_secrets::expires_at.is_null().or(webhook_secrets::expires_at.gt(now)))
+        .order(webhook_secrets::id.desc())
+        .select(webhook_secrets::secret)
+        .load(conn)
+        .await?)
+}
+
+/// Stores `secret` if no secret is stored yet (first start); returns the
+/// secrets in force afterwards. Two dispatchers starting at once agree: the
+/// insert is serialised by a transaction-level advisory lock.
+pub async fn ensure_secret(conn: &mut AsyncPgConnection, secret: &str) -> Result<Vec<String>, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7526534301795350787)").execute(conn).await?;
+        if secrets(conn).await?.is_empty() {
+            diesel::insert_into(webhook_secrets::table).values(webhook_secrets::secret.eq(secret)).execute(conn).await?;
+        }
+        secrets(conn).await
+    })
+    .await
+}
+
+/// Makes `secret` the signing secret; the ones in force keep signing for
+/// `overlap` so receivers can switch.
+pub async fn rotate_secret(conn: &mut AsyncPgConnection, secret: &str, overlap: Duration) -> Result<(), DbError> {
+    let until = chrono::Utc::now().naive_utc() + chrono::TimeDelta::from_std(overlap).unwrap_or(chrono::TimeDelta::hours(24));
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::update(webhook_secrets::table.filter(webhook_secrets::expires_at.is_null()))
+            .set(webhook_secrets::expires_at.eq(Some(until)))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(webhook_secrets::table).values(webhook_secrets::secret.eq(secret)).execute(conn).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Deliveries not finished yet, for health and stats.
+pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
+    Ok(webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq_any(["pending", "sending"]))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
