@@ -16,6 +16,16 @@ if command -v psql >/dev/null 2>&1; then
     while read -r stale; do psql_admin -c "DROP DATABASE IF EXISTS \"$stale\"" >/dev/null 2>&1 || true; done
 fi
 
+# The reference implementation the webhook signature tests check against
+# (the official Standard Webhooks Python package), in a local virtualenv.
+venv=.local/venv
+if ! "$venv/bin/python" -c "import standardwebhooks" >/dev/null 2>&1; then
+  echo "==> installing the standardwebhooks Python package into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check standardwebhooks
+fi
+export TRONPAY_PYTHON="$PWD/$venv/bin/python"
+
 export TEST_DATABASE_URL="$server"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

@@ -36,7 +36,13 @@ impl CallbackGuard {
             return Ok(());
         }
         let host = url.url().host_str().unwrap_or_default().to_owned();
-        let refuse = |ip: IpAddr| self.policy.check(ip).err().map(|reason| PrivateCallback { host: host.clone(), ip, reason });
+        let refuse = |ip: IpAddr| {
+            self.policy.check(ip).err().map(|reason| PrivateCallback {
+                host: host.clone(),
+                ip,
+                reason,
+            })
+        };
         if let Some(ip) = url.host_ip() {
             return refuse(ip).map_or(Ok(()), Err);
         }
@@ -97,9 +103,18 @@ mod tests {
 
     #[tokio::test]
     async fn the_local_trial_switch_allows_private_addresses() {
-        let open = CallbackGuard::new(AddressPolicy { allow_private: true, allow: vec![] }, Duration::from_millis(500));
+        let open = CallbackGuard::new(
+            AddressPolicy {
+                allow_private: true,
+                allow: vec![],
+            },
+            Duration::from_millis(500),
+        );
         assert!(open.check(&url("http://127.0.0.1:9000/hook")).await.is_ok());
-        let listed = AddressPolicy { allow_private: false, allow: AddressPolicy::parse_allow_list("10.9.0.0/16").unwrap() };
+        let listed = AddressPolicy {
+            allow_private: false,
+            allow: AddressPolicy::parse_allow_list("10.9.0.0/16").unwrap(),
+        };
         let listed = CallbackGuard::new(listed, Duration::from_millis(500));
         assert!(listed.check(&url("http://10.9.1.1/hook")).await.is_ok());
         assert!(listed.check(&url("http://10.8.1.1/hook")).await.is_err());

@@ -49,7 +49,9 @@ pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()
             let secret = WebhookSecret::generate().map_err(anyhow::Error::msg)?;
             deliveries::rotate_secret(&mut conn, secret.expose(), std::time::Duration::from_secs(24 * 3600)).await?;
             println!("{}", secret.expose());
-            println!("New signing secret stored. Webhooks carry signatures with both secrets for 24 hours; switch your receivers within that time.");
+            println!(
+                "New signing secret stored. Webhooks carry signatures with both secrets for 24 hours; switch your receivers within that time."
+            );
         }
         WebhooksCommand::List { dead, limit } => {
             let rows = deliveries::list(&mut conn, dead, limit).await?;
@@ -83,7 +85,10 @@ pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()
             if count == 0 {
                 anyhow::bail!("no dead or failed delivery matched");
             }
-            println!("{count} deliver{} queued again (same webhook-id).", if count == 1 { "y" } else { "ies" });
+            println!(
+                "{count} deliver{} queued again (same webhook-id).",
+                if count == 1 { "y" } else { "ies" }
+            );
         }
     }
     Ok(())

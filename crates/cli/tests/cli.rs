@@ -549,3 +549,70 @@ async fn chain_status_and_unmatched_transfers_are_visible() {
     let output = tronpay(db.url(), dir.path(), &["chain", "transfers"], "");
     assert!(stdout(&output).contains("not applied yet"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_secret_rotation_listing_and_retry() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(db.url(), dir.path(), &["webhooks", "secret"], "");
+    assert!(
+        stdout(&output).contains("generates one on its first start"),
+        "{}",
+        stdout(&output)
+    );
+
+    let output = tronpay(db.url(), dir.path(), &["webhooks", "rotate-secret"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let first = stdout(&output).lines().next().unwrap().to_owned();
+    assert!(first.starts_with("whsec_"));
+    let output = tronpay(db.url(), dir.path(), &["webhooks", "rotate-secret"], "");
+    let second = stdout(&output).lines().next().unwrap().to_owned();
+    let shown = stdout(&tronpay(db.url(), dir.path(), &["webhooks", "secret"], ""));
+    // Newest first; the previous one still signs during the overlap.
+    assert_eq!(shown.lines().collect::<Vec<_>>(), [second.as_str(), first.as_str()]);
+
+    insert_payments(&db, 1).await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload, status, attempts, last_error) VALUES \
+             ('00000000-0000-0000-0000-000000000001', 'p-1', 'payment.completed', 'msg_dead', '{}', 'dead', 9, 'HTTP 500'), \
+             ('00000000-0000-0000-0000-000000000002', 'p-1', 'payment.late', 'msg_ok', '{}', 'delivered', 1, NULL)",
+        )
+        .await
+        .unwrap();
+    let listed = stdout(&tronpay(db.url(), dir.path(), &["webhooks", "list", "--dead"], ""));
+    assert!(
+        listed.contains("msg_dead") && listed.contains("HTTP 500") && !listed.contains("msg_ok"),
+        "{listed}"
+    );
+    let output = tronpay(db.url(), dir.path(), &["webhooks", "retry", "--all-dead"], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("1 delivery queued again"));
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT status, webhook_id FROM webhook_deliveries WHERE id = '00000000-0000-0000-0000-000000000001'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows[0].get::<_, String>(0), rows[0].get::<_, String>(1)),
+        ("pending".into(), "msg_dead".into())
+    );
+    let queued: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE routing_key = 'callback.due' AND published_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 1, "a callback.due is waiting in the outbox");
+    let output = tronpay(db.url(), dir.path(), &["webhooks", "retry", "--all-dead"], "");
+    assert!(!output.status.success(), "nothing left to retry");
+}

@@ -149,18 +149,39 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
             .await?;
         }
         let (event_type, message) = match attempt.outcome {
-            Outcome::Delivered => ("callback_sent", format!("Callback {} delivered (attempt {})", claimed.event_type, claimed.attempts)),
+            Outcome::Delivered => (
+                "callback_sent",
+                format!(
+                    "Callback {} delivered (attempt {})",
+                    claimed.event_type, claimed.attempts
+                ),
+            ),
             Outcome::Retry(at) => (
                 "callback_failed",
-                format!("Callback {} attempt {} failed: {}; next attempt at {at}", claimed.event_type, claimed.attempts, describe(attempt)),
+                format!(
+                    "Callback {} attempt {} failed: {}; next attempt at {at}",
+                    claimed.event_type,
+                    claimed.attempts,
+                    describe(attempt)
+                ),
             ),
             Outcome::Failed => (
                 "callback_failed",
-                format!("Callback {} refused for good on attempt {}: {}", claimed.event_type, claimed.attempts, describe(attempt)),
+                format!(
+                    "Callback {} refused for good on attempt {}: {}",
+                    claimed.event_type,
+                    claimed.attempts,
+                    describe(attempt)
+                ),
             ),
             Outcome::Dead => (
                 "callback_dead",
-                format!("Callback {} gave up after {} attempts: {}", claimed.event_type, claimed.attempts, describe(attempt)),
+                format!(
+                    "Callback {} gave up after {} attempts: {}",
+                    claimed.event_type,
+                    claimed.attempts,
+                    describe(attempt)
+                ),
             ),
         };
         let metadata = serde_json::json!({
@@ -244,7 +265,11 @@ async fn publish(conn: &mut AsyncPgConnection, due: &[DueRow]) -> Result<(), DbE
 pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result<usize, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
         let finished = webhook_deliveries::table.filter(webhook_deliveries::status.eq_any(["dead", "failed"]));
-        let columns = (webhook_deliveries::id, webhook_deliveries::payment_id, webhook_deliveries::event_type);
+        let columns = (
+            webhook_deliveries::id,
+            webhook_deliveries::payment_id,
+            webhook_deliveries::event_type,
+        );
         let rows: Vec<(Uuid, String, String)> = match ids {
             Some(ids) => {
                 finished
@@ -256,7 +281,14 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result
             }
             None => finished.select(columns).for_update().load(conn).await?,
         };
-        let due: Vec<DueRow> = rows.into_iter().map(|(id, payment_id, event_type)| DueRow { id, payment_id, event_type }).collect();
+        let due: Vec<DueRow> = rows
+            .into_iter()
+            .map(|(id, payment_id, event_type)| DueRow {
+                id,
+                payment_id,
+                event_type,
+            })
+            .collect();
         let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
         diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
             .set((
@@ -266,8 +298,14 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result
             .execute(conn)
             .await?;
         for row in &due {
-            logs::insert(conn, &row.payment_id, "callback_retry", &format!("Callback {} retried by the operator", row.event_type), None)
-                .await?;
+            logs::insert(
+                conn,
+                &row.payment_id,
+                "callback_retry",
+                &format!("Callback {} retried by the operator", row.event_type),
+                None,
+            )
+            .await?;
         }
         publish(conn, &due).await?;
         Ok(due.len())
@@ -310,7 +348,11 @@ pub async fn list(conn: &mut AsyncPgConnection, dead_only: bool, limit: i64) -> 
 pub async fn secrets(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
     let now = chrono::Utc::now().naive_utc();
     Ok(webhook_secrets::table
-        .filter(webhook_secrets::expires_at.is_null().or(webhook_secrets::expires_at.gt(now)))
+        .filter(
+            webhook_secrets::expires_at
+                .is_null()
+                .or(webhook_secrets::expires_at.gt(now)),
+        )
         .order(webhook_secrets::id.desc())
         .select(webhook_secrets::secret)
         .load(conn)
@@ -322,9 +364,14 @@ pub async fn secrets(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbErro
 /// insert is serialised by a transaction-level advisory lock.
 pub async fn ensure_secret(conn: &mut AsyncPgConnection, secret: &str) -> Result<Vec<String>, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(7526534301795350787)").execute(conn).await?;
+        diesel::sql_query("SELECT pg_advisory_xact_lock(7526534301795350787)")
+            .execute(conn)
+            .await?;
         if secrets(conn).await?.is_empty() {
-            diesel::insert_into(webhook_secrets::table).values(webhook_secrets::secret.eq(secret)).execute(conn).await?;
+            diesel::insert_into(webhook_secrets::table)
+                .values(webhook_secrets::secret.eq(secret))
+                .execute(conn)
+                .await?;
         }
         secrets(conn).await
     })
@@ -334,13 +381,17 @@ pub async fn ensure_secret(conn: &mut AsyncPgConnection, secret: &str) -> Result
 /// Makes `secret` the signing secret; the ones in force keep signing for
 /// `overlap` so receivers can switch.
 pub async fn rotate_secret(conn: &mut AsyncPgConnection, secret: &str, overlap: Duration) -> Result<(), DbError> {
-    let until = chrono::Utc::now().naive_utc() + chrono::TimeDelta::from_std(overlap).unwrap_or(chrono::TimeDelta::hours(24));
+    let until =
+        chrono::Utc::now().naive_utc() + chrono::TimeDelta::from_std(overlap).unwrap_or(chrono::TimeDelta::hours(24));
     conn.transaction::<_, DbError, _>(async |conn| {
         diesel::update(webhook_secrets::table.filter(webhook_secrets::expires_at.is_null()))
             .set(webhook_secrets::expires_at.eq(Some(until)))
             .execute(conn)
             .await?;
-        diesel::insert_into(webhook_secrets::table).values(webhook_secrets::secret.eq(secret)).execute(conn).await?;
+        diesel::insert_into(webhook_secrets::table)
+            .values(webhook_secrets::secret.eq(secret))
+            .execute(conn)
+            .await?;
         Ok(())
     })
     .await
@@ -354,4 +405,3 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
         .get_result(conn)
         .await?)
 }
-

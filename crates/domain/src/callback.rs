@@ -143,7 +143,13 @@ impl Cidr {
         let (address, prefix) = text.trim().split_once('/').unwrap_or((text.trim(), ""));
         let network: IpAddr = address.parse().map_err(|_| format!("{text:?} is not an IP network"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = if prefix.is_empty() { max } else { prefix.parse::<u8>().map_err(|_| format!("{text:?}: bad prefix length"))? };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            prefix
+                .parse::<u8>()
+                .map_err(|_| format!("{text:?}: bad prefix length"))?
+        };
         if prefix > max {
             return Err(format!("{text:?}: prefix longer than {max}"));
         }
@@ -179,7 +185,10 @@ impl AddressPolicy {
 
     /// Parses `CALLBACK_ALLOW_CIDRS` (comma-separated).
     pub fn parse_allow_list(text: &str) -> Result<Vec<Cidr>, String> {
-        text.split(',').filter(|part| !part.trim().is_empty()).map(Cidr::parse).collect()
+        text.split(',')
+            .filter(|part| !part.trim().is_empty())
+            .map(Cidr::parse)
+            .collect()
     }
 }
 
@@ -348,16 +357,33 @@ mod tests {
 
     #[test]
     fn an_allow_list_lets_chosen_private_networks_through() {
-        let policy = AddressPolicy { allow_private: false, allow: AddressPolicy::parse_allow_list("10.1.0.0/16, fd00::/8").unwrap() };
+        let policy = AddressPolicy {
+            allow_private: false,
+            allow: AddressPolicy::parse_allow_list("10.1.0.0/16, fd00::/8").unwrap(),
+        };
         assert!(policy.check("10.1.2.3".parse().unwrap()).is_ok());
         assert!(policy.check("fd00::5".parse().unwrap()).is_ok());
         assert_eq!(policy.check("10.2.0.1".parse().unwrap()), Err(NonPublicReason::Private));
-        assert_eq!(policy.check("169.254.169.254".parse().unwrap()), Err(NonPublicReason::LinkLocal));
+        assert_eq!(
+            policy.check("169.254.169.254".parse().unwrap()),
+            Err(NonPublicReason::LinkLocal)
+        );
         assert!(policy.check("8.8.8.8".parse().unwrap()).is_ok());
-        assert!(AddressPolicy { allow_private: true, allow: vec![] }.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(
+            AddressPolicy {
+                allow_private: true,
+                allow: vec![]
+            }
+            .check("127.0.0.1".parse().unwrap())
+            .is_ok()
+        );
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         assert!(Cidr::parse("nope").is_err());
-        assert!(Cidr::parse("192.168.1.7").unwrap().contains("192.168.1.7".parse().unwrap()));
+        assert!(
+            Cidr::parse("192.168.1.7")
+                .unwrap()
+                .contains("192.168.1.7".parse().unwrap())
+        );
     }
 
     #[test]

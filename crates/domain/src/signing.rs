@@ -27,18 +27,26 @@ impl WebhookSecret {
     /// libraries).
     pub fn parse(text: &str) -> Result<Self, String> {
         let encoded = text.trim().strip_prefix(PREFIX).unwrap_or(text.trim());
-        let key = STANDARD.decode(encoded).map_err(|_| "a webhook secret is whsec_ followed by base64".to_owned())?;
+        let key = STANDARD
+            .decode(encoded)
+            .map_err(|_| "a webhook secret is whsec_ followed by base64".to_owned())?;
         if key.len() < 16 {
             return Err("a webhook secret needs at least 16 bytes of key".into());
         }
-        Ok(Self { text: format!("{PREFIX}{encoded}"), key })
+        Ok(Self {
+            text: format!("{PREFIX}{encoded}"),
+            key,
+        })
     }
 
     /// A fresh secret of 32 random bytes from the operating system.
     pub fn generate() -> Result<Self, String> {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|error| format!("no randomness available: {error}"))?;
-        Ok(Self { text: format!("{PREFIX}{}", STANDARD.encode(key)), key: key.to_vec() })
+        Ok(Self {
+            text: format!("{PREFIX}{}", STANDARD.encode(key)),
+            key: key.to_vec(),
+        })
     }
 
     /// The `whsec_…` text (to store or show to the operator).
@@ -69,7 +77,11 @@ impl fmt::Debug for WebhookSecret {
 /// The `webhook-signature` header value for `secrets` (newest first): one
 /// `v1,…` per secret, space-separated.
 pub fn signature_header(secrets: &[WebhookSecret], id: &str, timestamp: i64, body: &[u8]) -> String {
-    secrets.iter().map(|secret| secret.sign(id, timestamp, body)).collect::<Vec<_>>().join(" ")
+    secrets
+        .iter()
+        .map(|secret| secret.sign(id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 // Test support: a setup step that fails should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod receiver;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use tronpay_bus::BusSettings;
 use tronpay_chain_watcher::{Watcher, WatcherSettings, health};
 use tronpay_db::{DbPool, DbSettings};
 use tronpay_domain::TronAddress;
+use tronpay_webhook_dispatcher::DispatcherSettings;
 
 pub use tronpay_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 pub use tronpay_testkit::{FaultyProxy, TestBus, TestDb, http_client, rabbitmq_url};
@@ -219,6 +222,58 @@ impl Drop for WatcherInstance {
     }
 }
 
+/// A running webhook dispatcher.
+pub struct DispatcherInstance {
+    service: ServiceRuntime,
+}
+
+/// The signing secret the test dispatchers use.
+pub const TEST_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+impl DispatcherInstance {
+    /// Starts with a fast retry schedule, a 1 s timeout and private
+    /// addresses allowed (receivers run on localhost); `tweak` adjusts that.
+    pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut DispatcherSettings)) -> Self {
+        let mut settings = DispatcherSettings {
+            webhook_secret: Some(TEST_WEBHOOK_SECRET.into()),
+            webhook_retry_schedule: "200ms,200ms,200ms".into(),
+            webhook_timeout_ms: 1_000,
+            webhook_republish_seconds: 1,
+            callback_allow_private: true,
+            ..DispatcherSettings::default()
+        };
+        tweak(&mut settings);
+        let (service, stopped) = ServiceRuntime::new();
+        let db = DbSettings {
+            db_connect_timeout_seconds: 2,
+            db_pool_timeout_seconds: 5,
+            ..DbSettings::for_url(database_url)
+        };
+        let bus = bus.clone();
+        service
+            .run(async move {
+                let pool = DbPool::new(&db, "tronpay-webhook-dispatcher-test").unwrap();
+                let running = tronpay_webhook_dispatcher::start(settings, pool, bus, stopped)
+                    .await
+                    .unwrap();
+                tokio::spawn(running.join());
+            })
+            .await;
+        Self { service }
+    }
+
+    /// Stops it at once, as a crash would.
+    pub fn kill(mut self) {
+        self.service.kill();
+    }
+}
+
+impl Drop for DispatcherInstance {
+    fn drop(&mut self) {
+        self.service.kill();
+    }
+}
+
 /// Blocks between a transfer's block and its finality in the test sandbox.
 pub const SOLID_LAG: u64 = 2;
 
@@ -347,8 +402,24 @@ pub fn random_address() -> TronAddress {
 
 /// `POST /create_payment`; returns the payment id.
 pub async fn create_payment(api: &str, address: &TronAddress, amount: &str, order_id: &str) -> String {
+    create_payment_full(api, address, amount, "https://shop.example.com/hook", order_id).await
+}
+
+/// `POST /create_payment` with a callback URL and a fresh order id.
+pub async fn create_payment_with_callback(api: &str, address: &TronAddress, amount: &str, callback: &str) -> String {
+    create_payment_full(
+        api,
+        address,
+        amount,
+        callback,
+        &format!("order-{}", uuid::Uuid::new_v4().simple()),
+    )
+    .await
+}
+
+async fn create_payment_full(api: &str, address: &TronAddress, amount: &str, callback: &str, order_id: &str) -> String {
     let body = format!(
-        r#"{{"wallet_address":"{address}","expected_amount_usdt":{amount},"callback_url":"https://shop.example.com/hook","order_id":"{order_id}"}}"#
+        r#"{{"wallet_address":"{address}","expected_amount_usdt":{amount},"callback_url":"{callback}","order_id":"{order_id}"}}"#
     );
     let response = http_client()
         .post(format!("{api}/create_payment"))

@@ -33,7 +33,11 @@ impl Resolve for PolicyResolver {
             // Any refused address refuses the host: a name that resolves to
             // both a public and a private address could be steered.
             if let Some(refused) = addresses.iter().find_map(|address| {
-                policy.check(address.ip()).err().map(|reason| Refused { host: host.clone(), ip: address.ip(), reason })
+                policy.check(address.ip()).err().map(|reason| Refused {
+                    host: host.clone(),
+                    ip: address.ip(),
+                    reason,
+                })
             }) {
                 return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -63,7 +67,11 @@ pub fn build(policy: &AddressPolicy, timeout: Duration) -> Result<reqwest::Clien
 /// checked by the resolver when connecting).
 pub fn check_literal(url: &CallbackUrl, policy: &AddressPolicy) -> Result<(), Refused> {
     match url.host_ip() {
-        Some(ip) => policy.check(ip).map_err(|reason| Refused { host: ip.to_string(), ip, reason }),
+        Some(ip) => policy.check(ip).map_err(|reason| Refused {
+            host: ip.to_string(),
+            ip,
+            reason,
+        }),
         None => Ok(()),
     }
 }

@@ -41,7 +41,8 @@ impl Dispatcher {
         let Ok(_permit) = self.in_flight.acquire().await else {
             return Err(HandlerError::Retry("the dispatcher is stopping".into()));
         };
-        let lease = self.timeout + Duration::from_secs(30);
+        // Long enough for the request (at most the timeout) and recording it.
+        let lease = self.timeout + Duration::from_secs(10);
         let claimed = {
             let mut conn = self.pool.get().await.map_err(retry)?;
             deliveries::claim(&mut conn, id, lease).await.map_err(retry)?
@@ -69,7 +70,10 @@ impl Dispatcher {
     pub async fn attempt(&self, claimed: &Claimed) -> Attempt {
         let started_at = chrono::Utc::now().naive_utc();
         let started = Instant::now();
-        let finish = |http_status: Option<u16>, response_body: Option<String>, error: Option<String>, outcome: Outcome| Attempt {
+        let finish = |http_status: Option<u16>,
+                      response_body: Option<String>,
+                      error: Option<String>,
+                      outcome: Outcome| Attempt {
             started_at,
             duration_ms: i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX),
             http_status: http_status.map(i32::from),
@@ -79,7 +83,14 @@ impl Dispatcher {
         };
         let url = match CallbackUrl::parse(&claimed.callback_url) {
             Ok(url) => url,
-            Err(error) => return finish(None, None, Some(format!("invalid callback URL: {error}")), Outcome::Failed),
+            Err(error) => {
+                return finish(
+                    None,
+                    None,
+                    Some(format!("invalid callback URL: {error}")),
+                    Outcome::Failed,
+                );
+            }
         };
         // A literal private address never becomes deliverable; a name may
         // resolve differently later, so a refused name is retried.
@@ -129,7 +140,11 @@ impl Dispatcher {
             self.retry_or_dead(claimed.attempts, asked)
         };
         let error = (!status.is_success()).then(|| {
-            if status.is_redirection() { format!("HTTP {status} (redirects are not followed)") } else { format!("HTTP {status}") }
+            if status.is_redirection() {
+                format!("HTTP {status} (redirects are not followed)")
+            } else {
+                format!("HTTP {status}")
+            }
         });
         finish(Some(status.as_u16()), Some(body), error, outcome)
     }
@@ -139,7 +154,9 @@ impl Dispatcher {
     /// used up.
     fn retry_or_dead(&self, attempts: i32, asked: Option<Duration>) -> Outcome {
         let index = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
-        let Some(delay) = self.schedule.get(index) else { return Outcome::Dead };
+        let Some(delay) = self.schedule.get(index) else {
+            return Outcome::Dead;
+        };
         let jittered = delay.mul_f64(0.8 + 0.4 * fastrand::f64());
         let delay = match asked {
             Some(asked) => asked.clamp(Duration::from_secs(1), self.max_retry_after),

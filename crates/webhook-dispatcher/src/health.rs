@@ -15,12 +15,20 @@ struct State {
     relay: Arc<BusStatus>,
 }
 
-pub fn server(bind: &str, pool: DbPool, consumer: Arc<BusStatus>, relay: Arc<BusStatus>) -> anyhow::Result<(Server, u16)> {
+pub fn server(
+    bind: &str,
+    pool: DbPool,
+    consumer: Arc<BusStatus>,
+    relay: Arc<BusStatus>,
+) -> anyhow::Result<(Server, u16)> {
     let listener = TcpListener::bind(bind).map_err(|error| anyhow::anyhow!("cannot listen on {bind}: {error}"))?;
     let port = listener.local_addr()?.port();
     let state = web::Data::new(State { pool, consumer, relay });
     let server = HttpServer::new(move || {
-        App::new().app_data(state.clone()).route("/health", web::get().to(health)).route("/health", web::head().to(health))
+        App::new()
+            .app_data(state.clone())
+            .route("/health", web::get().to(health))
+            .route("/health", web::head().to(health))
     })
     .workers(1)
     .disable_signals()
@@ -41,7 +49,11 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         Ok(Ok(backlog)) => ("connected", Some(backlog)),
         _ => ("disconnected", None),
     };
-    let broker = if state.consumer.connected() && state.relay.connected() { "connected" } else { "disconnected" };
+    let broker = if state.consumer.connected() && state.relay.connected() {
+        "connected"
+    } else {
+        "disconnected"
+    };
     let healthy = database == "connected";
     let body = serde_json::json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
@@ -50,5 +62,9 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         "deliveries_waiting": backlog,
         "version": env!("CARGO_PKG_VERSION"),
     });
-    if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if healthy {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }

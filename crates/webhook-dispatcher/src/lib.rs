@@ -93,7 +93,12 @@ pub async fn start(
     let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
     let queue = bus.queue("webhook-dispatcher", CALLBACK_DUE);
     let handler = Arc::clone(&dispatcher);
-    let prefetch_bus = BusSettings { bus_prefetch: bus.bus_prefetch.max(u16::try_from(settings.webhook_concurrency).unwrap_or(u16::MAX)), ..bus };
+    let prefetch_bus = BusSettings {
+        bus_prefetch: bus
+            .bus_prefetch
+            .max(u16::try_from(settings.webhook_concurrency).unwrap_or(u16::MAX)),
+        ..bus
+    };
     handles.push(tokio::spawn(run_consumer(
         prefetch_bus,
         queue,
@@ -123,7 +128,10 @@ pub async fn start(
                     if configured.is_none()
                         && let Ok(stored) = deliveries::secrets(&mut conn).await
                     {
-                        let parsed: Vec<WebhookSecret> = stored.iter().filter_map(|text| WebhookSecret::parse(text).ok()).collect();
+                        let parsed: Vec<WebhookSecret> = stored
+                            .iter()
+                            .filter_map(|text| WebhookSecret::parse(text).ok())
+                            .collect();
                         if !parsed.is_empty()
                             && let Ok(mut current) = secrets.write()
                         {
@@ -139,5 +147,9 @@ pub async fn start(
             }
         }
     }));
-    Ok(Running { consumer: consumer_status, relay: relay_status, handles })
+    Ok(Running {
+        consumer: consumer_status,
+        relay: relay_status,
+        handles,
+    })
 }

@@ -39,7 +39,10 @@ async fn run() -> anyhow::Result<()> {
     if let Some(bind) = args.bind {
         dispatcher.dispatcher_bind = bind;
     }
-    dispatcher.validate().map_err(anyhow::Error::msg).context("invalid setting")?;
+    dispatcher
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid setting")?;
     let db: DbSettings = settings.get()?;
     db.validate().map_err(anyhow::Error::msg).context("invalid setting")?;
     let bus: BusSettings = settings.get()?;

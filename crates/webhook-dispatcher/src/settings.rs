@@ -72,9 +72,12 @@ impl DispatcherSettings {
         if self.webhook_republish_seconds == 0 {
             return Err("WEBHOOK_REPUBLISH_SECONDS must be at least 1".into());
         }
-        self.dispatcher_bind
-            .parse::<std::net::SocketAddr>()
-            .map_err(|_| format!("DISPATCHER_BIND must be an address and port, not {:?}", self.dispatcher_bind))?;
+        self.dispatcher_bind.parse::<std::net::SocketAddr>().map_err(|_| {
+            format!(
+                "DISPATCHER_BIND must be an address and port, not {:?}",
+                self.dispatcher_bind
+            )
+        })?;
         Ok(())
     }
 
@@ -85,7 +88,10 @@ impl DispatcherSettings {
             .split(',')
             .map(str::trim)
             .filter(|part| !part.is_empty())
-            .map(|part| parse_duration(part).ok_or_else(|| format!("WEBHOOK_RETRY_SCHEDULE: {part:?} is not a delay such as 5s, 5m, 2h")))
+            .map(|part| {
+                parse_duration(part)
+                    .ok_or_else(|| format!("WEBHOOK_RETRY_SCHEDULE: {part:?} is not a delay such as 5s, 5m, 2h"))
+            })
             .collect::<Result<_, _>>()?;
         if schedule.len() > 50 {
             return Err("WEBHOOK_RETRY_SCHEDULE has more than 50 delays".into());
@@ -96,7 +102,8 @@ impl DispatcherSettings {
     pub fn policy(&self) -> Result<AddressPolicy, String> {
         Ok(AddressPolicy {
             allow_private: self.callback_allow_private,
-            allow: AddressPolicy::parse_allow_list(&self.callback_allow_cidrs).map_err(|error| format!("CALLBACK_ALLOW_CIDRS: {error}"))?,
+            allow: AddressPolicy::parse_allow_list(&self.callback_allow_cidrs)
+                .map_err(|error| format!("CALLBACK_ALLOW_CIDRS: {error}"))?,
         })
     }
 
@@ -138,18 +145,36 @@ mod tests {
         let minutes = |m: u64| Duration::from_secs(m * 60);
         assert_eq!(
             DispatcherSettings::default().schedule().unwrap(),
-            [Duration::from_secs(5), minutes(5), minutes(30), minutes(120), minutes(300), minutes(600), minutes(600), minutes(1440)]
+            [
+                Duration::from_secs(5),
+                minutes(5),
+                minutes(30),
+                minutes(120),
+                minutes(300),
+                minutes(600),
+                minutes(600),
+                minutes(1440)
+            ]
         );
         assert!(DispatcherSettings::default().validate().is_ok());
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let bad = DispatcherSettings { webhook_retry_schedule: "5s,soon".into(), ..DispatcherSettings::default() };
+        let bad = DispatcherSettings {
+            webhook_retry_schedule: "5s,soon".into(),
+            ..DispatcherSettings::default()
+        };
         assert!(bad.validate().unwrap_err().starts_with("WEBHOOK_RETRY_SCHEDULE"));
-        let bad = DispatcherSettings { webhook_secret: Some("nope".into()), ..DispatcherSettings::default() };
+        let bad = DispatcherSettings {
+            webhook_secret: Some("nope".into()),
+            ..DispatcherSettings::default()
+        };
         assert!(bad.validate().unwrap_err().starts_with("WEBHOOK_SECRET"));
-        let bad = DispatcherSettings { callback_allow_cidrs: "10.0.0.0/99".into(), ..DispatcherSettings::default() };
+        let bad = DispatcherSettings {
+            callback_allow_cidrs: "10.0.0.0/99".into(),
+            ..DispatcherSettings::default()
+        };
         assert!(bad.validate().unwrap_err().starts_with("CALLBACK_ALLOW_CIDRS"));
         assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));

@@ -1,0 +1,433 @@
+//! Webhooks end to end: a payment completes on the sandbox chain, the
+//! dispatcher delivers a signed webhook to a receiver running in the test.
+
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tronpay_e2e::receiver::{Receiver, Reply, verify_with_reference};
+use tronpay_e2e::{
+    ApiInstance, DispatcherInstance, FaultyProxy, Stack, TEST_WEBHOOK_SECRET, eventually, random_address, sql_values,
+    wait_for_status,
+};
+
+/// A stack whose API accepts callbacks to the local receivers, plus a dispatcher.
+async fn stack_with_dispatcher(
+    tweak: impl FnOnce(&mut tronpay_webhook_dispatcher::DispatcherSettings),
+) -> (Stack, DispatcherInstance) {
+    let stack = Stack::start_with(|api| api.callback_allow_private = true, |_| {}).await;
+    let dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, tweak).await;
+    (stack, dispatcher)
+}
+
+async fn paid_payment(stack: &Stack, callback: &str, amount: &str) -> String {
+    let address = random_address();
+    let id = tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, amount, callback).await;
+    stack.send(address, amount);
+    stack.finalize();
+    wait_for_status(&stack.api.url, &id, "completed").await;
+    id
+}
+
+async fn received_at_least(receiver: &Receiver, count: usize) -> Vec<tronpay_e2e::receiver::Received> {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{count} webhook request(s)"),
+        || async {
+            let received = receiver.received();
+            (received.len() >= count).then_some(received)
+        },
+    )
+    .await
+}
+
+async fn delivery(stack: &Stack, payment_id: &str) -> Value {
+    eventually(Duration::from_secs(30), "the delivery to settle", || async {
+        let rows = sql_values(
+            &stack.db,
+            &format!("SELECT status, attempts, event_type, webhook_id FROM webhook_deliveries WHERE payment_id = '{payment_id}'"),
+        )
+        .await;
+        rows.into_iter().find(|row| row["status"] != "pending" && row["status"] != "sending")
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completion_is_delivered_signed_with_the_original_body() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let id = paid_payment(&stack, &receiver.url, "12.34").await;
+    let received = received_at_least(&receiver, 1).await;
+    let request = &received[0];
+
+    // An independent implementation (the official Python package) agrees.
+    verify_with_reference(TEST_WEBHOOK_SECRET, request).unwrap();
+    assert!(request.header("webhook-id").unwrap().starts_with("msg_"));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    let body: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(body["payment_id"], id.as_str());
+    assert_eq!(body["currency"], "USDT_TRC20");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["event"], "payment.completed");
+    assert!(body["block_timestamp"].is_i64());
+    assert!(
+        request.body.contains(r#""expected_amount_usdt": 12.34"#),
+        "{}",
+        request.body
+    );
+    assert!(
+        request.body.contains(r#""received_amount_usdt": 12.34"#),
+        "{}",
+        request.body
+    );
+
+    let row = delivery(&stack, &id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("delivered"), Some(1))
+    );
+    let payment = sql_values(&stack.db, &format!("SELECT callback_attempts, callback_success, last_callback_attempt IS NOT NULL AS stamped FROM payments WHERE id = '{id}'")).await;
+    assert_eq!(
+        payment[0],
+        json!({"callback_attempts": 1, "callback_success": true, "stamped": true})
+    );
+    assert!(stack.log_of(&id).await.contains(&"callback_sent".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_retried_with_one_webhook_id() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
+    let receiver = Receiver::start(vec![Reply::Status(500), Reply::RetryAfter(503, 1)]).await;
+    let id = paid_payment(&stack, &receiver.url, "3").await;
+    let received = received_at_least(&receiver, 3).await;
+    let ids: Vec<&str> = received
+        .iter()
+        .map(|request| request.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    for request in &received {
+        verify_with_reference(TEST_WEBHOOK_SECRET, request).unwrap();
+    }
+    let row = delivery(&stack, &id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("delivered"), Some(3))
+    );
+    let attempts = sql_values(
+        &stack.db,
+        "SELECT http_status, outcome FROM webhook_attempts ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        attempts,
+        [
+            json!({"http_status": 500, "outcome": "retry"}),
+            json!({"http_status": 503, "outcome": "retry"}),
+            json!({"http_status": 200, "outcome": "delivered"})
+        ]
+    );
+    let payment = sql_values(
+        &stack.db,
+        &format!("SELECT callback_attempts, callback_success FROM payments WHERE id = '{id}'"),
+    )
+    .await;
+    assert_eq!(payment[0], json!({"callback_attempts": 3, "callback_success": true}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_stops_and_the_schedule_ends_in_dead() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
+    let gone = Receiver::start(vec![Reply::Status(410)]).await;
+    let id = paid_payment(&stack, &gone.url, "1").await;
+    assert_eq!(delivery(&stack, &id).await["status"], "failed");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(gone.received().len(), 1, "410 is not retried");
+
+    let failing = Receiver::start(vec![Reply::Status(500); 10]).await;
+    let id = paid_payment(&stack, &failing.url, "2").await;
+    let row = delivery(&stack, &id).await;
+    // The initial attempt plus the three delays of the test schedule.
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("dead"), Some(4))
+    );
+    assert!(stack.log_of(&id).await.contains(&"callback_dead".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_receiver_times_out_and_a_redirect_is_not_followed() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
+    let elsewhere = Receiver::start(vec![]).await;
+    let receiver = Receiver::start(vec![
+        Reply::Hang(Duration::from_secs(5)),
+        Reply::Redirect(elsewhere.url.clone()),
+    ])
+    .await;
+    let id = paid_payment(&stack, &receiver.url, "4").await;
+    let row = delivery(&stack, &id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("delivered"), Some(3))
+    );
+    let attempts = sql_values(&stack.db, "SELECT http_status, error FROM webhook_attempts ORDER BY id").await;
+    assert!(
+        attempts[0]["error"].as_str().unwrap().contains("no answer within"),
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[1]["http_status"], 302);
+    assert!(elsewhere.received().is_empty(), "the redirect was not followed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dispatcher_killed_mid_delivery_delivers_after_restart() {
+    let stack = Stack::start_with(|api| api.callback_allow_private = true, |_| {}).await;
+    let short = |settings: &mut tronpay_webhook_dispatcher::DispatcherSettings| settings.webhook_timeout_ms = 3_000;
+    let first = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, short).await;
+    let receiver = Receiver::start(vec![Reply::Hang(Duration::from_secs(20))]).await;
+    let id = paid_payment(&stack, &receiver.url, "5").await;
+    received_at_least(&receiver, 1).await;
+    first.kill();
+    assert_eq!(
+        sql_values(
+            &stack.db,
+            &format!("SELECT status FROM webhook_deliveries WHERE payment_id = '{id}'")
+        )
+        .await[0]["status"],
+        "sending"
+    );
+
+    let _second = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, short).await;
+    let row = eventually(Duration::from_secs(60), "the redelivery", || async {
+        let row = sql_values(
+            &stack.db,
+            &format!("SELECT status, attempts FROM webhook_deliveries WHERE payment_id = '{id}'"),
+        )
+        .await;
+        (row[0]["status"] == "delivered").then(|| row[0].clone())
+    })
+    .await;
+    assert_eq!(row["attempts"], 2);
+    let received = receiver.received();
+    assert_eq!(
+        received[0].header("webhook-id"),
+        received.last().unwrap().header("webhook-id")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_arrive_after_a_broker_outage() {
+    let db = tronpay_e2e::TestDb::new().await;
+    let bus = tronpay_e2e::TestBus::new();
+    let proxy = FaultyProxy::start(bus.broker_addr()).await;
+    let through = bus.through(&proxy);
+    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::SandboxConfig {
+        solid_lag: tronpay_e2e::SOLID_LAG,
+        ..tronpay_e2e::SandboxConfig::ephemeral()
+    })
+    .await
+    .unwrap();
+    let api = ApiInstance::start(db.url(), &through, |api| api.callback_allow_private = true).await;
+    let _watcher = tronpay_e2e::WatcherInstance::start(db.url(), &through, &sandbox.url(), |_| {}).await;
+    let _dispatcher = DispatcherInstance::start(db.url(), &through, |_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let mut addresses = Vec::new();
+    for index in 0..4 {
+        let address = random_address();
+        tronpay_e2e::create_payment_with_callback(&api.url, &address, &format!("{}.5", index + 1), &receiver.url).await;
+        addresses.push(address);
+    }
+    proxy.cut();
+    for (index, address) in addresses.iter().enumerate() {
+        sandbox
+            .transfer(*address, format!("{}.5", index + 1).parse().unwrap())
+            .unwrap();
+    }
+    sandbox.mine(1 + tronpay_e2e::SOLID_LAG).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        receiver.received().is_empty(),
+        "nothing can move while the broker is away"
+    );
+    proxy.restore();
+    let received = received_at_least(&receiver, 4).await;
+    let mut ids: Vec<&str> = received
+        .iter()
+        .map(|request| request.header("webhook-id").unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_dispatchers_send_each_attempt_once() {
+    let (stack, _first) = stack_with_dispatcher(|_| {}).await;
+    let _second = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let mut addresses = Vec::new();
+    for index in 0..20 {
+        let address = random_address();
+        tronpay_e2e::create_payment_with_callback(
+            &stack.api.url,
+            &address,
+            &format!("{}.25", index + 1),
+            &receiver.url,
+        )
+        .await;
+        addresses.push(address);
+    }
+    for (index, address) in addresses.iter().enumerate() {
+        stack
+            .sandbox
+            .transfer(*address, format!("{}.25", index + 1).parse().unwrap())
+            .unwrap();
+    }
+    stack.sandbox.mine(1).unwrap();
+    stack.finalize();
+    received_at_least(&receiver, 20).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 20, "each webhook sent once");
+    let attempts = sql_values(&stack.db, "SELECT count(*) AS n FROM webhook_attempts").await;
+    assert_eq!(attempts[0]["n"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_delivery_retried_by_the_operator_arrives_with_its_webhook_id() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|settings| settings.webhook_retry_schedule = "100ms".into()).await;
+    let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
+    let id = paid_payment(&stack, &receiver.url, "6").await;
+    let row = delivery(&stack, &id).await;
+    assert_eq!(row["status"], "dead");
+    let delivery_id: uuid::Uuid = sql_values(
+        &stack.db,
+        &format!("SELECT id FROM webhook_deliveries WHERE payment_id = '{id}'"),
+    )
+    .await[0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // What `tronpay webhooks retry <id>` does.
+    let db_settings = tronpay_db::DbSettings::for_url(stack.db.url());
+    let mut conn = tronpay_db::connect(
+        stack.db.url(),
+        &tronpay_db::pool::ConnectOptions::new(&db_settings, "test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        tronpay_db::deliveries::retry(&mut conn, Some(&[delivery_id]))
+            .await
+            .unwrap(),
+        1
+    );
+    eventually(Duration::from_secs(30), "the retried delivery", || async {
+        let rows = sql_values(
+            &stack.db,
+            &format!("SELECT status FROM webhook_deliveries WHERE payment_id = '{id}'"),
+        )
+        .await;
+        (rows[0]["status"] == "delivered").then_some(())
+    })
+    .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    assert!(
+        received
+            .iter()
+            .all(|request| request.header("webhook-id") == received[0].header("webhook-id"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_and_metadata_addresses_are_refused_at_delivery() {
+    // The API allows them (as with CALLBACK_ALLOW_PRIVATE during a trial), the
+    // dispatcher does not: the check at delivery holds on its own.
+    let (stack, _dispatcher) = stack_with_dispatcher(|settings| {
+        settings.callback_allow_private = false;
+        settings.webhook_retry_schedule = "100ms".into();
+    })
+    .await;
+    let receiver = Receiver::start(vec![]).await;
+    let literal = paid_payment(&stack, &receiver.url, "7").await;
+    let metadata = paid_payment(&stack, "http://169.254.169.254/latest/meta-data", "8").await;
+    let by_name = paid_payment(&stack, &receiver.url.replace("127.0.0.1", "localhost"), "9").await;
+    for (id, status) in [(&literal, "failed"), (&metadata, "failed"), (&by_name, "dead")] {
+        assert_eq!(delivery(&stack, id).await["status"], status, "{id}");
+    }
+    let errors = sql_values(&stack.db, "SELECT error FROM webhook_attempts").await;
+    assert!(
+        errors.iter().all(|row| row["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("public addresses only")),
+        "{errors:?}"
+    );
+    assert!(receiver.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_payments_get_completion_webhooks_only() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let (legacy, legacy_address) = {
+        let address = random_address();
+        (
+            tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, "10", &receiver.url).await,
+            address,
+        )
+    };
+    let (opted, opted_address) = {
+        let address = random_address();
+        (
+            tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, "11", &receiver.url).await,
+            address,
+        )
+    };
+    stack
+        .db
+        .client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE payments SET notify_events = '{{payment.detected,payment.late,payment.expired}}' WHERE id = '{opted}'; \
+             UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id IN ('{legacy}', '{opted}')"
+        ))
+        .await
+        .unwrap();
+    stack.send(legacy_address, "10");
+    stack.send(opted_address, "11");
+    stack.finalize();
+    wait_for_status(&stack.api.url, &legacy, "expired").await;
+    wait_for_status(&stack.api.url, &opted, "expired").await;
+    let events = eventually(Duration::from_secs(30), "the opted-in payment's webhooks", || async {
+        let rows = sql_values(&stack.db, &format!("SELECT event_type FROM webhook_deliveries WHERE payment_id = '{opted}' AND status = 'delivered' ORDER BY event_type")).await;
+        (rows.len() >= 2).then_some(rows)
+    })
+    .await;
+    assert!(events.contains(&json!({"event_type": "payment.late"})), "{events:?}");
+    assert!(events.contains(&json!({"event_type": "payment.expired"})), "{events:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        sql_values(
+            &stack.db,
+            &format!("SELECT id FROM webhook_deliveries WHERE payment_id = '{legacy}'")
+        )
+        .await
+        .is_empty()
+    );
+    let bodies: Vec<Value> = receiver
+        .received()
+        .iter()
+        .map(|request| serde_json::from_str(&request.body).unwrap())
+        .collect();
+    assert!(
+        bodies.iter().all(|body| body["payment_id"] == opted.as_str()),
+        "{bodies:?}"
+    );
+}
