@@ -1,12 +1,19 @@
 //! Applying `payment.detected` (from the chain watcher) to payments.
 //!
-//! Each message is applied in one transaction that also records its message
-//! id, so a redelivered message changes nothing; the transfer row and the
-//! payments on its address are locked, so several API replicas consuming at
-//! once never complete a payment twice or use a transfer twice. The message
-//! is acknowledged only after that transaction commits.
+//! The `transfers` table is the truth and a message is the prompt to look at
+//! it. Work on one address is serialised by a transaction-level advisory
+//! lock, and under it every confirmed transfer not yet applied to that
+//! address is applied in chain order `(block, log index)` — so the outcome
+//! never depends on the order messages arrive in, several API replicas never
+//! complete a payment twice or use a transfer twice, and a redelivered
+//! message finds nothing left to do. The message is acknowledged only after
+//! the transaction commits. A reconciler applies confirmed transfers whose
+//! message never came (or was given up on).
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tronpay_bus::{HandlerError, Incoming};
 use tronpay_db::matching::{self, TransferRow};
 use tronpay_db::webhooks::{self, EventTransfer};
@@ -17,6 +24,10 @@ use tronpay_domain::{JsonAmount, UsdtAmount};
 
 /// Name under which this consumer remembers applied messages.
 pub const CONSUMER: &str = "api";
+
+/// Attempts at one message before it is acknowledged and left to the
+/// reconciler (its transfer stays in the database, unapplied).
+const MAX_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 enum ApplyError {
@@ -32,9 +43,34 @@ impl From<diesel::result::Error> for ApplyError {
     }
 }
 
+/// Counts failed attempts per message, so that a message that keeps failing
+/// on a database error is not requeued forever.
+#[derive(Default)]
+pub struct Attempts(Mutex<HashMap<uuid::Uuid, u32>>);
+
+impl Attempts {
+    fn failed(&self, id: uuid::Uuid) -> u32 {
+        let Ok(mut counts) = self.0.lock() else {
+            return MAX_ATTEMPTS;
+        };
+        if counts.len() > 10_000 {
+            counts.clear();
+        }
+        let count = counts.entry(id).or_insert(0);
+        *count += 1;
+        *count
+    }
+
+    fn done(&self, id: uuid::Uuid) {
+        if let Ok(mut counts) = self.0.lock() {
+            counts.remove(&id);
+        }
+    }
+}
+
 /// Handles one delivery; `Ok(true)` when webhook work was enqueued (the
 /// caller wakes its outbox relay).
-pub async fn handle(pool: &DbPool, incoming: &Incoming) -> Result<bool, HandlerError> {
+pub async fn handle(pool: &DbPool, attempts: &Attempts, incoming: &Incoming) -> Result<bool, HandlerError> {
     let event: PaymentDetected = serde_json::from_slice(&incoming.payload)
         .map_err(|error| HandlerError::Reject(format!("not a payment.detected event: {error}")))?;
     let message_id = incoming
@@ -42,29 +78,38 @@ pub async fn handle(pool: &DbPool, incoming: &Incoming) -> Result<bool, HandlerE
         .as_deref()
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .ok_or_else(|| HandlerError::Reject("payment.detected without a message id".into()))?;
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|error| HandlerError::Retry(error.to_string()))?;
-    let outcome = conn
-        .transaction::<_, ApplyError, _>(async |conn| apply(conn, message_id, &event).await)
-        .await;
+    let outcome = match pool.get().await {
+        Ok(mut conn) => {
+            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, message_id, &event).await)
+                .await
+        }
+        Err(error) => Err(error.into()),
+    };
     match outcome {
-        Ok(enqueued) => Ok(enqueued),
+        Ok(enqueued) => {
+            attempts.done(message_id);
+            Ok(enqueued)
+        }
         Err(ApplyError::UnknownTransfer(id)) => Err(HandlerError::Reject(format!("transfer {id} is unknown"))),
-        Err(ApplyError::Db(error)) if error.is_unavailable() || is_serialization_failure(&error) => {
+        Err(ApplyError::Db(error)) => {
+            let tries = attempts.failed(message_id);
+            if tries >= MAX_ATTEMPTS && event.state == TransferState::Confirmed {
+                attempts.done(message_id);
+                tracing::error!(%error, txid = %event.txid, "giving up on a message after {tries} attempts; the reconciler will apply its transfer");
+                return Ok(false);
+            }
             Err(HandlerError::Retry(error.to_string()))
         }
-        Err(ApplyError::Db(error)) => Err(HandlerError::Reject(error.to_string())),
     }
 }
 
-fn is_serialization_failure(error: &DbError) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        error,
-        DbError::Query(Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _))
-    )
+/// Serialises all work on `address` until the transaction ends.
+async fn lock_address(conn: &mut AsyncPgConnection, address: &str) -> Result<(), DbError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7526534301795350789))")
+        .bind::<diesel::sql_types::Text, _>(address)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 async fn apply(
@@ -75,115 +120,178 @@ async fn apply(
     if !outbox::first_delivery(conn, CONSUMER, message_id).await? {
         return Ok(false);
     }
+    let address = event.to.to_base58();
+    lock_address(conn, &address).await?;
     let log_index = i32::try_from(event.log_index).map_err(|_| ApplyError::UnknownTransfer(event.txid.to_string()))?;
     let transfer = matching::lock_transfer(conn, event.txid.as_str(), log_index)
         .await?
         .ok_or_else(|| ApplyError::UnknownTransfer(format!("{}:{}", event.txid, event.log_index)))?;
     Ok(match event.state {
-        TransferState::Detected => detected(conn, &transfer, event).await?,
-        TransferState::Dropped => dropped(conn, &transfer, event).await?,
-        TransferState::Confirmed => confirmed(conn, &transfer, event).await?,
+        TransferState::Detected => detected(conn, &transfer).await?,
+        TransferState::Dropped => dropped(conn, &transfer).await?,
+        TransferState::Confirmed => apply_confirmed(conn, &address).await?,
     })
 }
 
-fn transfer_metadata(event: &PaymentDetected) -> String {
-    serde_json::json!({
-        "transaction_hash": event.txid.as_str(),
-        "log_index": event.log_index,
-        "from": event.from.to_base58(),
-        "block_number": event.block_number,
-        "block_timestamp": event.block_time_ms,
-    })
-    .to_string()
+/// Applies, in chain order, every confirmed transfer to `address` not applied
+/// yet; the caller holds the address lock.
+async fn apply_confirmed(conn: &mut AsyncPgConnection, address: &str) -> Result<bool, ApplyError> {
+    let mut enqueued = false;
+    for transfer in matching::unapplied_confirmed(conn, address).await? {
+        enqueued |= confirmed(conn, &transfer).await?;
+    }
+    Ok(enqueued)
 }
 
-/// Metadata with an exact amount field added (JSON numbers from a float
-/// would lose digits, so the text is spliced in).
-fn metadata_with_amount(event: &PaymentDetected, key: &str, amount: UsdtAmount) -> String {
-    let base = transfer_metadata(event);
-    let amount = serde_json::to_string(&JsonAmount(amount)).unwrap_or_else(|_| "null".into());
-    format!("{{\"{key}\":{amount},{}", &base[1..])
+/// Applies the confirmed transfers whose message did not come (or was given
+/// up on) and that have waited `older_than_seconds`; returns how many
+/// addresses were handled and whether webhook work was enqueued.
+pub async fn reconcile(pool: &DbPool, older_than_seconds: i64) -> Result<(usize, bool), DbError> {
+    let addresses = {
+        let mut conn = pool.get().await?;
+        matching::addresses_with_unapplied(&mut conn, older_than_seconds, 100).await?
+    };
+    let mut enqueued = false;
+    for address in &addresses {
+        let mut conn = pool.get().await?;
+        let outcome = conn
+            .transaction::<_, ApplyError, _>(async |conn| {
+                lock_address(conn, address).await?;
+                apply_confirmed(conn, address).await
+            })
+            .await;
+        match outcome {
+            Ok(done) => enqueued |= done,
+            Err(ApplyError::Db(error)) => return Err(error),
+            Err(ApplyError::UnknownTransfer(id)) => tracing::warn!(%id, "reconciler: transfer vanished"),
+        }
+    }
+    if !addresses.is_empty() {
+        tracing::warn!(
+            addresses = addresses.len(),
+            "applied confirmed transfers whose event had not been applied"
+        );
+    }
+    Ok((addresses.len(), enqueued))
 }
 
-async fn detected(
-    conn: &mut AsyncPgConnection,
-    transfer: &TransferRow,
-    event: &PaymentDetected,
-) -> Result<bool, ApplyError> {
+/// What a log row and a webhook say about a transfer.
+struct Facts {
+    txid: String,
+    log_index: i32,
+    from: String,
+    amount: UsdtAmount,
+    block_number: i64,
+    block_time_ms: i64,
+}
+
+impl Facts {
+    fn of(row: &TransferRow) -> Result<Self, DbError> {
+        Ok(Self {
+            txid: row.txid.clone(),
+            log_index: row.log_index,
+            from: row.from_address.clone(),
+            amount: UsdtAmount::from_decimal(&row.amount_usdt).map_err(|error| {
+                DbError::Unavailable(format!("transfer {} has an invalid amount: {error}", row.txid))
+            })?,
+            block_number: row.block_number,
+            block_time_ms: row.block_time.and_utc().timestamp_millis(),
+        })
+    }
+
+    /// Log metadata, with an exact amount field (the text of the number is
+    /// spliced in: a float would lose digits).
+    fn metadata(&self, amount_key: &str, amount: UsdtAmount) -> String {
+        let base = serde_json::json!({
+            "transaction_hash": self.txid,
+            "log_index": self.log_index,
+            "from": self.from,
+            "block_number": self.block_number,
+            "block_timestamp": self.block_time_ms,
+        })
+        .to_string();
+        let amount = serde_json::to_string(&JsonAmount(amount)).unwrap_or_else(|_| "null".into());
+        format!("{{\"{amount_key}\":{amount},{}", &base[1..])
+    }
+
+    fn webhook(&self) -> EventTransfer<'_> {
+        EventTransfer {
+            txid: &self.txid,
+            amount: self.amount,
+            block_time_ms: self.block_time_ms,
+        }
+    }
+}
+
+async fn detected(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Result<bool, ApplyError> {
     if transfer.applied_at.is_some() || transfer.status != "detected" {
         return Ok(false);
     }
-    let rows = matching::lock_candidates(conn, &transfer.to_address).await?;
+    let facts = Facts::of(transfer)?;
+    let rows = matching::lock_candidates(conn, &transfer.to_address, transfer.block_time).await?;
     let candidates = rows.iter().map(matching::candidate).collect::<Result<Vec<_>, _>>()?;
-    let payment_id = match decide(event.amount, event.block_time_ms, &candidates) {
+    let payment_id = match decide(facts.amount, facts.block_time_ms, &candidates) {
         Decision::Complete { payment_id, .. } | Decision::Partial { payment_id, .. } => payment_id,
         Decision::Late { .. } | Decision::Unmatched => return Ok(false),
     };
     matching::mark_detected_for(conn, transfer, &payment_id).await?;
     let message = format!(
         "Transfer of {} USDT detected in block {} (transaction {}), waiting for the block to be final",
-        event.amount, event.block_number, event.txid
+        facts.amount, facts.block_number, facts.txid
     );
     logs::insert(
         conn,
         &payment_id,
         "detected",
         &message,
-        Some(&metadata_with_amount(event, "amount_usdt", event.amount)),
+        Some(&facts.metadata("amount_usdt", facts.amount)),
     )
     .await?;
     let Some(payment) = rows.iter().find(|row| row.id == payment_id) else {
         return Ok(false);
     };
     if webhooks::wants(payment, WebhookEvent::Detected) {
-        let transfer = EventTransfer {
-            txid: event.txid.as_str(),
-            amount: event.amount,
-            block_time_ms: event.block_time_ms,
-        };
-        return Ok(webhooks::enqueue(conn, payment, WebhookEvent::Detected, Some(transfer))
-            .await?
-            .is_some());
+        return Ok(
+            webhooks::enqueue(conn, payment, WebhookEvent::Detected, Some(facts.webhook()))
+                .await?
+                .is_some(),
+        );
     }
     Ok(false)
 }
 
-async fn dropped(
-    conn: &mut AsyncPgConnection,
-    transfer: &TransferRow,
-    event: &PaymentDetected,
-) -> Result<bool, ApplyError> {
-    if transfer.applied_at.is_some() {
+async fn dropped(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Result<bool, ApplyError> {
+    if transfer.applied_at.is_some() || transfer.status != "dropped" {
         return Ok(false);
     }
     if let Some(payment_id) = &transfer.detected_payment_id {
+        let facts = Facts::of(transfer)?;
         let message = format!(
             "Transfer {} detected in block {} is not in the final chain; it does not count",
-            event.txid, event.block_number
+            facts.txid, facts.block_number
         );
-        logs::insert(conn, payment_id, "dropped", &message, Some(&transfer_metadata(event))).await?;
+        logs::insert(
+            conn,
+            payment_id,
+            "dropped",
+            &message,
+            Some(&facts.metadata("amount_usdt", facts.amount)),
+        )
+        .await?;
     }
     Ok(false)
 }
 
-async fn confirmed(
-    conn: &mut AsyncPgConnection,
-    transfer: &TransferRow,
-    event: &PaymentDetected,
-) -> Result<bool, ApplyError> {
+async fn confirmed(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Result<bool, ApplyError> {
     if transfer.applied_at.is_some() {
         return Ok(false);
     }
-    let rows = matching::lock_candidates(conn, &transfer.to_address).await?;
+    let facts = Facts::of(transfer)?;
+    let rows = matching::lock_candidates(conn, &transfer.to_address, transfer.block_time).await?;
     let candidates = rows.iter().map(matching::candidate).collect::<Result<Vec<_>, _>>()?;
-    let txid = event.txid.as_str();
-    let webhook_transfer = EventTransfer {
-        txid,
-        amount: event.amount,
-        block_time_ms: event.block_time_ms,
-    };
+    let txid = facts.txid.as_str();
     let mut enqueued = false;
-    match decide(event.amount, event.block_time_ms, &candidates) {
+    match decide(facts.amount, facts.block_time_ms, &candidates) {
         Decision::Complete {
             payment_id,
             received,
@@ -201,24 +309,22 @@ async fn confirmed(
                 &payment_id,
                 "completed",
                 &format!("Payment completed with transaction {txid}"),
-                Some(&metadata_with_amount(event, "received_amount", received)),
+                Some(&facts.metadata("received_amount", received)),
             )
             .await?;
             if let Completion::Overpaid { excess } = completion {
-                let message = format!(
-                    "Overpaid by {excess} USDT (received {received}, expected {})",
-                    payment.expected_amount_usdt.normalized()
-                );
+                let expected = payment.expected_amount().unwrap_or(UsdtAmount::ZERO);
+                let message = format!("Overpaid by {excess} USDT (received {received}, expected {expected})");
                 logs::insert(
                     conn,
                     &payment_id,
                     "overpaid",
                     &message,
-                    Some(&metadata_with_amount(event, "excess_usdt", excess)),
+                    Some(&facts.metadata("excess_usdt", excess)),
                 )
                 .await?;
             }
-            enqueued |= webhooks::enqueue(conn, &payment, WebhookEvent::Completed, Some(webhook_transfer))
+            enqueued |= webhooks::enqueue(conn, &payment, WebhookEvent::Completed, Some(facts.webhook()))
                 .await?
                 .is_some();
         }
@@ -229,14 +335,14 @@ async fn confirmed(
             let outstanding = expected.checked_sub(received).unwrap_or(UsdtAmount::ZERO);
             let message = format!(
                 "Partial payment of {} USDT in transaction {txid}: {received} of {expected} USDT received, {outstanding} outstanding",
-                event.amount
+                facts.amount
             );
             logs::insert(
                 conn,
                 &payment_id,
                 "partial",
                 &message,
-                Some(&metadata_with_amount(event, "amount_usdt", event.amount)),
+                Some(&facts.metadata("amount_usdt", facts.amount)),
             )
             .await?;
         }
@@ -259,25 +365,25 @@ async fn confirmed(
             matching::mark_applied(conn, transfer, Some(&payment_id), "late").await?;
             let message = format!(
                 "Late payment: {} USDT in transaction {txid} arrived after the payment expired",
-                event.amount
+                facts.amount
             );
             logs::insert(
                 conn,
                 &payment_id,
                 "late",
                 &message,
-                Some(&metadata_with_amount(event, "amount_usdt", event.amount)),
+                Some(&facts.metadata("amount_usdt", facts.amount)),
             )
             .await?;
             if webhooks::wants(&payment, WebhookEvent::Late) {
-                enqueued |= webhooks::enqueue(conn, &payment, WebhookEvent::Late, Some(webhook_transfer))
+                enqueued |= webhooks::enqueue(conn, &payment, WebhookEvent::Late, Some(facts.webhook()))
                     .await?
                     .is_some();
             }
         }
         Decision::Unmatched => {
             matching::mark_applied(conn, transfer, None, "unmatched").await?;
-            tracing::info!(txid, log_index = event.log_index, to = %event.to, amount = %event.amount, "unmatched transfer recorded");
+            tracing::info!(txid, log_index = facts.log_index, to = %transfer.to_address, amount = %facts.amount, "unmatched transfer recorded");
         }
     }
     Ok(enqueued)

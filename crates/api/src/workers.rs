@@ -1,5 +1,5 @@
 //! The API's background work: applying `payment.detected`, the expiry sweep,
-//! and the outbox relay that publishes `callback.due`.
+//! the reconciler, and the outbox relay that publishes `callback.due`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,8 @@ use crate::{chain_events, expiry};
 
 /// How often the expiry sweep runs.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// A confirmed transfer unapplied for this long is applied by the reconciler.
+const RECONCILE_AFTER_SECONDS: i64 = 30;
 
 /// Handles on the running workers and their broker status.
 pub struct Workers {
@@ -34,6 +36,7 @@ impl Workers {
         let queue = bus.queue("api", PAYMENT_DETECTED);
         let handler_pool = pool.clone();
         let handler_waker = Arc::clone(&waker);
+        let attempts = Arc::new(chain_events::Attempts::default());
         handles.push(tokio::spawn(run_consumer(
             bus,
             queue,
@@ -41,8 +44,9 @@ impl Workers {
             move |incoming| {
                 let pool = handler_pool.clone();
                 let waker = Arc::clone(&handler_waker);
+                let attempts = Arc::clone(&attempts);
                 async move {
-                    if chain_events::handle(&pool, &incoming).await? {
+                    if chain_events::handle(&pool, &attempts, &incoming).await? {
                         waker.notify_one();
                     }
                     Ok(())
@@ -54,7 +58,24 @@ impl Workers {
 
         let mut stop = shutdown;
         handles.push(tokio::spawn(async move {
+            let mut rounds = 0u64;
             loop {
+                rounds += 1;
+                // Every 10 s: transfers whose event was lost or given up on.
+                if rounds.is_multiple_of(5) {
+                    match chain_events::reconcile(&pool, RECONCILE_AFTER_SECONDS).await {
+                        Ok((_, true)) => waker.notify_one(),
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "reconciling transfers failed; retrying"),
+                    }
+                }
+                // Every 10 min: forget old message ids.
+                if rounds.is_multiple_of(300)
+                    && let Ok(mut conn) = pool.get().await
+                {
+                    let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(7);
+                    let _ = tronpay_db::outbox::prune_processed(&mut conn, cutoff).await;
+                }
                 match expiry::sweep(&pool).await {
                     Ok((expired, enqueued)) => {
                         if expired > 0 {

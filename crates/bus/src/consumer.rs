@@ -57,9 +57,14 @@ pub async fn run_consumer<H, F>(
     let handler = Arc::new(handler);
     let mut attempt = 0u32;
     while !*shutdown.borrow() {
+        let connected_at = std::time::Instant::now();
         match consume_once(&settings, &queue, &name, Arc::clone(&handler), &mut shutdown, &status).await {
             Ok(()) => return,
             Err(error) => {
+                // A connection that lasted a while starts the backoff over.
+                if connected_at.elapsed() > Duration::from_secs(60) {
+                    attempt = 0;
+                }
                 status.set_failed(&error);
                 let delay = reconnect_delay(attempt);
                 attempt = attempt.saturating_add(1);

@@ -67,12 +67,14 @@ async fn health(state: web::Data<State>) -> HttpResponse {
             "scanner": chain.leader,
         })
     });
-    let healthy = database == "connected";
+    let crashed = state.scan.failed.load(Ordering::Relaxed);
+    let healthy = database == "connected" && !crashed;
     let body = serde_json::json!({
         "status": if healthy { "healthy" } else { "unhealthy" },
         "database": database,
         "broker": if state.relay.connected() { "connected" } else { "disconnected" },
         "leader": leader,
+        "scanner_crashed": crashed,
         "chain": chain_json,
         "version": env!("CARGO_PKG_VERSION"),
     });

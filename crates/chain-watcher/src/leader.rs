@@ -52,6 +52,18 @@ impl Leadership {
 
     async fn try_acquire(db: &DbSettings, options: &ConnectOptions) -> Result<Option<Self>, DbError> {
         let mut conn = tronpay_db::connect(&db.database_url, options).await?;
+        // If this replica is cut off rather than killed, PostgreSQL should
+        // notice within about 30 s (not the system default of hours) and
+        // release the lock to a standby.
+        diesel::sql_query("SET tcp_keepalives_idle = 10")
+            .execute(&mut conn)
+            .await?;
+        diesel::sql_query("SET tcp_keepalives_interval = 5")
+            .execute(&mut conn)
+            .await?;
+        diesel::sql_query("SET tcp_keepalives_count = 3")
+            .execute(&mut conn)
+            .await?;
         let locked: Locked = diesel::sql_query(format!("SELECT pg_try_advisory_lock({SCANNER_LOCK_KEY}) AS locked"))
             .get_result(&mut conn)
             .await?;

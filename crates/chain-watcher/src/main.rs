@@ -61,13 +61,27 @@ async fn run() -> anyhow::Result<()> {
         async move { tronpay_bus::stopped(&mut stop).await }
     }));
 
-    shutdown_signal().await;
-    tracing::info!("shutdown signal received; finishing the block in hand");
+    // Stop on a signal, or when the scanner crashed (so the orchestrator
+    // restarts the process).
+    let scan = running.scan.clone();
+    let crashed = async move {
+        while !scan.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    };
+    let crashed = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = crashed => true,
+    };
+    tracing::info!("stopping; finishing the block in hand");
     let _ = stop_tx.send(true);
     running.join().await;
     handle.stop(true).await;
     let _ = server.await;
     let _ = maintenance.await;
     tracing::info!("tronpay-chain-watcher stopped");
+    if crashed {
+        anyhow::bail!("the scanner crashed (see the log above)");
+    }
     Ok(())
 }

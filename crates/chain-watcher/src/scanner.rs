@@ -31,6 +31,8 @@ const COMMIT_BATCH: usize = 50;
 #[derive(Debug, Default)]
 pub struct ScanStatus {
     pub leader: AtomicBool,
+    /// The scanner crashed (a bug): the process should be restarted.
+    pub failed: AtomicBool,
     pub head: AtomicI64,
     pub final_block: AtomicI64,
     pub cursor: AtomicI64,
@@ -143,7 +145,10 @@ impl Scanner {
             // Sleep until just after the next block is due, at most the
             // polling interval.
             let now_ms = chrono::Utc::now().timestamp_millis();
-            let due_ms = heads.head_time_ms + i64::try_from(self.settings.block_interval_ms).unwrap_or(3_000) + 150;
+            let due_ms = heads
+                .head_time_ms
+                .saturating_add(i64::try_from(self.settings.block_interval_ms).unwrap_or(3_000))
+                .saturating_add(150);
             // A block that is late is polled for again at a tenth of the block
             // time, not in a tight loop.
             let shortest = (self.settings.block_interval_ms / 10)
@@ -219,7 +224,7 @@ impl Scanner {
             let interval = i64::try_from(self.settings.block_interval_ms).unwrap_or(3_000);
             return Ok(Heads {
                 head: number + lag_blocks,
-                head_time_ms: time + lag * interval,
+                head_time_ms: time.saturating_add(lag.saturating_mul(interval)),
                 final_block: number,
                 final_time_ms: time,
                 head_estimated: true,

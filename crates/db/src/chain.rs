@@ -159,7 +159,12 @@ fn columns<'a>(found: impl Iterator<Item = &'a FoundTransfer>) -> Columns {
         block_numbers: Vec::new(),
         block_times: Vec::new(),
     };
+    let mut seen = std::collections::HashSet::new();
     for transfer in found {
+        // A node repeating a log would make one statement touch a row twice.
+        if !seen.insert((transfer.txid.as_str(), transfer.log_index)) {
+            continue;
+        }
         columns.txids.push(transfer.txid.to_string());
         columns
             .log_indexes

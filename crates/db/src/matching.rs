@@ -46,15 +46,61 @@ pub async fn lock_transfer(
         .optional()?)
 }
 
-/// The payments on `address` that a transfer could concern (pending ones, and
-/// expired ones for late transfers), locked, oldest first.
-pub async fn lock_candidates(conn: &mut AsyncPgConnection, address: &str) -> Result<Vec<PaymentRow>, DbError> {
+/// The payments on `address` that a transfer made at `block_time` could
+/// concern (pending ones, and those expired less than
+/// [`crate::chain::LATE_WATCH_DAYS`] before it, for late transfers), locked,
+/// oldest first.
+pub async fn lock_candidates(
+    conn: &mut AsyncPgConnection,
+    address: &str,
+    block_time: NaiveDateTime,
+) -> Result<Vec<PaymentRow>, DbError> {
+    let late_window = block_time - chrono::TimeDelta::days(i64::from(crate::chain::LATE_WATCH_DAYS));
     Ok(payments::table
         .filter(payments::wallet_address.eq(address))
-        .filter(payments::status.eq_any([DbStatus(PaymentStatus::Pending), DbStatus(PaymentStatus::Expired)]))
+        .filter(
+            payments::status
+                .eq(DbStatus(PaymentStatus::Pending))
+                .or(payments::status
+                    .eq(DbStatus(PaymentStatus::Expired))
+                    .and(payments::expires_at.gt(late_window))),
+        )
         .order((payments::created_at.asc(), payments::id.asc()))
         .select(PaymentRow::as_select())
         .for_update()
+        .load(conn)
+        .await?)
+}
+
+/// The confirmed transfers to `address` not applied yet, in chain order,
+/// locked.
+pub async fn unapplied_confirmed(conn: &mut AsyncPgConnection, address: &str) -> Result<Vec<TransferRow>, DbError> {
+    Ok(transfers::table
+        .filter(transfers::to_address.eq(address))
+        .filter(transfers::status.eq("confirmed"))
+        .filter(transfers::applied_at.is_null())
+        .order((transfers::block_number.asc(), transfers::log_index.asc()))
+        .select(TransferRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?)
+}
+
+/// Addresses with confirmed transfers confirmed more than
+/// `older_than_seconds` ago and still not applied.
+pub async fn addresses_with_unapplied(
+    conn: &mut AsyncPgConnection,
+    older_than_seconds: i64,
+    limit: i64,
+) -> Result<Vec<String>, DbError> {
+    let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(older_than_seconds);
+    Ok(transfers::table
+        .filter(transfers::status.eq("confirmed"))
+        .filter(transfers::applied_at.is_null())
+        .filter(transfers::confirmed_at.lt(cutoff))
+        .select(transfers::to_address)
+        .distinct()
+        .limit(limit)
         .load(conn)
         .await?)
 }

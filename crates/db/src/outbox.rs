@@ -118,3 +118,13 @@ pub async fn first_delivery(conn: &mut AsyncPgConnection, consumer: &str, messag
         .await?;
     Ok(inserted == 1)
 }
+
+/// Forgets applied message ids older than `cutoff` (redeliveries come within
+/// minutes; the transfers table stays the guard after that).
+pub async fn prune_processed(conn: &mut AsyncPgConnection, cutoff: NaiveDateTime) -> Result<usize, DbError> {
+    Ok(
+        diesel::delete(processed_messages::table.filter(processed_messages::processed_at.lt(cutoff)))
+            .execute(conn)
+            .await?,
+    )
+}

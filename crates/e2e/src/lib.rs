@@ -299,6 +299,13 @@ impl Stack {
 
     /// Everything but the chain watcher (start one with [`Self::start_watcher`]).
     pub async fn without_watcher(api: impl FnOnce(&mut ApiSettings)) -> Self {
+        // `E2E_LOG=debug cargo nextest run … --no-capture` shows the services' logs.
+        if let Ok(filter) = std::env::var("E2E_LOG") {
+            tronpay_runtime::init_logging(&tronpay_runtime::LogSettings {
+                rust_log: Some(filter),
+                ..Default::default()
+            });
+        }
         let db = TestDb::new().await;
         let bus = TestBus::new();
         let sandbox = Sandbox::start(SandboxConfig {

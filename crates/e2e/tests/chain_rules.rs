@@ -112,6 +112,8 @@ async fn a_tip_transfer_missing_from_the_final_chain_is_dropped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn replayed_blocks_and_redelivered_events_count_nothing_twice() {
     let mut stack = Stack::start().await;
+    // Enough chain behind the payment to rewind into.
+    stack.sandbox.mine(10).unwrap();
     let (id, address) = stack.payment("10").await;
     stack.send(address, "10");
     stack.finalize();
@@ -138,16 +140,20 @@ async fn replayed_blocks_and_redelivered_events_count_nothing_twice() {
         (stack.cursor().await.unwrap() > cursor).then_some(())
     })
     .await;
+    let queue = stack
+        .bus
+        .settings
+        .queue("api", tronpay_domain::events::PAYMENT_DETECTED)
+        .name;
     eventually(
         Duration::from_secs(30),
-        "the republished events to be consumed",
+        "the republished events to be published and consumed",
         || async {
             let backlog = sql_values(&stack.db, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
-            (backlog[0]["n"] == 0).then_some(())
+            (backlog[0]["n"] == 0 && stack.bus.depth(&queue).await == 0).then_some(())
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     assert_eq!(
         stack
@@ -163,6 +169,119 @@ async fn replayed_blocks_and_redelivered_events_count_nothing_twice() {
         1
     );
     assert_eq!(sql_values(&stack.db, "SELECT txid FROM transfers").await.len(), 1);
-    let duplicates = sql_values(&stack.db, "SELECT count(*) AS n FROM processed_messages").await;
-    assert!(duplicates[0]["n"].as_i64().unwrap() >= 1);
+    let logs = sql_values(&stack.db, "SELECT count(*) AS n FROM payment_logs").await;
+    assert_eq!(logs[0]["n"], stack.log_of(&id).await.len(), "nothing was logged twice");
+}
+
+/// Inserts a confirmed transfer directly (as the watcher would have).
+async fn confirmed_transfer(
+    stack: &Stack,
+    txid: &str,
+    to: &str,
+    amount: &str,
+    block: i64,
+    time_sql: &str,
+    confirmed_ago_seconds: i64,
+) {
+    execute(
+        stack,
+        &format!(
+            "INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, status, confirmed_at) \
+             VALUES ('{txid}', 0, {block}, {time_sql}, 'TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7', '{to}', {amount}, 'confirmed', \
+                     (now() AT TIME ZONE 'utc') - interval '{confirmed_ago_seconds} seconds')"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transfers_apply_in_chain_order_whatever_order_their_events_arrive_in() {
+    let stack = Stack::without_watcher(|api| api.api_process_events = false).await;
+    let (id, address) = stack.payment("10").await;
+    let payment = &sql_values(
+        &stack.db,
+        &format!("SELECT created_at::text AS created, expires_at::text AS expires FROM payments WHERE id = '{id}'"),
+    )
+    .await[0];
+    let (on_time, late) = ("a".repeat(64), "b".repeat(64));
+    confirmed_transfer(
+        &stack,
+        &on_time,
+        &address.to_base58(),
+        "10",
+        100,
+        &format!(
+            "'{}'::timestamp + interval '1 second'",
+            payment["created"].as_str().unwrap()
+        ),
+        0,
+    )
+    .await;
+    confirmed_transfer(
+        &stack,
+        &late,
+        &address.to_base58(),
+        "1",
+        200,
+        &format!(
+            "'{}'::timestamp + interval '1 hour'",
+            payment["expires"].as_str().unwrap()
+        ),
+        0,
+    )
+    .await;
+
+    // The later transfer's event is handled first.
+    let event = tronpay_domain::events::PaymentDetected {
+        txid: tronpay_domain::TxId::parse(&late).unwrap(),
+        log_index: 0,
+        from: "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7".parse().unwrap(),
+        to: address,
+        amount: "1".parse().unwrap(),
+        block_number: 200,
+        block_time_ms: 0,
+        state: tronpay_domain::events::TransferState::Confirmed,
+    };
+    let incoming = tronpay_bus::Incoming {
+        message_id: Some(uuid::Uuid::new_v4().to_string()),
+        routing_key: "payment.detected".into(),
+        payload: serde_json::to_vec(&event).unwrap(),
+        redelivered: false,
+    };
+    let pool = tronpay_db::DbPool::new(&stack.db.settings(), "test").unwrap();
+    tronpay_api::chain_events::handle(&pool, &tronpay_api::chain_events::Attempts::default(), &incoming)
+        .await
+        .unwrap();
+
+    let body = payment_status(&stack.api.url, &id).await;
+    assert_eq!(body["status"], "completed", "the on-time transfer paid it: {body}");
+    assert_eq!(body["transaction_hash"], on_time.as_str());
+    let kinds = sql_values(&stack.db, "SELECT match_kind FROM transfers ORDER BY block_number").await;
+    assert_eq!(
+        kinds,
+        [json!({"match_kind": "exact"}), json!({"match_kind": "unmatched"})]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_whose_event_never_came_is_applied_by_the_reconciler() {
+    let stack = Stack::without_watcher(|_| {}).await;
+    let (id, address) = stack.payment("10").await;
+    let created = sql_values(
+        &stack.db,
+        &format!("SELECT created_at::text AS created FROM payments WHERE id = '{id}'"),
+    )
+    .await[0]["created"]
+        .clone();
+    confirmed_transfer(
+        &stack,
+        &"c".repeat(64),
+        &address.to_base58(),
+        "10",
+        100,
+        &format!("'{}'::timestamp + interval '1 second'", created.as_str().unwrap()),
+        120,
+    )
+    .await;
+    wait_for_status(&stack.api.url, &id, "completed").await;
 }

@@ -78,7 +78,11 @@ async fn a_watcher_killed_mid_catch_up_resumes_without_a_gap() {
         "SELECT count(*) AS n, count(DISTINCT block_number) AS blocks FROM transfers",
     )
     .await;
-    assert_eq!(transfers[0]["n"], 12, "each paying transfer stored once");
+    assert_eq!(
+        transfers[0],
+        json!({"n": 12, "blocks": 12}),
+        "each paying transfer stored once, each in its block"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -282,4 +286,95 @@ async fn a_poison_message_goes_to_the_dead_letter_queue() {
     stack.send(address, "1.23");
     stack.finalize();
     wait_for_status(&stack.api.url, &id, "completed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_lacks_a_block_is_never_taken_for_an_empty_block() {
+    // Two nodes on the same chain; the second one is far behind (it answers
+    // `[]` for blocks it does not have, as java-tron does).
+    let config = tronpay_e2e::SandboxConfig {
+        solid_lag: tronpay_e2e::SOLID_LAG,
+        seed: Some(42),
+        ..tronpay_e2e::SandboxConfig::ephemeral()
+    };
+    let ahead = tronpay_e2e::Sandbox::start(config.clone()).await.unwrap();
+    let behind = tronpay_e2e::Sandbox::start(config).await.unwrap();
+    let stack = Stack::without_watcher(|_| {}).await;
+    let start = ahead.heights().head + 1;
+    let mut ids = Vec::new();
+    for index in 0..8 {
+        let amount = format!("{}.75", index + 1);
+        let address = tronpay_e2e::random_address();
+        ids.push(tronpay_e2e::create_payment(&stack.api.url, &address, &amount, &format!("lag-{index}")).await);
+        ahead.transfer(address, amount.parse().unwrap()).unwrap();
+        ahead.mine(1).unwrap();
+    }
+    ahead.mine(tronpay_e2e::SOLID_LAG).unwrap();
+    let nodes = format!("{},{}", ahead.url(), behind.url());
+    let _watcher = tronpay_e2e::WatcherInstance::start(stack.db.url(), &stack.bus.settings, &nodes, |settings| {
+        settings.scan_start_block = Some(start);
+        settings.fetch_concurrency = 1;
+        settings.catchup_batch = 1;
+    })
+    .await;
+    // Once scanning is under way, the first node fails once: the client
+    // moves to the node that is behind, mid catch-up.
+    let begin = i64::try_from(start).unwrap();
+    eventually(Duration::from_secs(30), "the scan to start", || async {
+        (stack.cursor().await.unwrap_or(0) > begin).then_some(())
+    })
+    .await;
+    ahead
+        .set_faults(FaultPlan {
+            mode: FaultMode::Http500,
+            count: Some(1),
+            retry_after: None,
+            stall_ms: 0,
+        })
+        .unwrap();
+    for id in &ids {
+        wait_for_status(&stack.api.url, id, "completed").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_refuses_an_empty_answer_for_a_block_the_node_lacks() {
+    let config = tronpay_e2e::SandboxConfig {
+        solid_lag: tronpay_e2e::SOLID_LAG,
+        seed: Some(7),
+        ..tronpay_e2e::SandboxConfig::ephemeral()
+    };
+    let ahead = tronpay_e2e::Sandbox::start(config.clone()).await.unwrap();
+    let behind = tronpay_e2e::Sandbox::start(config).await.unwrap();
+    let sent = ahead
+        .transfer(tronpay_e2e::random_address(), "5".parse().unwrap())
+        .unwrap();
+    ahead.mine(3).unwrap();
+    let client = tronpay_tron::NodeClient::new(tronpay_tron::NodeSettings {
+        urls: tronpay_tron::NodeSettings::parse_urls(&format!("{},{}", ahead.url(), behind.url())).unwrap(),
+        api_key: None,
+        timeout: Duration::from_secs(2),
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(100),
+    })
+    .unwrap();
+    ahead
+        .set_faults(FaultPlan {
+            mode: FaultMode::Http500,
+            count: Some(1),
+            retry_after: None,
+            stall_ms: 0,
+        })
+        .unwrap();
+    assert!(client.tx_infos(sent.block).await.is_err(), "the first node fails once");
+    // Now on the node that is behind: it answers `[]`, which must not pass
+    // for an empty block.
+    let answer = client.tx_infos(sent.block).await;
+    assert!(
+        matches!(answer, Err(tronpay_tron::NodeError::Missing { .. })),
+        "{answer:?}"
+    );
+    // And the client is back on the node that has it.
+    let infos = client.tx_infos(sent.block).await.unwrap();
+    assert_eq!(infos.len(), 1);
 }

@@ -62,6 +62,8 @@ pub enum NodeError {
     Node { url: String, message: String },
     #[error("{url}: unexpected answer: {snippet}")]
     Garbage { url: String, snippet: String },
+    #[error("{url}: the node does not have block {block} yet")]
+    Missing { url: String, block: u64 },
 }
 
 impl NodeError {
@@ -74,11 +76,17 @@ impl NodeError {
     }
 }
 
+/// Polls on a fallback node before the first URL is tried again.
+const FALLBACK_POLLS: u64 = 10;
+
 /// A client for one or more TRON nodes, safe to share between tasks.
 pub struct NodeClient {
     http: reqwest::Client,
     settings: NodeSettings,
     current: AtomicUsize,
+    /// Successful head polls since the client left the first URL; after a
+    /// few it goes back to it (a node that is merely behind never fails).
+    polls_on_fallback: AtomicU64,
     calls: AtomicU64,
     last_error: Mutex<Option<(String, SystemTime)>>,
 }
@@ -105,6 +113,7 @@ impl NodeClient {
             http,
             settings,
             current: AtomicUsize::new(0),
+            polls_on_fallback: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             last_error: Mutex::new(None),
         })
@@ -122,11 +131,28 @@ impl NodeClient {
 
     /// `POST /wallet/getnowblock`: the head block.
     pub async fn now_block(&self) -> Result<Block, NodeError> {
+        self.fall_back_home();
         self.require_block(self.post("wallet/getnowblock", serde_json::json!({})).await)
+    }
+
+    /// After [`FALLBACK_POLLS`] polls on a fallback node, the first URL is
+    /// tried again.
+    fn fall_back_home(&self) {
+        if self
+            .current
+            .load(Ordering::Relaxed)
+            .is_multiple_of(self.settings.urls.len())
+        {
+            self.polls_on_fallback.store(0, Ordering::Relaxed);
+        } else if self.polls_on_fallback.fetch_add(1, Ordering::Relaxed) + 1 >= FALLBACK_POLLS {
+            self.polls_on_fallback.store(0, Ordering::Relaxed);
+            self.current.store(0, Ordering::Relaxed);
+        }
     }
 
     /// `POST /walletsolidity/getnowblock`: the latest solidified (final) block.
     pub async fn solid_block(&self) -> Result<Block, NodeError> {
+        self.fall_back_home();
         self.require_block(self.post("walletsolidity/getnowblock", serde_json::json!({})).await)
     }
 
@@ -147,18 +173,61 @@ impl NodeClient {
                 serde_json::json!({ "num": number }),
             )
             .await?;
-        // A node must answer for the block asked; anything else is garbage.
-        if let Some(other) = infos
-            .iter()
-            .find(|info| info.block_number != number && info.block_number != 0)
-        {
-            return Err(NodeError::Garbage {
+        self.check_receipts(number, infos).await
+    }
+
+    /// Rejects receipts that cannot be trusted to be the whole block; the
+    /// node that gave them is then left for the next one.
+    async fn check_receipts(&self, number: u64, infos: Vec<TxInfo>) -> Result<Vec<TxInfo>, NodeError> {
+        // A node must answer for the block asked, with one block time.
+        let garbage = |snippet: String| {
+            let error = NodeError::Garbage {
                 url: self.current_url().to_string(),
-                snippet: format!(
-                    "asked for block {number}, got a receipt of block {}",
-                    other.block_number
-                ),
-            });
+                snippet,
+            };
+            self.failed(&error);
+            error
+        };
+        if let Some(other) = infos.iter().find(|info| info.block_number != number) {
+            return Err(garbage(format!(
+                "asked for block {number}, got a receipt of block {}",
+                other.block_number
+            )));
+        }
+        if let Some(first) = infos.first()
+            && (first.block_timestamp <= 0 || infos.iter().any(|info| info.block_timestamp != first.block_timestamp))
+        {
+            return Err(garbage(format!(
+                "the receipts of block {number} do not carry one positive block time"
+            )));
+        }
+        if infos.is_empty() {
+            // A node answers `[]` both for an empty block and for a block it
+            // does not have (one behind the others, behind a load balancer).
+            // Only a block that exists with no transaction is empty.
+            match self.block_by_num(number).await? {
+                Some(block) if block.number() != Some(number) => {
+                    return Err(garbage(format!(
+                        "asked for block {number}, got block {:?}",
+                        block.number()
+                    )));
+                }
+                Some(block) if block.transactions.is_empty() => {}
+                Some(block) => {
+                    return Err(garbage(format!(
+                        "block {number} has {} transactions but the node returned no receipts",
+                        block.transactions.len()
+                    )));
+                }
+                None => {
+                    let error = NodeError::Missing {
+                        url: self.current_url().to_string(),
+                        block: number,
+                    };
+                    self.failed(&error);
+                    return Err(error);
+                }
+            }
         }
         Ok(infos)
     }
@@ -185,14 +254,19 @@ impl NodeClient {
         let base = self.current_url().clone();
         let outcome = self.post_to(&base, path, body).await;
         if let Err(error) = &outcome {
-            if self.settings.urls.len() > 1 {
-                self.current.fetch_add(1, Ordering::Relaxed);
-            }
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some((error.to_string(), SystemTime::now()));
-            }
+            self.failed(error);
         }
         outcome
+    }
+
+    /// Records a failure and moves on to the next node.
+    fn failed(&self, error: &NodeError) {
+        if self.settings.urls.len() > 1 {
+            self.current.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some((error.to_string(), SystemTime::now()));
+        }
     }
 
     async fn post_to<T: DeserializeOwned>(

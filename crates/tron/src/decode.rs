@@ -93,7 +93,12 @@ pub fn usdt_transfers(infos: &[TxInfo], usdt: &TronAddress) -> (Vec<Transfer>, V
 
 /// The address in the last 20 bytes of a 32-byte topic word.
 fn topic_address(word: &str) -> Option<TronAddress> {
-    if word.len() != 64 || !word[..24].bytes().all(|byte| byte == b'0') {
+    // Checked as bytes first: slicing a non-ASCII text by position could
+    // split a character.
+    if word.len() != 64
+        || !word.bytes().all(|byte| byte.is_ascii_hexdigit())
+        || !word.as_bytes()[..24].iter().all(|byte| *byte == b'0')
+    {
         return None;
     }
     TronAddress::from_hex(&word[24..]).ok()
@@ -198,6 +203,17 @@ mod tests {
             info("SUCCESS", vec![other_token]),
         ];
         assert_eq!(usdt_transfers(&infos, &usdt()), (vec![], vec![]));
+    }
+
+    #[test]
+    fn hostile_text_in_topics_and_data_is_skipped_not_a_panic() {
+        let mut unicode = transfer_log("0d0707963952f2fba59dd06f2b425ace40b492fe", "01");
+        unicode.topics[1] = format!("{}{}", "é".repeat(12), "0".repeat(40));
+        let mut unicode_data = transfer_log("0d0707963952f2fba59dd06f2b425ace40b492fe", "01");
+        unicode_data.data = format!("{}{}", "ü".repeat(24), "1".repeat(16));
+        let (transfers, skipped) = usdt_transfers(&[info("SUCCESS", vec![unicode, unicode_data])], &usdt());
+        assert!(transfers.is_empty());
+        assert_eq!(skipped.len(), 2);
     }
 
     #[test]
