@@ -1,6 +1,6 @@
 # tronpay — the two commands you need are `make up` and `make test`.
 
-.PHONY: up down ps logs test bench bench-api bench-chain build fmt lint check
+.PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks build fmt lint check
 
 up:            ## run tronpay locally (API on 127.0.0.1:5000)
 	@scripts/up.sh
@@ -20,6 +20,10 @@ test:          ## run every test (needs only PostgreSQL; started if installed)
 bench:         ## benchmarks; figures go to docs/BENCHMARKS.md
 	@scripts/bench-api.sh
 	@scripts/bench-chain.sh
+	@scripts/bench-webhooks.sh
+
+bench-webhooks: ## the webhook dispatcher: deliveries/s and latency
+	@scripts/bench-webhooks.sh
 
 bench-api:     ## the API over HTTP
 	@scripts/bench-api.sh

@@ -15,6 +15,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod chain;
+mod webhooks;
 
 #[derive(Parser)]
 #[command(name = "tronpay-bench", about = "HTTP load generator for the tronpay API")]
@@ -59,6 +60,8 @@ enum Scenario {
     },
     /// The chain watcher: catch-up speed and final-to-completed latency.
     Chain(chain::ChainArgs),
+    /// The webhook dispatcher: deliveries/s and commit-to-receipt latency.
+    Webhooks(webhooks::WebhookArgs),
 }
 
 /// What one worker measured.
@@ -81,6 +84,10 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             return runtime.block_on(chain::run(chain.clone()));
         }
+        Scenario::Webhooks(webhooks) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            return runtime.block_on(webhooks::run(webhooks.clone()));
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(load.threads.max(1))
@@ -101,7 +108,7 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
             .lines()
             .map(str::to_owned)
             .collect(),
-        Scenario::Create { .. } | Scenario::Chain(_) => Vec::new(),
+        Scenario::Create { .. } | Scenario::Chain(_) | Scenario::Webhooks(_) => Vec::new(),
     });
     let creating = matches!(scenario, Scenario::Create { .. });
     if !creating && ids.is_empty() {

@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Int4, Text, Timestamp, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Int4, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::events::{CALLBACK_DUE, CallbackDue, WebhookEvent};
 use uuid::Uuid;
 
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query};
+
 use crate::error::DbError;
+use crate::prepared::{Prepared, Statement};
 use crate::schema::{webhook_attempts, webhook_deliveries, webhook_secrets};
 use crate::{logs, outbox};
 
@@ -45,21 +49,38 @@ pub struct Claimed {
 /// delivered, finished, not due yet, or another dispatcher holds it.
 pub async fn claim(conn: &mut AsyncPgConnection, id: Uuid, lease: Duration) -> Result<Option<Claimed>, DbError> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    Ok(diesel::sql_query(
-        "UPDATE webhook_deliveries d SET status = 'sending', attempts = d.attempts + 1, \
-             last_attempt_at = now() AT TIME ZONE 'utc', \
-             locked_until = (now() AT TIME ZONE 'utc') + $2 * interval '1 millisecond' \
-         FROM payments p \
-         WHERE d.id = $1 AND p.id = d.payment_id \
-           AND ((d.status = 'pending' AND d.next_attempt_at <= now() AT TIME ZONE 'utc') \
-                OR (d.status = 'sending' AND d.locked_until < now() AT TIME ZONE 'utc')) \
-         RETURNING d.id, d.payment_id, d.event_type, d.webhook_id, d.payload::text AS payload, d.attempts, p.callback_url",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<BigInt, _>(lease_ms)
-    .get_result(conn)
-    .await
-    .optional()?)
+    Ok(Prepared(ClaimStatement { id, lease_ms }).get_result(conn).await.optional()?)
+}
+
+/// The claim, prepared once per connection (it runs for every attempt).
+struct ClaimStatement {
+    id: Uuid,
+    lease_ms: i64,
+}
+
+impl Statement for ClaimStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "UPDATE webhook_deliveries d SET status = 'sending', attempts = d.attempts + 1, \
+                 last_attempt_at = now() AT TIME ZONE 'utc', locked_until = (now() AT TIME ZONE 'utc') + ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
+        out.push_sql(
+            " * interval '1 millisecond' FROM payments p WHERE d.id = ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(
+            " AND p.id = d.payment_id \
+               AND ((d.status = 'pending' AND d.next_attempt_at <= now() AT TIME ZONE 'utc') \
+                    OR (d.status = 'sending' AND d.locked_until < now() AT TIME ZONE 'utc')) \
+             RETURNING d.id, d.payment_id, d.event_type, d.webhook_id, d.payload::text AS payload, d.attempts, p.callback_url",
+        );
+        Ok(())
+    }
+}
+
+impl Query for Prepared<ClaimStatement> {
+    type SqlType = diesel::sql_types::Untyped;
 }
 
 /// How an attempt ended.
@@ -138,15 +159,16 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
                 .await?;
         }
         if claimed.event_type == WebhookEvent::Completed.as_str() {
-            diesel::sql_query(
-                "UPDATE payments SET callback_attempts = callback_attempts + 1, last_callback_attempt = $2, \
-                 callback_success = callback_success OR $3 WHERE id = $1",
-            )
-            .bind::<Text, _>(&claimed.payment_id)
-            .bind::<Timestamp, _>(attempt.started_at)
-            .bind::<diesel::sql_types::Bool, _>(attempt.outcome == Outcome::Delivered)
-            .execute(conn)
-            .await?;
+            use crate::schema::payments;
+            let delivered = attempt.outcome == Outcome::Delivered;
+            diesel::update(payments::table.find(&claimed.payment_id))
+                .set((
+                    payments::callback_attempts.eq(payments::callback_attempts + 1),
+                    payments::last_callback_attempt.eq(Some(attempt.started_at)),
+                    payments::callback_success.eq(payments::callback_success.or(delivered.into_sql::<diesel::sql_types::Bool>())),
+                ))
+                .execute(conn)
+                .await?;
         }
         let (event_type, message) = match attempt.outcome {
             Outcome::Delivered => (

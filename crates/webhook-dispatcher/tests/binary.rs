@@ -1,0 +1,99 @@
+//! The `tronpay-webhook-dispatcher` binary: settings are checked at start,
+//! a secret is generated on first start, and SIGTERM stops it cleanly.
+
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tronpay_testkit::{TestBus, TestDb, http_client};
+
+fn dispatcher() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-webhook-dispatcher"));
+    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
+    command
+}
+
+#[test]
+fn bad_settings_are_refused_at_start_naming_the_variable() {
+    for (name, value, expected) in [
+        ("WEBHOOK_RETRY_SCHEDULE", "5s,later", "WEBHOOK_RETRY_SCHEDULE"),
+        ("WEBHOOK_SECRET", "not-a-secret", "WEBHOOK_SECRET"),
+        ("WEBHOOK_TIMEOUT_MS", "5", "WEBHOOK_TIMEOUT_MS must be between"),
+        ("CALLBACK_ALLOW_CIDRS", "10.0.0.0/40", "CALLBACK_ALLOW_CIDRS"),
+        ("DISPATCHER_BIND", "here", "DISPATCHER_BIND must be an address and port"),
+    ] {
+        let output = dispatcher().env(name, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_generates_a_secret_and_sigterm_stops_it() {
+    let db = TestDb::new().await;
+    let bus = TestBus::new();
+    let mut child = dispatcher()
+        .env("DATABASE_URL", db.url())
+        .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
+        .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
+        .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+        .env("DISPATCHER_BIND", "127.0.0.1:0")
+        .env("LOG_FORMAT", "json")
+        .env_remove("WEBHOOK_SECRET")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the dispatcher logs its health port").unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "tronpay-webhook-dispatcher health endpoint listening" {
+            break event["port"].as_u64().unwrap();
+        }
+    };
+    let secrets: Vec<String> = db
+        .client()
+        .await
+        .query("SELECT secret FROM webhook_secrets", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(secrets.len(), 1);
+    assert!(secrets[0].starts_with("whsec_"));
+
+    let url = format!("http://127.0.0.1:{port}/health");
+    let mut healthy = false;
+    for _ in 0..100 {
+        let health: serde_json::Value = http_client().get(&url).send().await.unwrap().json().await.unwrap();
+        if health["status"] == "healthy" && health["broker"] == "connected" {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the dispatcher reports database and broker connected");
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let mut status = None;
+    for _ in 0..150 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the dispatcher did not stop after SIGTERM");
+    });
+    assert!(status.success(), "exit status {status}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|line| line.contains("tronpay-webhook-dispatcher stopped")), "{rest:?}");
+}
