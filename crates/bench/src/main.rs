@@ -85,7 +85,10 @@ fn main() -> anyhow::Result<()> {
             return runtime.block_on(chain::run(chain.clone()));
         }
         Scenario::Webhooks(webhooks) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
             return runtime.block_on(webhooks::run(webhooks.clone()));
         }
     };

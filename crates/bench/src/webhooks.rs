@@ -57,7 +57,10 @@ impl Drop for Service {
 
 async fn receive(request: HttpRequest, arrivals: web::Data<Arrivals>) -> HttpResponse {
     let now = chrono::Utc::now().timestamp_millis();
-    if let Some(id) = request.headers().get("webhook-id").and_then(|value| value.to_str().ok())
+    if let Some(id) = request
+        .headers()
+        .get("webhook-id")
+        .and_then(|value| value.to_str().ok())
         && let Ok(mut arrivals) = arrivals.lock()
     {
         arrivals.entry(id.to_owned()).or_insert(now);
@@ -146,7 +149,9 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         args.burst,
         elapsed.as_secs_f64(),
         f64::from(args.burst) / elapsed.as_secs_f64(),
-        db.query_one("SELECT count(*) FROM webhook_attempts", &[]).await?.get::<_, i64>(0),
+        db.query_one("SELECT count(*) FROM webhook_attempts", &[])
+            .await?
+            .get::<_, i64>(0),
     );
 
     // Latency: completions at a steady rate, in batches every 100 ms.
@@ -182,7 +187,11 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let arrivals = arrivals.lock().map(|arrivals| arrivals.clone()).unwrap_or_default();
     let mut latencies: Vec<i64> = rows
         .iter()
-        .filter_map(|row| arrivals.get(row.get::<_, &str>(0)).map(|arrived| arrived - row.get::<_, i64>(1)))
+        .filter_map(|row| {
+            arrivals
+                .get(row.get::<_, &str>(0))
+                .map(|arrived| arrived - row.get::<_, i64>(1))
+        })
         .collect();
     latencies.sort_unstable();
     if latencies.is_empty() {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bus;
 mod chain;
 mod db;
 mod export;
@@ -36,6 +37,9 @@ enum Command {
     /// Webhook signing secret and deliveries.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// RabbitMQ: the dead-letter queues.
+    #[command(subcommand)]
+    Bus(bus::BusCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             Command::Db(command) => db::run(command, &settings, &db_settings).await,
             Command::Chain(command) => chain::run(command, &db_settings).await,
             Command::Webhooks(command) => webhooks::run(command, &db_settings).await,
+            Command::Bus(command) => bus::run(command, &settings.get()?).await,
         }
     });
     match outcome {

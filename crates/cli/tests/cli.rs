@@ -616,3 +616,43 @@ async fn webhook_secret_rotation_listing_and_retry() {
     let output = tronpay(db.url(), dir.path(), &["webhooks", "retry", "--all-dead"], "");
     assert!(!output.status.success(), "nothing left to retry");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_visible() {
+    let bus = tronpay_testkit::TestBus::new();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tronpay"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
+            .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
+            .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+            .output()
+            .unwrap()
+    };
+    // Declare the topology and dead-letter one poison message.
+    let connection = tronpay_bus::topology::connect(&bus.settings, "test").await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let dead = bus.settings.queue("api", "payment.detected").dead_letter();
+    channel
+        .basic_publish(
+            bus.settings.dead_letter_exchange().as_str().into(),
+            bus.settings.queue("api", "payment.detected").name.as_str().into(),
+            lapin::options::BasicPublishOptions::default(),
+            b"{\"broken\": true}",
+            lapin::BasicProperties::default().with_message_id("poison-1".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let output = run(&["bus", "dead-letters", "--show", "5"]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(text.contains(&format!("{dead}: 1 message(s)")), "{text}");
+    assert!(text.contains("poison-1") && text.contains("broken"), "{text}");
+    // Peeking leaves it there.
+    assert!(stdout(&run(&["bus", "dead-letters"])).contains(&format!("{dead}: 1 message(s)")));
+    let _ = connection.close(200, "done".into()).await;
+}

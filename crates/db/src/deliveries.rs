@@ -49,7 +49,10 @@ pub struct Claimed {
 /// delivered, finished, not due yet, or another dispatcher holds it.
 pub async fn claim(conn: &mut AsyncPgConnection, id: Uuid, lease: Duration) -> Result<Option<Claimed>, DbError> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    Ok(Prepared(ClaimStatement { id, lease_ms }).get_result(conn).await.optional()?)
+    Ok(Prepared(ClaimStatement { id, lease_ms })
+        .get_result(conn)
+        .await
+        .optional()?)
 }
 
 /// The claim, prepared once per connection (it runs for every attempt).
@@ -65,9 +68,7 @@ impl Statement for ClaimStatement {
                  last_attempt_at = now() AT TIME ZONE 'utc', locked_until = (now() AT TIME ZONE 'utc') + ",
         );
         out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
-        out.push_sql(
-            " * interval '1 millisecond' FROM payments p WHERE d.id = ",
-        );
+        out.push_sql(" * interval '1 millisecond' FROM payments p WHERE d.id = ");
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
         out.push_sql(
             " AND p.id = d.payment_id \
@@ -165,7 +166,8 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
                 .set((
                     payments::callback_attempts.eq(payments::callback_attempts + 1),
                     payments::last_callback_attempt.eq(Some(attempt.started_at)),
-                    payments::callback_success.eq(payments::callback_success.or(delivered.into_sql::<diesel::sql_types::Bool>())),
+                    payments::callback_success
+                        .eq(payments::callback_success.or(delivered.into_sql::<diesel::sql_types::Bool>())),
                 ))
                 .execute(conn)
                 .await?;

@@ -80,7 +80,13 @@ async fn first_start_generates_a_secret_and_sigterm_stops_it() {
     }
     assert!(healthy, "the dispatcher reports database and broker connected");
 
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut status = None;
     for _ in 0..150 {
         status = child.try_wait().unwrap();
@@ -95,5 +101,9 @@ async fn first_start_generates_a_secret_and_sigterm_stops_it() {
     });
     assert!(status.success(), "exit status {status}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|line| line.contains("tronpay-webhook-dispatcher stopped")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|line| line.contains("tronpay-webhook-dispatcher stopped")),
+        "{rest:?}"
+    );
 }
