@@ -27,6 +27,7 @@ mod http;
 mod render;
 mod state;
 mod trongrid;
+pub mod webhooks;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -80,6 +81,9 @@ pub struct SandboxConfig {
     pub start_height: u64,
     /// HTTP worker threads.
     pub workers: usize,
+    /// The `whsec_…` secret the built-in webhook receiver checks signatures
+    /// with (`/sandbox/webhooks`).
+    pub webhook_secret: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -92,6 +96,7 @@ impl Default for SandboxConfig {
             usdt_contract: TronAddress::from_evm_bytes(MAINNET_USDT),
             start_height: 1_000_000,
             workers: 2,
+            webhook_secret: None,
         }
     }
 }
@@ -124,13 +129,22 @@ impl Sandbox {
             config.block_ms,
         ));
         let shared = web::Data::new(Shared::new(params, now_ms()));
+        let secret = config
+            .webhook_secret
+            .as_deref()
+            .map(tronpay_domain::signing::WebhookSecret::parse)
+            .transpose()
+            .map_err(|error| anyhow::anyhow!("webhook secret: {error}"))?;
+        let inbox = web::Data::new(webhooks::Inbox::new(secret));
         let listener = TcpListener::bind(&config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
         let addr = listener.local_addr()?;
         let data = shared.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(inbox.clone())
                 .app_data(web::PayloadConfig::new(32 << 20))
+                .configure(webhooks::configure)
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         })

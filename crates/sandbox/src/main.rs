@@ -37,6 +37,10 @@ struct Args {
     /// HTTP worker threads.
     #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 2)]
     workers: usize,
+    /// The `whsec_…` secret the built-in webhook receiver (`/sandbox/webhooks`)
+    /// checks signatures with (the dispatcher's WEBHOOK_SECRET).
+    #[arg(long, env = "SANDBOX_WEBHOOK_SECRET")]
+    webhook_secret: Option<String>,
 }
 
 #[tokio::main]
@@ -65,6 +69,7 @@ async fn run() -> anyhow::Result<()> {
         usdt_contract: args.usdt_contract,
         start_height: args.start_height,
         workers: args.workers,
+        webhook_secret: args.webhook_secret,
     })
     .await?;
     tracing::info!(url = %sandbox.url(), seed = sandbox.seed(), "tronpay-sandbox ready");
