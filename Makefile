@@ -2,6 +2,10 @@
 
 .PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks build fmt lint check
 
+# The release build of every deployable binary. `make up` and the Dockerfile
+# run exactly this command (a test checks the Dockerfile's copy).
+RELEASE_BUILD = cargo build --release --locked -p tronpay-api -p tronpay-chain-watcher -p tronpay-webhook-dispatcher -p tronpay-sandbox -p tronpay-cli
+
 up:            ## run tronpay locally (API on 127.0.0.1:5000)
 	@scripts/up.sh
 
@@ -31,8 +35,8 @@ bench-api:     ## the API over HTTP
 bench-chain:   ## the chain watcher: catch-up and latency
 	@scripts/bench-chain.sh
 
-build:
-	cargo build --release
+build:         ## the release binaries (as make up and the Dockerfile build them)
+	$(RELEASE_BUILD)
 
 fmt:
 	cargo fmt --all
