@@ -69,6 +69,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::head().to(health)),
         )
         .service(
+            resource("/health/live")
+                .route(web::get().to(live))
+                .route(web::head().to(live)),
+        )
+        .service(
             resource("/stats")
                 .route(web::get().to(get_stats))
                 .route(web::head().to(get_stats)),
@@ -191,6 +196,13 @@ fn now_epoch() -> f64 {
 
 /// How long `/health` waits for the database before calling it disconnected.
 const HEALTH_DB_WAIT: Duration = Duration::from_secs(2);
+
+/// Liveness for orchestrators: the process serves requests. Readiness, with
+/// the database and broker, is `/health`; a database outage must not get
+/// every replica restarted.
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "alive" }))
+}
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     // "disconnected" means no connection could be had; a database that

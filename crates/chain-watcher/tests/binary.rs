@@ -75,6 +75,8 @@ async fn sigterm_stops_the_watcher_cleanly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(leader, "the only watcher becomes the scanner");
+    let live = http_client().get(format!("{url}/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200, "liveness for orchestrators");
 
     assert!(
         Command::new("kill")

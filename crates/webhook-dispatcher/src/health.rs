@@ -29,6 +29,8 @@ pub fn server(
             .app_data(state.clone())
             .route("/health", web::get().to(health))
             .route("/health", web::head().to(health))
+            .route("/health/live", web::get().to(live))
+            .route("/health/live", web::head().to(live))
     })
     .workers(1)
     .disable_signals()
@@ -36,6 +38,12 @@ pub fn server(
     .listen(listener)?
     .run();
     Ok((server, port))
+}
+
+/// Liveness: the process serves requests (dependencies are `/health`'s job,
+/// so a database outage never gets the pod restarted).
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "alive" }))
 }
 
 async fn health(state: web::Data<State>) -> HttpResponse {

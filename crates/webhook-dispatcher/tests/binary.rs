@@ -79,6 +79,8 @@ async fn first_start_generates_a_secret_and_sigterm_stops_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(healthy, "the dispatcher reports database and broker connected");
+    let live = http_client().get(format!("{url}/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200, "liveness for orchestrators");
 
     assert!(
         Command::new("kill")
