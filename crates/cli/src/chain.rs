@@ -17,6 +17,14 @@ pub enum ChainCommand {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
+    /// Forget the watcher's cursor: its next start begins again at the
+    /// node's final block (or SCAN_START_BLOCK). For a new chain — a
+    /// restarted sandbox, another network. Stop the watchers first.
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 pub async fn run(command: ChainCommand, db: &DbSettings) -> anyhow::Result<()> {
@@ -53,6 +61,18 @@ pub async fn run(command: ChainCommand, db: &DbSettings) -> anyhow::Result<()> {
                 "events waiting in the outbox:        {}",
                 outbox::backlog(&mut conn).await?
             );
+        }
+        ChainCommand::Reset { yes } => {
+            crate::db::confirm(
+                "The chain watcher will forget where it is; blocks between its cursor and the node's final block are never scanned.",
+                yes,
+            )?;
+            match chain::reset(&mut conn).await? {
+                Some(cursor) => {
+                    println!("Chain cursor (at block {cursor}) forgotten; the watcher starts again at the final block.")
+                }
+                None => println!("There was no chain cursor; nothing changed."),
+            }
         }
         ChainCommand::Transfers { unmatched, limit } => {
             let rows = matching::recent_transfers(&mut conn, unmatched, limit).await?;

@@ -160,24 +160,31 @@ async fn cleanup_logs(db: &DbSettings, days: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Asks for `yes` after `warning`, unless `yes` was passed already.
+pub(crate) fn confirm(warning: &str, yes: bool) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    println!("WARNING: {warning}");
+    print!("Type 'yes' to confirm: ");
+    std::io::stdout().flush().context("writing the prompt")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the confirmation")?;
+    if !answer.trim().eq_ignore_ascii_case("yes") {
+        if !std::io::stdin().is_terminal() && answer.is_empty() {
+            bail!("this needs confirmation: type 'yes' at the prompt or pass --yes; nothing was changed");
+        }
+        bail!("operation cancelled; nothing was changed");
+    }
+    Ok(())
+}
+
 async fn reset(db: &DbSettings, yes: bool) -> anyhow::Result<()> {
     let conn = connect(db).await?;
-    if !yes {
-        println!("WARNING: This will delete ALL data!");
-        print!("Type 'yes' to confirm: ");
-        std::io::stdout().flush().context("writing the prompt")?;
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .context("reading the confirmation")?;
-        if !answer.trim().eq_ignore_ascii_case("yes") {
-            if !std::io::stdin().is_terminal() && answer.is_empty() {
-                bail!("reset needs confirmation: type 'yes' at the prompt or pass --yes; nothing was deleted");
-            }
-            bail!("operation cancelled; nothing was deleted");
-        }
-    }
+    confirm("This will delete ALL data!", yes)?;
     migrate::reset(conn).await?;
     println!("All tables dropped and recreated.");
     Ok(())

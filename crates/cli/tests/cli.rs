@@ -548,6 +548,18 @@ async fn chain_status_and_unmatched_transfers_are_visible() {
     assert!(!text.contains(&"b".repeat(64)), "{text}");
     let output = tronpay(db.url(), dir.path(), &["chain", "transfers"], "");
     assert!(stdout(&output).contains("not applied yet"));
+
+    // A new chain (a restarted sandbox): forgetting the cursor needs a yes.
+    let output = tronpay(db.url(), dir.path(), &["chain", "reset"], "");
+    assert!(!output.status.success());
+    assert!(tronpay(db.url(), dir.path(), &["chain", "status"], "").status.success());
+    assert!(
+        stdout(&tronpay(db.url(), dir.path(), &["chain", "status"], ""))
+            .contains("cursor (last final block processed): 100")
+    );
+    let output = tronpay(db.url(), dir.path(), &["chain", "reset", "--yes"], "");
+    assert!(stdout(&output).contains("at block 100"), "{}", stdout(&output));
+    assert!(stdout(&tronpay(db.url(), dir.path(), &["chain", "status"], "")).contains("has not started yet"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -36,6 +36,15 @@ pub async fn state(conn: &mut AsyncPgConnection) -> Result<Option<ChainState>, D
         .optional()?)
 }
 
+/// Deletes the cursor (for a new chain); returns where it was.
+pub async fn reset(conn: &mut AsyncPgConnection) -> Result<Option<i64>, DbError> {
+    Ok(diesel::delete(chain_state::table)
+        .returning(chain_state::cursor_block)
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
 /// Creates the cursor on first start so that `first_block` is the first one
 /// processed; does nothing if a cursor exists.
 pub async fn init(conn: &mut AsyncPgConnection, first_block: i64) -> Result<ChainState, DbError> {
