@@ -16,7 +16,7 @@ ps:            ## show what make up started
 	@scripts/ps.sh
 
 logs:          ## follow the logs of what make up started
-	@tail -n 50 -F .local/logs/*.log
+	@scripts/logs.sh
 
 test:          ## run every test (needs only PostgreSQL; started if installed)
 	@scripts/test.sh

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# make ps: what make up started and whether it still runs.
+# make ps: what make up started, whether it still runs and where it listens.
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 shopt -s nullglob
+if [ "$(cat "$STATE_DIR/run/mode" 2>/dev/null)" = compose ]; then
+  exec docker compose --profile sandbox ps
+fi
 found=0
-for pidfile in .local/run/*.pid; do
+for pidfile in "$STATE_DIR"/run/*.pid; do
   found=1
   pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then state=running; else state=stopped; fi
-  printf '%-28s pid %-8s %s\n' "$(basename "$pidfile" .pid)" "$pid" "$state"
+  if alive "$pid"; then state=running; else state=stopped; fi
+  printf '%-28s pid %-8s %-8s log %s\n' "$(basename "$pidfile" .pid)" "$pid" "$state" \
+    "$STATE_DIR/logs/$(basename "$pidfile" .pid).log"
 done
 [ "$found" = 1 ] || echo "nothing started by make up"
