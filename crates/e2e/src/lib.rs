@@ -6,6 +6,7 @@
 // Test support: a setup step that fails should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
 pub mod receiver;
 
 use std::future::Future;
