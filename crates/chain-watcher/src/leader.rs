@@ -1,13 +1,18 @@
 //! One active scanner among replicas: the holder of a PostgreSQL advisory
-//! lock on a dedicated session. If its process dies, PostgreSQL ends the
-//! session and releases the lock, and a standby takes over. (The cursor is
-//! also advanced compare-and-set, so even two scanners could never process a
-//! block twice.)
+//! lock. The lock is transaction-scoped and its transaction stays open on a
+//! dedicated connection for as long as this replica scans, so it works the
+//! same behind PgBouncer in transaction mode (which pins the connection to
+//! one server for the transaction) as on a direct connection. If the process
+//! dies, the transaction is rolled back and the lock released, and a standby
+//! takes over. The open transaction has no transaction id and, between its
+//! keep-alive statements, no snapshot, so it holds back no vacuum. (The
+//! cursor is also advanced compare-and-set, so even two scanners could never
+//! process a block twice.)
 
 use std::time::Duration;
 
 use diesel::sql_types::Bool;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::watch;
 use tronpay_db::pool::ConnectOptions;
 use tronpay_db::{DbError, DbSettings};
@@ -23,7 +28,7 @@ struct Locked {
     locked: bool,
 }
 
-/// The session that holds the scanner lock.
+/// The connection whose open transaction holds the scanner lock.
 pub struct Leadership {
     conn: AsyncPgConnection,
 }
@@ -54,23 +59,22 @@ impl Leadership {
         let mut conn = tronpay_db::connect(&db.database_url, options).await?;
         // If this replica is cut off rather than killed, PostgreSQL should
         // notice within about 30 s (not the system default of hours) and
-        // release the lock to a standby.
-        diesel::sql_query("SET tcp_keepalives_idle = 10")
-            .execute(&mut conn)
-            .await?;
-        diesel::sql_query("SET tcp_keepalives_interval = 5")
-            .execute(&mut conn)
-            .await?;
-        diesel::sql_query("SET tcp_keepalives_count = 3")
-            .execute(&mut conn)
-            .await?;
-        let locked: Locked = diesel::sql_query(format!("SELECT pg_try_advisory_lock({SCANNER_LOCK_KEY}) AS locked"))
-            .get_result(&mut conn)
-            .await?;
+        // release the lock to a standby. `SET LOCAL` lasts as long as the
+        // transaction, which is as long as the lock.
+        conn.batch_execute(
+            "BEGIN; SET LOCAL tcp_keepalives_idle = 10; SET LOCAL tcp_keepalives_interval = 5; \
+             SET LOCAL tcp_keepalives_count = 3; SET LOCAL idle_in_transaction_session_timeout = 0",
+        )
+        .await?;
+        let locked: Locked = diesel::sql_query(format!(
+            "SELECT pg_try_advisory_xact_lock({SCANNER_LOCK_KEY}) AS locked"
+        ))
+        .get_result(&mut conn)
+        .await?;
         Ok(locked.locked.then_some(Self { conn }))
     }
 
-    /// Whether the lock session is still alive.
+    /// Whether the lock's transaction is still alive.
     pub async fn alive(&mut self) -> bool {
         let check = diesel::sql_query("SELECT 1").execute(&mut self.conn);
         matches!(tokio::time::timeout(Duration::from_secs(5), check).await, Ok(Ok(_)))

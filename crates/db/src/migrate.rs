@@ -1,9 +1,11 @@
 //! Schema migrations, embedded from the top-level `migrations/` folder.
 //!
-//! Runs are serialised with a PostgreSQL advisory lock, so a Kubernetes
+//! Runs are serialised with a PostgreSQL advisory lock held by the
+//! transaction they run in, so a Kubernetes
 //! migration Job and an operator's `tronpay db create-tables` (or several
 //! replicas starting at once) never apply the same migration twice.
 
+use diesel::Connection as _;
 use diesel::RunQueryDsl as _;
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -84,15 +86,19 @@ where
 {
     // diesel's migration harness is synchronous; the wrapper drives the async
     // connection from a blocking thread of the current runtime.
+    //
+    // One transaction holds the lock and every migration (each in a
+    // savepoint): a transaction-scoped lock works behind PgBouncer in
+    // transaction mode, where a session lock could be taken on one server
+    // connection and released on another, and a failed run changes nothing.
     tokio::task::spawn_blocking(move || {
         let mut wrapper = Wrapper::from(conn);
-        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")).execute(&mut wrapper)?;
-        let outcome = work(&mut wrapper);
-        let unlocked =
-            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")).execute(&mut wrapper);
-        let value = outcome.map_err(|error| DbError::Migration(error.to_string()))?;
-        unlocked?;
-        Ok(value)
+        wrapper
+            .transaction(|wrapper| {
+                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).execute(wrapper)?;
+                work(wrapper)
+            })
+            .map_err(|error| DbError::Migration(error.to_string()))
     })
     .await
     .map_err(|error| DbError::Migration(format!("the migration task failed: {error}")))?
