@@ -26,6 +26,15 @@ if ! "$venv/bin/python" -c "import standardwebhooks" >/dev/null 2>&1; then
 fi
 export TRONPAY_PYTHON="$PWD/$venv/bin/python"
 
+# --- deployment files (Dockerfile, docker-compose.yml, deploy/): offline checks ---
+if ! "$venv/bin/python" -c "import yaml, kubernetes_validate" >/dev/null 2>&1; then
+  echo "==> installing pyyaml and kubernetes-validate into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pyyaml kubernetes-validate
+fi
+echo "==> checking the deployment files (tests/deploy)"
+"$venv/bin/python" -m unittest discover -s tests/deploy -v
+# --- end of deployment checks ---
+
 export TEST_DATABASE_URL="$server"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
