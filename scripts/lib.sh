@@ -94,3 +94,38 @@ alive() {
 
 # Where make up keeps pids, logs and the webhook secret.
 STATE_DIR=.local
+
+# PgBouncer >= 1.21 (prepared statements in transaction mode) for the tests
+# that run the services behind it. Debian 12 ships 1.18, so this builds
+# 1.24.1 from Debian's source tarball (checksum-verified) into
+# .local/pgbouncer once; prints the binary's path.
+PGBOUNCER_VERSION=1.24.1
+PGBOUNCER_SHA256=da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+ensure_pgbouncer() {
+  local prefix="$PWD/$STATE_DIR/pgbouncer-$PGBOUNCER_VERSION"
+  if [ -x "$prefix/bin/pgbouncer" ]; then echo "$prefix/bin/pgbouncer"; return 0; fi
+  echo "==> building PgBouncer $PGBOUNCER_VERSION into $prefix" >&2
+  if ! pkg-config --exists libevent 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get install -y -q libevent-dev pkg-config >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libevent-dev pkg-config >/dev/null; }
+    else
+      echo "error: PgBouncer needs libevent to build: apt-get install libevent-dev pkg-config" >&2
+      return 1
+    fi
+  fi
+  local work
+  work="$(mktemp -d)"
+  curl -fsS --retry 3 -o "$work/pgbouncer.tar.gz" \
+    "http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz"
+  echo "$PGBOUNCER_SHA256  $work/pgbouncer.tar.gz" | sha256sum -c --quiet - >&2
+  tar -xzf "$work/pgbouncer.tar.gz" -C "$work"
+  (
+    cd "$work/pgbouncer-$PGBOUNCER_VERSION"
+    ./configure --prefix="$prefix" --without-openssl --without-cares --without-systemd \
+      --without-pam --without-ldap >"$work/build.log" 2>&1 &&
+      make -j2 >>"$work/build.log" 2>&1 && make install >>"$work/build.log" 2>&1
+  ) || { echo "error: building PgBouncer failed; see $work/build.log" >&2; return 1; }
+  rm -rf "$work"
+  echo "$prefix/bin/pgbouncer"
+}

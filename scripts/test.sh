@@ -35,6 +35,12 @@ echo "==> checking the deployment files (tests/deploy)"
 "$venv/bin/python" -m unittest discover -s tests/deploy -v
 # --- end of deployment checks ---
 
+# PgBouncer in transaction mode, for the tests that run the services behind it.
+if [ -z "${TRONPAY_PGBOUNCER:-}" ]; then
+  TRONPAY_PGBOUNCER="$(ensure_pgbouncer)"
+fi
+export TRONPAY_PGBOUNCER
+
 export TEST_DATABASE_URL="$server"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

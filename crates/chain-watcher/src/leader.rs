@@ -76,7 +76,9 @@ impl Leadership {
 
     /// Whether the lock's transaction is still alive.
     pub async fn alive(&mut self) -> bool {
-        let check = diesel::sql_query("SELECT 1").execute(&mut self.conn);
+        // The simple query protocol leaves no portal (and so no snapshot)
+        // open between keep-alives: the idle transaction holds back nothing.
+        let check = self.conn.batch_execute("SELECT 1");
         matches!(tokio::time::timeout(Duration::from_secs(5), check).await, Ok(Ok(_)))
     }
 }

@@ -125,6 +125,11 @@ impl ServiceProcess {
         }
     }
 
+    /// Its whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The end of its log, for failure messages.
     pub fn log_tail(&self) -> String {
         tail(&self.log)
@@ -143,4 +148,94 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// PgBouncer in transaction mode in front of the test server: every
+/// transaction may land on a different server connection, so anything that
+/// relies on session state (session advisory locks, `SET`) breaks behind it.
+/// The binary is `TRONPAY_PGBOUNCER` (`make test` builds PgBouncer 1.24; the
+/// services need ≥ 1.21 for prepared statements), else `pgbouncer` on PATH.
+pub struct PgBouncer {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PgBouncer {
+    pub fn start(server: &url::Url) -> Self {
+        let binary = std::env::var("TRONPAY_PGBOUNCER").unwrap_or_else(|_| "pgbouncer".into());
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let user = if server.username().is_empty() {
+            "postgres"
+        } else {
+            server.username()
+        };
+        std::fs::write(dir.path().join("users.txt"), format!("\"{user}\" \"\"\n")).expect("users.txt");
+        let config = format!(
+            "[databases]\n* = host={host} port={server_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
+             listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
+             pool_mode = transaction\nmax_prepared_statements = 200\ndefault_pool_size = 20\n\
+             max_client_conn = 500\n",
+            host = server.host_str().unwrap_or("127.0.0.1"),
+            server_port = server.port().unwrap_or(5432),
+            users = dir.path().join("users.txt").display(),
+        );
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(&ini, config).expect("pgbouncer.ini");
+        let log = std::fs::File::create(dir.path().join("pgbouncer.log")).expect("the log file");
+        let mut command = Command::new(&binary);
+        command.arg(&ini).stdout(Stdio::null()).stderr(log);
+        // PgBouncer refuses to run as root: it drops to `nobody`, who must
+        // be able to read its files.
+        if is_root() {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            command.args(["--user", "nobody"]);
+        }
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!("cannot start PgBouncer ({binary}): {error}; `make test` builds it (or set TRONPAY_PGBOUNCER)")
+        });
+        let mut bouncer = Self { child, port, _dir: dir };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = bouncer.child.try_wait() {
+                panic!(
+                    "PgBouncer exited ({status}):\n{}",
+                    tail(&bouncer._dir.path().join("pgbouncer.log"))
+                );
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "PgBouncer did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bouncer
+    }
+
+    /// `database_url` with PgBouncer in place of the server.
+    pub fn url_for(&self, database_url: &str) -> String {
+        let mut url = url::Url::parse(database_url).expect("a database URL");
+        url.set_host(Some("127.0.0.1")).expect("a host");
+        url.set_port(Some(self.port)).expect("a port");
+        url.to_string()
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|status| {
+            status
+                .lines()
+                .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -11,15 +11,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tronpay_e2e::process::{ServiceProcess, workspace_binary};
+use tronpay_e2e::process::{PgBouncer, ServiceProcess, workspace_binary};
 use tronpay_e2e::{TestBus, TestDb, create_payment_with_callback, eventually, http_client, random_address, sql_values};
 
 const PAYMENTS: usize = 200;
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-fn common_env(db: &TestDb, bus: &TestBus) -> Vec<(&'static str, String)> {
+fn common_env(database_url: &str, bus: &TestBus) -> Vec<(&'static str, String)> {
     vec![
-        ("DATABASE_URL", db.url().to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
         ("RABBITMQ_URL", bus.settings.rabbitmq_url.clone()),
         ("BUS_EXCHANGE", bus.settings.bus_exchange.clone()),
         ("BUS_QUEUE_PREFIX", bus.settings.bus_queue_prefix.clone()),
@@ -109,21 +109,47 @@ async fn completed(db: &TestDb) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_of_each_service_lose_one_each_and_nothing_is_lost() {
     let db = TestDb::new().await;
+    two_of_each_lose_one(&db, db.url(), &[]).await;
+}
+
+/// The same behind PgBouncer in transaction mode: the scanner lock, the
+/// migration lock and prepared statements must not depend on a session.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_behind_pgbouncer_in_transaction_mode() {
+    let db = TestDb::new().await;
+    let bouncer = PgBouncer::start(&tronpay_testkit::server_url());
+    // A statement timeout set per session would stick to whichever server
+    // connection took the SET; behind PgBouncer it is set on the role instead.
+    two_of_each_lose_one(&db, &bouncer.url_for(db.url()), &[("DB_STATEMENT_TIMEOUT_MS", "0")]).await;
+}
+
+/// Two replicas of each service on `database_url`; one of each is killed
+/// while the payments are being paid.
+async fn two_of_each_lose_one(db: &TestDb, database_url: &str, extra: &[(&'static str, &str)]) {
     let bus = TestBus::new();
     let dir = tempfile::tempdir().unwrap();
-    let env = common_env(&db, &bus);
+    let env = with(common_env(database_url, &bus), extra);
 
-    let migrated = std::process::Command::new(workspace_binary("tronpay"))
-        .args(["db", "create-tables"])
-        .env("DATABASE_URL", db.url())
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        migrated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&migrated.stderr)
-    );
+    // Two migration runs at once (a Job and an init container, say): both
+    // succeed, the migrations are applied once.
+    let migrations: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(workspace_binary("tronpay"))
+                .args(["db", "create-tables"])
+                .env("DATABASE_URL", database_url)
+                .current_dir(dir.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for migration in migrations {
+        let output = migration.wait_with_output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let applied = sql_values(db, "SELECT count(*) AS n FROM __diesel_schema_migrations").await;
+    assert_eq!(applied[0]["n"], 3);
 
     let mut sandbox = ServiceProcess::start(
         "sandbox",
@@ -190,10 +216,10 @@ async fn two_replicas_of_each_service_lose_one_each_and_nothing_is_lost() {
         pay(payment).await;
     }
     eventually(Duration::from_secs(60), "the first completions", || async {
-        (completed(&db).await >= 10).then_some(())
+        (completed(db).await >= 10).then_some(())
     })
     .await;
-    let in_flight = completed(&db).await;
+    let in_flight = completed(db).await;
     eprintln!("killing one replica of each service with {in_flight} of {PAYMENTS} payments completed");
     replicas.watchers[leader].kill();
     replicas.dispatchers[0].kill();
@@ -210,15 +236,21 @@ async fn two_replicas_of_each_service_lose_one_each_and_nothing_is_lost() {
         pay(payment).await;
     }
     eventually(Duration::from_secs(120), "every payment completed", || async {
-        (completed(&db).await == PAYMENTS as u64).then_some(())
+        (completed(db).await == PAYMENTS as u64).then_some(())
     })
     .await;
     let standby = &replicas.watchers[1 - leader];
     assert_eq!(get_json(&format!("{}/health", standby.url())).await["leader"], true);
+    // Never two scanners at once: a replica that scanned beside another
+    // would have found the cursor moved under it and said so.
+    for watcher in &replicas.watchers {
+        let log = watcher.log();
+        assert!(!log.contains("lost the scanner role"), "{}:\n{log}", watcher.name);
+    }
 
     // Completed once: one completion log row, the exact amount counted once.
     let rows = sql_values(
-        &db,
+        db,
         "SELECT p.id, p.status, p.received_amount_usdt = p.expected_amount_usdt AS exact, \
          (SELECT count(*) FROM payment_logs l WHERE l.payment_id = p.id AND l.event_type = 'completed') AS completions \
          FROM payments p",
@@ -250,7 +282,7 @@ async fn two_replicas_of_each_service_lose_one_each_and_nothing_is_lost() {
         assert_eq!(received[id].len(), 1, "payment {id}: webhook ids {:?}", received[id]);
     }
     let deliveries = sql_values(
-        &db,
+        db,
         "SELECT count(*) AS n, count(DISTINCT webhook_id) AS ids FROM webhook_deliveries WHERE event_type = 'payment.completed'",
     )
     .await;
