@@ -248,7 +248,10 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "version": env!("CARGO_PKG_VERSION"),
         })),
         Err((connected, error)) => {
-            let connected = connected || matches!(error, DbError::PoolTimeout);
+            // A pooled connection that turns out dead means the database
+            // went away, not that it answers slowly.
+            let connected =
+                (connected && !matches!(error, DbError::ConnectionLost(_))) || matches!(error, DbError::PoolTimeout);
             tracing::warn!(%error, "health check failed");
             HttpResponse::ServiceUnavailable().json(serde_json::json!({
                 "status": "unhealthy",

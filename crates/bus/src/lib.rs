@@ -33,4 +33,6 @@ pub enum BusError {
     Nacked,
     #[error("invalid RABBITMQ_URL: {0}")]
     InvalidUrl(String),
+    #[error("broker settings: {0}")]
+    Config(String),
 }

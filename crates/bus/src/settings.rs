@@ -20,6 +20,9 @@ pub struct BusSettings {
     pub bus_prefetch: u16,
     /// `BUS_CONFIRM_TIMEOUT_MS`: how long a publisher waits for confirms.
     pub bus_confirm_timeout_ms: u64,
+    /// `RABBITMQ_CA_FILE`: PEM certificates trusted for an `amqps://` broker
+    /// besides the system's (a private CA).
+    pub rabbitmq_ca_file: Option<String>,
 }
 
 impl Default for BusSettings {
@@ -30,6 +33,7 @@ impl Default for BusSettings {
             bus_queue_prefix: "tronpay".into(),
             bus_prefetch: 64,
             bus_confirm_timeout_ms: 10_000,
+            rabbitmq_ca_file: None,
         }
     }
 }
@@ -39,6 +43,12 @@ impl BusSettings {
         self.rabbitmq_url
             .parse::<lapin::uri::AMQPUri>()
             .map_err(|error| format!("RABBITMQ_URL is not an AMQP URL: {error}"))?;
+        if let Some(path) = self.ca_file() {
+            let pem = std::fs::read_to_string(path).map_err(|error| format!("RABBITMQ_CA_FILE {path}: {error}"))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("RABBITMQ_CA_FILE {path}: no PEM certificate in it"));
+            }
+        }
         if self.bus_exchange.trim().is_empty() {
             return Err("BUS_EXCHANGE is empty".into());
         }
@@ -53,6 +63,11 @@ impl BusSettings {
 
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.bus_confirm_timeout_ms.max(1))
+    }
+
+    /// `RABBITMQ_CA_FILE`, unless empty.
+    pub fn ca_file(&self) -> Option<&str> {
+        self.rabbitmq_ca_file.as_deref().filter(|path| !path.trim().is_empty())
     }
 
     /// The URL without its password, for logs.

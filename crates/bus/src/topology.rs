@@ -117,7 +117,19 @@ pub async fn declare(channel: &Channel, settings: &BusSettings) -> Result<(), Bu
 /// management UI) and declares the topology on a first channel.
 pub async fn connect(settings: &BusSettings, name: &str) -> Result<lapin::Connection, BusError> {
     let properties = lapin::ConnectionProperties::default().with_connection_name(name.into());
-    let connection = lapin::Connection::connect(&settings.rabbitmq_url, properties).await?;
+    // `amqps://` is TLS (rustls, the system's CAs plus RABBITMQ_CA_FILE).
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: match settings.ca_file() {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|error| BusError::Config(format!("RABBITMQ_CA_FILE {path}: {error}")))?,
+            ),
+            None => None,
+        },
+    };
+    let runtime = lapin::runtime::default_runtime()?;
+    let connection = lapin::Connection::connect_with_config(&settings.rabbitmq_url, properties, tls, runtime).await?;
     let channel = connection.create_channel().await?;
     declare(&channel, settings).await?;
     let _ = channel.close(200, "topology declared".into()).await;

@@ -29,6 +29,8 @@ pub enum DbError {
     PoolTimeout,
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    #[error("the database connection was lost: {0}")]
+    ConnectionLost(String),
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database error: {0}")]
@@ -48,6 +50,7 @@ impl DbError {
                 | Self::TablesMissing
                 | Self::PoolTimeout
                 | Self::Unavailable(_)
+                | Self::ConnectionLost(_)
         )
     }
 
@@ -66,9 +69,9 @@ impl From<DieselError> for DbError {
             DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
-            ) => Self::Unavailable(info.message().to_owned()),
+            ) => Self::ConnectionLost(info.message().to_owned()),
             DieselError::BrokenTransactionManager => {
-                Self::Unavailable("the connection broke during a transaction".into())
+                Self::ConnectionLost("the connection broke during a transaction".into())
             }
             // diesel keeps PostgreSQL's message, not its SQLSTATE; these are
             // the server's (English) texts.
@@ -158,7 +161,12 @@ pub(crate) fn classify_connect_error(
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = source {
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            let tls = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
             let detail = match io.kind() {
+                _ if tls.is_some() => format!(
+                    "TLS handshake failed: {} (check sslmode and sslrootcert in DATABASE_URL)",
+                    tls.map(ToString::to_string).unwrap_or_default()
+                ),
                 std::io::ErrorKind::ConnectionRefused => "connection refused (is PostgreSQL running there?)".to_owned(),
                 std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
                 _ => io.to_string(),

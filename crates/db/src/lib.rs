@@ -18,6 +18,7 @@ pub mod prepared;
 pub mod schema;
 pub mod settings;
 pub mod stats;
+pub mod tls;
 pub mod webhooks;
 
 pub use diesel_async::AsyncPgConnection;

@@ -44,27 +44,19 @@ impl ConnectOptions {
 /// missing database, too many connections) into a [`DbError`] whose text an
 /// operator can act on.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<AsyncPgConnection, DbError> {
+    let (url, tls) = crate::tls::split_url(url).map_err(DbError::InvalidUrl)?;
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|error: tokio_postgres::Error| DbError::InvalidUrl(error.to_string()))?;
+    if let Some(mode) = tls.ssl_mode() {
+        config.ssl_mode(mode);
+    }
     config.connect_timeout(options.connect_timeout);
     config.application_name(&options.application_name);
-    let target = describe_target(&config);
-    let user = config.get_user().unwrap_or("(default)").to_owned();
-    let database = config.get_dbname().unwrap_or(&user).to_owned();
-
-    // The driver's own timeout covers the TCP connect; this one also covers
-    // a server that accepts and then never answers the startup.
-    let connected = tokio::time::timeout(options.connect_timeout, config.connect(tokio_postgres::NoTls))
-        .await
-        .map_err(|_| DbError::Unreachable {
-            target: target.clone(),
-            detail: format!("no answer within {} s", options.connect_timeout.as_secs()),
-        })?;
-    let (client, connection) = connected.map_err(|error| classify_connect_error(&error, &target, &user, &database))?;
-    let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
-        .await
-        .map_err(|error| DbError::Unavailable(error.to_string()))?;
+    let mut conn = match tls.client_config(config.get_ssl_mode()).map_err(DbError::InvalidUrl)? {
+        None => establish(&config, tokio_postgres::NoTls, options).await?,
+        Some(client_config) => establish(&config, crate::tls::MakeRustls(client_config), options).await?,
+    };
     if !options.statement_timeout.is_zero() {
         diesel::sql_query(format!(
             "SET statement_timeout = {}",
@@ -74,6 +66,33 @@ pub async fn connect(url: &str, options: &ConnectOptions) -> Result<AsyncPgConne
         .await?;
     }
     Ok(conn)
+}
+
+async fn establish<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    options: &ConnectOptions,
+) -> Result<AsyncPgConnection, DbError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: tokio_postgres::tls::TlsStream + Unpin + Send + 'static,
+{
+    let target = describe_target(config);
+    let user = config.get_user().unwrap_or("(default)").to_owned();
+    let database = config.get_dbname().unwrap_or(&user).to_owned();
+
+    // The driver's own timeout covers the TCP connect; this one also covers
+    // a server that accepts and then never answers the startup.
+    let connected = tokio::time::timeout(options.connect_timeout, config.connect(tls))
+        .await
+        .map_err(|_| DbError::Unreachable {
+            target: target.clone(),
+            detail: format!("no answer within {} s", options.connect_timeout.as_secs()),
+        })?;
+    let (client, connection) = connected.map_err(|error| classify_connect_error(&error, &target, &user, &database))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection)
+        .await
+        .map_err(|error| DbError::Unavailable(error.to_string()))
 }
 
 /// `host:port/database` of the first host, for messages (never the password).

@@ -71,9 +71,13 @@ impl DbSettings {
         if self.database_url.trim().is_empty() {
             return Err("DATABASE_URL is empty".into());
         }
-        self.database_url
+        let (url, tls) = crate::tls::split_url(&self.database_url)
+            .map_err(|error| format!("DATABASE_URL is not a valid PostgreSQL URL: {error}"))?;
+        let config = url
             .parse::<tokio_postgres::Config>()
             .map_err(|error| format!("DATABASE_URL is not a valid PostgreSQL URL: {error}"))?;
+        tls.client_config(tls.ssl_mode().unwrap_or(config.get_ssl_mode()))
+            .map_err(|error| format!("DATABASE_URL: {error}"))?;
         if !(2..=1000).contains(&self.db_pool_size) {
             return Err("DB_POOL_SIZE must be between 2 and 1000".into());
         }

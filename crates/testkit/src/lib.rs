@@ -8,6 +8,8 @@
 // Test support: a setup step that fails should stop the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -233,6 +235,7 @@ impl TestBus {
             bus_queue_prefix: format!("tronpay-test.{id}"),
             bus_prefetch: 32,
             bus_confirm_timeout_ms: 5_000,
+            rabbitmq_ca_file: None,
         };
         Self { settings }
     }
