@@ -19,9 +19,8 @@ for pidfile in "$STATE_DIR"/run/tronpay-api.pid "$STATE_DIR"/run/tronpay-webhook
                "$STATE_DIR"/run/tronpay-chain-watcher.pid "$STATE_DIR"/run/*.pid; do
   [ -f "$pidfile" ] || continue
   name="$(basename "$pidfile" .pid)"
-  pid="$(cat "$pidfile")"
   # Only a process that still is the one we started (pids get reused).
-  if alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"; then
+  if pid="$(service_pid "$name")"; then
     kill -TERM "$pid"
     for _ in $(seq 1 350); do alive "$pid" || break; sleep 0.1; done
     if alive "$pid"; then

@@ -17,16 +17,21 @@ print(u.urlunsplit((p.scheme, p.netloc, "/" + name, p.query, p.fragment)))
 PY
 }
 
-pg_reachable() {
+# Does the server of URL $1 (postgres://, amqp://, amqps://) accept TCP
+# connections?
+tcp_reachable() {
   python3 - "$1" <<'PY'
 import socket, sys, urllib.parse as u
 p = u.urlsplit(sys.argv[1])
+default = {"amqp": 5672, "amqps": 5671}.get(p.scheme, 5432)
 try:
-    socket.create_connection((p.hostname or "127.0.0.1", p.port or 5432), timeout=2).close()
+    socket.create_connection((p.hostname or "127.0.0.1", p.port or default), timeout=2).close()
 except OSError:
     sys.exit(1)
 PY
 }
+
+pg_reachable() { tcp_reachable "$1"; }
 
 # Makes sure PostgreSQL answers at $1, starting the local cluster if it is
 # installed but stopped; otherwise says what to do.
@@ -48,16 +53,7 @@ psql_admin() {
 }
 
 # "amqp://user:pass@host:port/vhost" reachable?
-amqp_reachable() {
-  python3 - "$1" <<'PY'
-import socket, sys, urllib.parse as u
-p = u.urlsplit(sys.argv[1])
-try:
-    socket.create_connection((p.hostname or "127.0.0.1", p.port or 5672), timeout=2).close()
-except OSError:
-    sys.exit(1)
-PY
-}
+amqp_reachable() { tcp_reachable "$1"; }
 
 # Makes sure RabbitMQ answers at $1, starting the local server if it is
 # installed but stopped; otherwise says what to do.
@@ -95,6 +91,16 @@ alive() {
 # Where make up keeps pids, logs and the webhook secret.
 STATE_DIR=.local
 
+# The pid make up recorded for service $1, if that process still runs and
+# still is that service (pids get reused).
+service_pid() {
+  local pidfile="$STATE_DIR/run/$1.pid" pid
+  [ -f "$pidfile" ] || return 1
+  pid="$(cat "$pidfile")"
+  alive "$pid" && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$1" || return 1
+  echo "$pid"
+}
+
 # PgBouncer >= 1.21 (prepared statements in transaction mode) for the tests
 # that run the services behind it. Debian 12 ships 1.18, so this builds
 # 1.24.1 from Debian's source tarball (checksum-verified) into
@@ -116,10 +122,13 @@ ensure_pgbouncer() {
   fi
   local work
   work="$(mktemp -d)"
+  # (Called inside $(...), where set -e is off: every step says if it failed.)
   curl -fsS --retry 3 -o "$work/pgbouncer.tar.gz" \
-    "http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz"
-  echo "$PGBOUNCER_SHA256  $work/pgbouncer.tar.gz" | sha256sum -c --quiet - >&2
-  tar -xzf "$work/pgbouncer.tar.gz" -C "$work"
+    "http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz" ||
+    { echo "error: downloading PgBouncer's source failed" >&2; return 1; }
+  echo "$PGBOUNCER_SHA256  $work/pgbouncer.tar.gz" | sha256sum -c --quiet - >&2 ||
+    { echo "error: PgBouncer's source tarball does not have the expected sha256; not building it" >&2; return 1; }
+  tar -xzf "$work/pgbouncer.tar.gz" -C "$work" || return 1
   (
     cd "$work/pgbouncer-$PGBOUNCER_VERSION"
     ./configure --prefix="$prefix" --without-openssl --without-cares --without-systemd \

@@ -9,9 +9,9 @@ fi
 found=0
 for pidfile in "$STATE_DIR"/run/*.pid; do
   found=1
+  name="$(basename "$pidfile" .pid)"
   pid="$(cat "$pidfile")"
-  if alive "$pid"; then state=running; else state=stopped; fi
-  printf '%-28s pid %-8s %-8s log %s\n' "$(basename "$pidfile" .pid)" "$pid" "$state" \
-    "$STATE_DIR/logs/$(basename "$pidfile" .pid).log"
+  if service_pid "$name" >/dev/null; then state=running; else state=stopped; fi
+  printf '%-28s pid %-8s %-8s log %s\n' "$name" "$pid" "$state" "$STATE_DIR/logs/$name.log"
 done
 [ "$found" = 1 ] || echo "nothing started by make up"

@@ -13,7 +13,8 @@ ensure_postgres "$server"
 # use refuses the DROP and is left alone.
 if command -v psql >/dev/null 2>&1; then
   psql_admin -c "SELECT datname FROM pg_database WHERE datname LIKE 'tronpay\_test\_%'" 2>/dev/null |
-    while read -r stale; do psql_admin -c "DROP DATABASE IF EXISTS \"$stale\"" >/dev/null 2>&1 || true; done
+    while read -r stale; do psql_admin -c "DROP DATABASE IF EXISTS \"$stale\"" >/dev/null 2>&1 || true; done ||
+    true
 fi
 
 # The reference implementation the webhook signature tests check against

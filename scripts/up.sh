@@ -29,14 +29,21 @@ fi
 # Prints where everything listens and the trial; $1 is the callback URL the
 # dispatcher can reach the sandbox's receiver at.
 summary() {
-  local callback="$1" secret="$2" logs="$3"
+  local callback="$1" secret="$2" logs="$3" workers
+  if [ "$mode" = compose ]; then
+    # No host ports: they scale (docker compose up --scale …).
+    workers="  chain watcher,
+  webhook dispatcher  in the compose network, health in: docker compose ps"
+  else
+    workers="  chain watcher       http://$WATCHER_BIND/health
+  webhook dispatcher  http://$DISPATCHER_BIND/health"
+  fi
   local address=TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt order="trial-$(date +%s)"
   cat <<EOT
 
 tronpay is up ($mode).
   API                 http://$API_BIND          (health: /health)
-  chain watcher       http://$WATCHER_BIND/health
-  webhook dispatcher  http://$DISPATCHER_BIND/health
+$workers
   sandbox TRON node   http://$SANDBOX_BIND          (status: /sandbox/status)
   webhook receiver    http://$SANDBOX_BIND/sandbox/webhooks
   webhook secret      $secret
@@ -61,9 +68,20 @@ if [ "$mode" = compose ]; then
   export SANDBOX_WEBHOOK_SECRET="$WEBHOOK_SECRET"
   export TRON_NODE_URL=http://tronpay-sandbox:8090 BLOCK_INTERVAL_MS=1000 CALLBACK_ALLOW_PRIVATE=true
   export API_PORT="${API_BIND##*:}" SANDBOX_PORT="${SANDBOX_BIND##*:}"
-  echo "==> docker compose --profile sandbox up (building the image)"
-  docker compose --profile sandbox up -d --build --wait
+  # Recorded first, so that make down stops whatever part of it started.
   echo compose >"$STATE_DIR/run/mode"
+  echo "==> docker compose: building the image, the database and its tables"
+  docker compose --profile sandbox build
+  docker compose up -d --wait postgres rabbitmq
+  docker compose run --rm migrate
+  if [ -z "$(docker compose --profile sandbox ps -q --status running tronpay-sandbox)" ]; then
+    # A new sandbox is a new chain: the watcher starts again at its final
+    # block (its cursor lives on in the database volume).
+    docker compose stop tronpay-chain-watcher >/dev/null 2>&1 || true
+    docker compose run --rm --no-deps migrate tronpay chain reset --yes >/dev/null
+  fi
+  echo "==> docker compose --profile sandbox up"
+  docker compose --profile sandbox up -d --wait
   summary "http://tronpay-sandbox:8090/sandbox/webhooks" "$WEBHOOK_SECRET" "make logs"
   exit 0
 fi
@@ -89,10 +107,7 @@ if [ "$(psql "$(url_with_database "$DATABASE_URL" postgres)" -qAt -c "SELECT 1 F
 fi
 "$bin/tronpay" db create-tables
 
-running() {
-  local pidfile="$STATE_DIR/run/$1.pid"
-  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
-}
+running() { service_pid "$1" >/dev/null; }
 
 # start NAME VAR=value… -- COMMAND…: runs a service in the background with
 # its log under $STATE_DIR/logs and its pid under $STATE_DIR/run.

@@ -116,6 +116,15 @@ pub async fn declare(channel: &Channel, settings: &BusSettings) -> Result<(), Bu
 /// Opens a connection named after the component (visible in the RabbitMQ
 /// management UI) and declares the topology on a first channel.
 pub async fn connect(settings: &BusSettings, name: &str) -> Result<lapin::Connection, BusError> {
+    let connection = open(settings, name).await?;
+    let channel = connection.create_channel().await?;
+    declare(&channel, settings).await?;
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(connection)
+}
+
+/// Opens a connection named after the component, declaring nothing.
+pub async fn open(settings: &BusSettings, name: &str) -> Result<lapin::Connection, BusError> {
     let properties = lapin::ConnectionProperties::default().with_connection_name(name.into());
     // `amqps://` is TLS (rustls, the system's CAs plus RABBITMQ_CA_FILE).
     let tls = lapin::tcp::OwnedTLSConfig {
@@ -129,9 +138,5 @@ pub async fn connect(settings: &BusSettings, name: &str) -> Result<lapin::Connec
         },
     };
     let runtime = lapin::runtime::default_runtime()?;
-    let connection = lapin::Connection::connect_with_config(&settings.rabbitmq_url, properties, tls, runtime).await?;
-    let channel = connection.create_channel().await?;
-    declare(&channel, settings).await?;
-    let _ = channel.close(200, "topology declared".into()).await;
-    Ok(connection)
+    Ok(lapin::Connection::connect_with_config(&settings.rabbitmq_url, properties, tls, runtime).await?)
 }

@@ -61,9 +61,15 @@ impl Leadership {
         // notice within about 30 s (not the system default of hours) and
         // release the lock to a standby. `SET LOCAL` lasts as long as the
         // transaction, which is as long as the lock.
+        // (Behind PgBouncer these keep-alives guard its server connection;
+        // its own tcp_keep* settings guard the watcher's side.) The lock's
+        // transaction is meant to stay open: no idle or (PostgreSQL 17+)
+        // transaction timeout may end it.
         conn.batch_execute(
             "BEGIN; SET LOCAL tcp_keepalives_idle = 10; SET LOCAL tcp_keepalives_interval = 5; \
-             SET LOCAL tcp_keepalives_count = 3; SET LOCAL idle_in_transaction_session_timeout = 0",
+             SET LOCAL tcp_keepalives_count = 3; SET LOCAL idle_in_transaction_session_timeout = 0; \
+             SELECT set_config('transaction_timeout', '0', true) \
+             WHERE current_setting('server_version_num')::int >= 170000",
         )
         .await?;
         let locked: Locked = diesel::sql_query(format!(
@@ -71,7 +77,13 @@ impl Leadership {
         ))
         .get_result(&mut conn)
         .await?;
-        Ok(locked.locked.then_some(Self { conn }))
+        if !locked.locked {
+            // End the transaction cleanly: behind PgBouncer, a client that
+            // leaves mid-transaction costs it a server connection.
+            conn.batch_execute("ROLLBACK").await?;
+            return Ok(None);
+        }
+        Ok(Some(Self { conn }))
     }
 
     /// Whether the lock's transaction is still alive.

@@ -19,7 +19,7 @@ pub enum BusCommand {
 pub async fn run(command: BusCommand, bus: &BusSettings) -> anyhow::Result<()> {
     bus.validate().map_err(anyhow::Error::msg)?;
     let BusCommand::DeadLetters { show } = command;
-    let connection = lapin::Connection::connect(&bus.rabbitmq_url, lapin::ConnectionProperties::default())
+    let connection = tronpay_bus::topology::open(bus, "tronpay-cli")
         .await
         .map_err(|error| anyhow::anyhow!("cannot reach RabbitMQ at {}: {error}", bus.redacted_url()))?;
     let channel = connection.create_channel().await?;

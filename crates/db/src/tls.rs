@@ -70,12 +70,19 @@ pub fn split_url(url: &str) -> Result<(String, TlsParams), String> {
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return as_is();
     }
-    let mut params = TlsParams {
-        mode: Some((SslMode::Disable, Verify::Nothing)),
-        ..TlsParams::default()
-    };
+    let mut params = TlsParams::default();
+    // The query is filtered piece by piece, as written: decoding and
+    // re-encoding it would turn `%20` into `+`, which tokio-postgres keeps.
     let mut kept = Vec::new();
-    for (key, value) in parsed.query_pairs() {
+    for piece in parsed
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+    {
+        let Some((key, value)) = url::form_urlencoded::parse(piece.as_bytes()).next() else {
+            continue;
+        };
         let value = value.into_owned();
         match key.as_ref() {
             "sslmode" => {
@@ -95,21 +102,41 @@ pub fn split_url(url: &str) -> Result<(String, TlsParams), String> {
             "sslrootcert" => params.root_cert = Some(value),
             "sslcert" => params.client_cert = Some(value),
             "sslkey" => params.client_key = Some(value),
-            _ => kept.push((key.into_owned(), value)),
+            _ => kept.push(piece.to_owned()),
         }
     }
-    if params.client_cert.is_some() != params.client_key.is_some() {
-        return Err("sslcert and sslkey go together".into());
-    }
-    if kept.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(kept);
-    }
+    params.mode = Some(params.checked_mode()?);
+    let query = kept.join("&");
+    parsed.set_query((!query.is_empty()).then_some(query.as_str()));
     Ok((parsed.to_string(), params))
 }
 
 impl TlsParams {
+    /// The mode the URL's parameters ask for, refusing the combinations that
+    /// would look secure without being so (libpq 16's rules for
+    /// `sslrootcert=system`, and no silent plain text).
+    fn checked_mode(&self) -> Result<(SslMode, Verify), String> {
+        let files = self.root_cert.is_some() || self.client_cert.is_some() || self.client_key.is_some();
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return Err("sslcert and sslkey go together".into());
+        }
+        let system = self.root_cert.as_deref() == Some("system");
+        match self.mode {
+            None if system => Ok((SslMode::Require, Verify::Full)),
+            None if files => Err("sslrootcert/sslcert/sslkey without sslmode: add sslmode=verify-full \
+                 (or verify-ca, require)"
+                .into()),
+            None => Ok((SslMode::Disable, Verify::Nothing)),
+            Some((_, verify)) if system && verify != Verify::Full => {
+                Err("sslrootcert=system trusts every public CA, so it needs sslmode=verify-full".into())
+            }
+            Some((_, Verify::Ca)) if self.root_cert.is_none() => {
+                Err("sslmode=verify-ca needs sslrootcert=<the CA file>: any public CA would pass otherwise".into())
+            }
+            Some(mode) => Ok(mode),
+        }
+    }
+
     /// The mode to give tokio-postgres (`None`: leave the URL's own).
     pub fn ssl_mode(&self) -> Option<SslMode> {
         self.mode.map(|(mode, _)| mode)
@@ -132,18 +159,19 @@ impl TlsParams {
         let builder = match verify {
             Verify::Nothing => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoCheck(Arc::clone(&provider)))),
+                .with_custom_certificate_verifier(Arc::new(Relaxed { provider, chain: None })),
             Verify::Ca | Verify::Full => {
                 let roots = Arc::new(self.roots()?);
-                let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                let webpki = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                     .build()
                     .map_err(|error| format!("sslrootcert: {error}"))?;
                 if verify == Verify::Full {
                     builder.with_webpki_verifier(webpki)
                 } else {
-                    builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
+                    builder.dangerous().with_custom_certificate_verifier(Arc::new(Relaxed {
+                        provider,
+                        chain: Some(webpki),
+                    }))
                 }
             }
         };
@@ -186,51 +214,17 @@ impl TlsParams {
     }
 }
 
-/// `require`/`prefer` without a CA: encryption, no authentication of the
-/// server (as libpq). Handshake signatures are still checked.
+/// The relaxed libpq modes. Without `chain` (`require`/`prefer` without a
+/// CA): encryption, no authentication of the server. With it (`verify-ca`):
+/// the chain must lead to a trusted CA, the name is not checked. Handshake
+/// signatures are checked either way.
 #[derive(Debug)]
-struct NoCheck(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoCheck {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Relaxed {
+    provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-/// `verify-ca`: the chain must lead to a trusted CA; the name is not checked.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -239,10 +233,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -256,7 +250,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -265,11 +259,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -365,6 +359,14 @@ mod tests {
             (url.as_str(), params.ssl_mode()),
             ("host=db user=u sslmode=require", None)
         );
+        // Other parameters pass through exactly as written.
+        let (url, _) = split_url("postgres://db/x?options=-c%20search_path%3Dx&sslmode=require&a=b+c").unwrap();
+        assert_eq!(url, "postgres://db/x?options=-c%20search_path%3Dx&a=b+c");
+
+        // libpq 16: the system's roots mean verify-full.
+        let (_, params) = split_url("postgres://db/x?sslrootcert=system").unwrap();
+        assert_eq!(params.mode, Some((SslMode::Require, Verify::Full)));
+
         for plain in ["postgres://db/x", "host=db user=u"] {
             assert_eq!(
                 split_url(plain).unwrap().1.ssl_mode(),
@@ -386,6 +388,16 @@ mod tests {
                 .unwrap_err()
                 .contains("sslkey")
         );
+        for (url, expected) in [
+            ("postgres://db/x?sslmode=require&sslrootcert=system", "verify-full"),
+            ("postgres://db/x?sslmode=verify-ca&sslrootcert=system", "verify-full"),
+            ("postgres://db/x?sslmode=verify-ca", "sslrootcert"),
+            ("postgres://db/x?sslrootcert=/ca.pem", "without sslmode"),
+            ("postgres://db/x?sslcert=/c.pem&sslkey=/k.pem", "without sslmode"),
+        ] {
+            let error = split_url(url).unwrap_err();
+            assert!(error.contains(expected), "{url}: {error}");
+        }
         let (_, params) = split_url("postgres://db/x?sslmode=verify-ca&sslrootcert=/nonexistent.pem").unwrap();
         assert!(
             params

@@ -158,7 +158,7 @@ fn tail(path: &Path) -> String {
 pub struct PgBouncer {
     child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl PgBouncer {
@@ -179,7 +179,7 @@ impl PgBouncer {
             "[databases]\n* = host={host} port={server_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
              listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
              pool_mode = transaction\nmax_prepared_statements = 200\ndefault_pool_size = 20\n\
-             max_client_conn = 500\n",
+             max_client_conn = 500\ntcp_keepalive = 1\ntcp_keepidle = 10\ntcp_keepintvl = 5\ntcp_keepcnt = 3\n",
             host = server.host_str().unwrap_or("127.0.0.1"),
             server_port = server.port().unwrap_or(5432),
             users = dir.path().join("users.txt").display(),
@@ -199,14 +199,16 @@ impl PgBouncer {
         let child = command.spawn().unwrap_or_else(|error| {
             panic!("cannot start PgBouncer ({binary}): {error}; `make test` builds it (or set TRONPAY_PGBOUNCER)")
         });
-        let mut bouncer = Self { child, port, _dir: dir };
+        let mut bouncer = Self { child, port, dir };
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        // Its own word that it listens: the port was free a moment ago, but
+        // another server could have taken it since (PgBouncer then exits).
+        let log = bouncer.dir.path().join("pgbouncer.log");
+        let listening = format!("listening on 127.0.0.1:{port}");
+        while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&listening) && text.contains("process up"))
+        {
             if let Ok(Some(status)) = bouncer.child.try_wait() {
-                panic!(
-                    "PgBouncer exited ({status}):\n{}",
-                    tail(&bouncer._dir.path().join("pgbouncer.log"))
-                );
+                panic!("PgBouncer exited ({status}):\n{}", tail(&log));
             }
             assert!(started.elapsed() < Duration::from_secs(10), "PgBouncer did not listen");
             std::thread::sleep(Duration::from_millis(50));
