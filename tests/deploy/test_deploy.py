@@ -250,6 +250,33 @@ class ComposeTest(unittest.TestCase):
         self.assertIn("--profile sandbox up", header)
         self.assertIn("--scale tronpay-webhook-dispatcher=", header)
 
+    def test_make_up_names_compose_services_that_exist(self):
+        # scripts/up.sh (compose mode) starts, stops and runs services by
+        # name; a renamed service would only fail on a machine with Docker.
+        script = (ROOT / "scripts" / "up.sh").read_text(encoding="utf-8")
+        named = set()
+        for line in script.splitlines():
+            line = line.split("#")[0]
+            if "docker compose" not in line or line.strip().startswith("echo"):
+                continue
+            words = line.split("docker compose", 1)[1].replace(")", " ").replace('"', " ").split()
+            args, skip = [], False
+            for word in words:
+                if word.startswith((">", "|", "&", "2>", "]", ";")):
+                    break  # the end of the command
+                if skip or word in ("--profile", "--status", "--scale"):
+                    skip = not skip  # an option and its value
+                elif not word.startswith("-"):
+                    args.append(word)
+            verb, services = args[0], args[1:]
+            # `run SERVICE COMMAND…`: only the first word is a service.
+            named |= set(services[:1] if verb == "run" else services)
+        self.assertIn("tronpay-sandbox", named)
+        self.assertIn("migrate", named)
+        self.assertEqual(named - set(self.services), set(), "up.sh names services docker-compose.yml lacks")
+        # The chain is reset when a new sandbox starts, as natively.
+        self.assertIn("tronpay chain reset --yes", script)
+
 
 # ---------------------------------------------------------------------------
 # Dockerfile
