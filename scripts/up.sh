@@ -32,8 +32,7 @@ summary() {
   local callback="$1" secret="$2" logs="$3" workers
   if [ "$mode" = compose ]; then
     # No host ports: they scale (docker compose up --scale …).
-    workers="  chain watcher,
-  webhook dispatcher  in the compose network, health in: docker compose ps"
+    workers="  watcher, dispatcher in the compose network (no host port: they scale); health: make ps"
   else
     workers="  chain watcher       http://$WATCHER_BIND/health
   webhook dispatcher  http://$DISPATCHER_BIND/health"
