@@ -23,9 +23,14 @@ struct Due {
 pub async fn sweep(pool: &DbPool) -> Result<(usize, bool), DbError> {
     let mut conn = pool.get().await?;
     conn.transaction::<_, DbError, _>(async |conn| {
+        // The cursor's time is a scalar subquery, computed once, so that it
+        // bounds the scan of the pending-expiry index: only the payments
+        // that are due are read, however many are pending (a join with
+        // chain_state could walk all of them).
         let due: Vec<Due> = diesel::sql_query(
-            "SELECT p.id FROM payments p, chain_state c \
-             WHERE p.status = 'pending' AND c.cursor_block_time IS NOT NULL AND p.expires_at < c.cursor_block_time \
+            "SELECT p.id FROM payments p \
+             WHERE p.status = 'pending' \
+             AND p.expires_at < (SELECT c.cursor_block_time FROM chain_state c WHERE c.id = 1) \
              AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.to_address = p.wallet_address AND t.status = 'confirmed' \
                              AND t.applied_at IS NULL AND t.block_time <= p.expires_at) \
              ORDER BY p.expires_at LIMIT $1 FOR UPDATE OF p SKIP LOCKED",

@@ -56,15 +56,18 @@ pub async fn lock_candidates(
     block_time: NaiveDateTime,
 ) -> Result<Vec<PaymentRow>, DbError> {
     let late_window = block_time - chrono::TimeDelta::days(i64::from(crate::chain::LATE_WATCH_DAYS));
+    // The statuses are written into the statement, not bound: the cached
+    // generic plan then knows them and probes the address (the partial
+    // pending index), even when the statistics are stale — after a bulk
+    // import, bound statuses made it scan every pending payment per call.
+    let wanted = diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "(payments.status = 'pending' OR (payments.status = 'expired' AND payments.expires_at > ",
+    )
+    .bind::<diesel::sql_types::Timestamp, _>(late_window)
+    .sql("))");
     Ok(payments::table
         .filter(payments::wallet_address.eq(address))
-        .filter(
-            payments::status
-                .eq(DbStatus(PaymentStatus::Pending))
-                .or(payments::status
-                    .eq(DbStatus(PaymentStatus::Expired))
-                    .and(payments::expires_at.gt(late_window))),
-        )
+        .filter(wanted)
         .order((payments::created_at.asc(), payments::id.asc()))
         .select(PaymentRow::as_select())
         .for_update()
