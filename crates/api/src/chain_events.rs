@@ -9,11 +9,18 @@
 //! message finds nothing left to do. The message is acknowledged only after
 //! the transaction commits. A reconciler applies confirmed transfers whose
 //! message never came (or was given up on).
+//!
+//! Deliveries that arrive together are applied together: a [`Batcher`]
+//! gathers what the consumer has in hand (up to [`BATCH`]) and applies it in
+//! one transaction, taking the address locks in address order so that
+//! concurrent batches never wait on each other in a cycle. If that
+//! transaction fails, each delivery is applied on its own, as if it had
+//! come alone, so one bad message never holds back the others.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tronpay_bus::{HandlerError, Incoming};
 use tronpay_db::matching::{self, TransferRow};
 use tronpay_db::webhooks::{self, EventTransfer};
@@ -68,9 +75,17 @@ impl Attempts {
     }
 }
 
-/// Handles one delivery; `Ok(true)` when webhook work was enqueued (the
-/// caller wakes its outbox relay).
-pub async fn handle(pool: &DbPool, attempts: &Attempts, incoming: &Incoming) -> Result<bool, HandlerError> {
+/// Deliveries applied in one transaction, at most.
+pub const BATCH: usize = 32;
+
+/// A delivery, read.
+struct Parsed {
+    message_id: uuid::Uuid,
+    event: PaymentDetected,
+    address: String,
+}
+
+fn parse(incoming: &Incoming) -> Result<Parsed, HandlerError> {
     let event: PaymentDetected = serde_json::from_slice(&incoming.payload)
         .map_err(|error| HandlerError::Reject(format!("not a payment.detected event: {error}")))?;
     let message_id = incoming
@@ -78,23 +93,39 @@ pub async fn handle(pool: &DbPool, attempts: &Attempts, incoming: &Incoming) -> 
         .as_deref()
         .and_then(|id| uuid::Uuid::parse_str(id).ok())
         .ok_or_else(|| HandlerError::Reject("payment.detected without a message id".into()))?;
+    let address = event.to.to_base58();
+    Ok(Parsed {
+        message_id,
+        event,
+        address,
+    })
+}
+
+/// Handles one delivery; `Ok(true)` when webhook work was enqueued (the
+/// caller wakes its outbox relay).
+pub async fn handle(pool: &DbPool, attempts: &Attempts, incoming: &Incoming) -> Result<bool, HandlerError> {
+    handle_parsed(pool, attempts, &parse(incoming)?).await
+}
+
+async fn handle_parsed(pool: &DbPool, attempts: &Attempts, parsed: &Parsed) -> Result<bool, HandlerError> {
+    let Parsed { message_id, event, .. } = parsed;
     let outcome = match pool.get().await {
         Ok(mut conn) => {
-            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, message_id, &event).await)
+            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, *message_id, event).await)
                 .await
         }
         Err(error) => Err(error.into()),
     };
     match outcome {
         Ok(enqueued) => {
-            attempts.done(message_id);
+            attempts.done(*message_id);
             Ok(enqueued)
         }
         Err(ApplyError::UnknownTransfer(id)) => Err(HandlerError::Reject(format!("transfer {id} is unknown"))),
         Err(ApplyError::Db(error)) => {
-            let tries = attempts.failed(message_id);
+            let tries = attempts.failed(*message_id);
             if tries >= MAX_ATTEMPTS && event.state == TransferState::Confirmed {
-                attempts.done(message_id);
+                attempts.done(*message_id);
                 tracing::error!(%error, txid = %event.txid, "giving up on a message after {tries} attempts; the reconciler will apply its transfer");
                 return Ok(false);
             }
@@ -103,13 +134,124 @@ pub async fn handle(pool: &DbPool, attempts: &Attempts, incoming: &Incoming) -> 
     }
 }
 
-/// Serialises all work on `address` until the transaction ends.
-async fn lock_address(conn: &mut AsyncPgConnection, address: &str) -> Result<(), DbError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7526534301795350789))")
-        .bind::<diesel::sql_types::Text, _>(address)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// What became of a batch of deliveries.
+#[derive(Debug)]
+pub struct BatchOutcome {
+    /// Per delivery, in the order given, what [`handle`] would have said.
+    pub results: Vec<Result<bool, HandlerError>>,
+    /// Whether the well-formed ones were applied in one transaction (rather
+    /// than one by one after that transaction failed, or alone).
+    pub together: bool,
+}
+
+/// Applies `batch` in one transaction, or each delivery on its own if that
+/// fails.
+pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]) -> BatchOutcome {
+    let mut results: Vec<Option<Result<bool, HandlerError>>> = Vec::with_capacity(batch.len());
+    let mut events = Vec::with_capacity(batch.len());
+    for (index, incoming) in batch.iter().enumerate() {
+        match parse(incoming) {
+            Ok(parsed) => {
+                results.push(None);
+                events.push((index, parsed));
+            }
+            Err(rejected) => results.push(Some(Err(rejected))),
+        }
+    }
+    // Lock order: by address (a stable sort keeps each address's arrival order).
+    events.sort_by(|(_, a), (_, b)| a.address.cmp(&b.address));
+    let mut together = false;
+    if events.len() > 1 {
+        let outcome = match pool.get().await {
+            Ok(mut conn) => {
+                conn.transaction::<_, ApplyError, _>(async |conn| {
+                    let mut enqueued = Vec::with_capacity(events.len());
+                    for (_, parsed) in &events {
+                        enqueued.push(apply(conn, parsed.message_id, &parsed.event).await?);
+                    }
+                    Ok(enqueued)
+                })
+                .await
+            }
+            Err(error) => Err(error.into()),
+        };
+        match outcome {
+            Ok(enqueued) => {
+                together = true;
+                for ((index, parsed), enqueued) in events.iter().zip(enqueued) {
+                    attempts.done(parsed.message_id);
+                    results[*index] = Some(Ok(enqueued));
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, deliveries = events.len(), "a batch failed; applying its deliveries one by one");
+            }
+        }
+    }
+    if !together {
+        for (index, parsed) in &events {
+            results[*index] = Some(handle_parsed(pool, attempts, parsed).await);
+        }
+    }
+    BatchOutcome {
+        results: results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| Err(HandlerError::Retry("not applied".into()))))
+            .collect(),
+        together,
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<bool, HandlerError>>;
+type Queue = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(Incoming, Reply)>>>;
+
+/// Gathers the deliveries the consumer has in hand into batches for
+/// [`handle_batch`]; its workers stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct Batcher {
+    sender: tokio::sync::mpsc::Sender<(Incoming, Reply)>,
+}
+
+impl Batcher {
+    /// Starts `workers` workers, each applying one batch at a time.
+    pub fn start(pool: DbPool, attempts: Arc<Attempts>, workers: usize, capacity: usize) -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
+        let queue: Queue = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..workers.max(1) {
+            tokio::spawn(work(pool.clone(), Arc::clone(&attempts), Arc::clone(&queue)));
+        }
+        Self { sender }
+    }
+
+    /// Handles one delivery, in whatever batch it joins.
+    pub async fn handle(&self, incoming: Incoming) -> Result<bool, HandlerError> {
+        let stopped = || HandlerError::Retry("the event workers stopped".into());
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.sender.send((incoming, reply)).await.map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+async fn work(pool: DbPool, attempts: Arc<Attempts>, queue: Queue) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else { return };
+            batch.push(first);
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (incoming, replies): (Vec<Incoming>, Vec<Reply>) = batch.into_iter().unzip();
+        let outcome = handle_batch(&pool, &attempts, &incoming).await;
+        for (reply, result) in replies.into_iter().zip(outcome.results) {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 async fn apply(
@@ -121,7 +263,7 @@ async fn apply(
         return Ok(false);
     }
     let address = event.to.to_base58();
-    lock_address(conn, &address).await?;
+    matching::lock_address(conn, &address).await?;
     let log_index = i32::try_from(event.log_index).map_err(|_| ApplyError::UnknownTransfer(event.txid.to_string()))?;
     let transfer = matching::lock_transfer(conn, event.txid.as_str(), log_index)
         .await?
@@ -156,7 +298,7 @@ pub async fn reconcile(pool: &DbPool, older_than_seconds: i64) -> Result<(usize,
         let mut conn = pool.get().await?;
         let outcome = conn
             .transaction::<_, ApplyError, _>(async |conn| {
-                lock_address(conn, address).await?;
+                matching::lock_address(conn, address).await?;
                 apply_confirmed(conn, address).await
             })
             .await;

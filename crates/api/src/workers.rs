@@ -16,6 +16,8 @@ use crate::{chain_events, expiry};
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// A confirmed transfer unapplied for this long is applied by the reconciler.
 const RECONCILE_AFTER_SECONDS: i64 = 30;
+/// Batches of `payment.detected` applied at once (each holds a connection).
+const EVENT_WORKERS: usize = 4;
 
 /// Handles on the running workers and their broker status.
 pub struct Workers {
@@ -34,19 +36,22 @@ impl Workers {
         let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
 
         let queue = bus.queue("api", PAYMENT_DETECTED);
-        let handler_pool = pool.clone();
         let handler_waker = Arc::clone(&waker);
-        let attempts = Arc::new(chain_events::Attempts::default());
+        let batcher = chain_events::Batcher::start(
+            pool.clone(),
+            Arc::new(chain_events::Attempts::default()),
+            EVENT_WORKERS,
+            usize::from(bus.bus_prefetch),
+        );
         handles.push(tokio::spawn(run_consumer(
             bus,
             queue,
             "tronpay-api".into(),
             move |incoming| {
-                let pool = handler_pool.clone();
+                let batcher = batcher.clone();
                 let waker = Arc::clone(&handler_waker);
-                let attempts = Arc::clone(&attempts);
                 async move {
-                    if chain_events::handle(&pool, &attempts, &incoming).await? {
+                    if batcher.handle(incoming).await? {
                         waker.notify_one();
                     }
                     Ok(())

@@ -10,8 +10,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::matching::Candidate;
 use tronpay_domain::{PaymentStatus, UsdtAmount};
 
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query};
+use diesel::sql_types::{Int4, Nullable, Numeric, Text, Timestamp, Untyped};
+
 use crate::error::DbError;
 use crate::models::{DbStatus, PaymentRow};
+use crate::prepared::{Prepared, Statement};
 use crate::schema::{payments, transfers};
 
 /// A row of `transfers`.
@@ -30,6 +35,24 @@ pub struct TransferRow {
     pub payment_id: Option<String>,
     pub match_kind: Option<String>,
     pub applied_at: Option<NaiveDateTime>,
+}
+
+/// Serialises all work on `address` until the transaction ends.
+pub async fn lock_address(conn: &mut AsyncPgConnection, address: &str) -> Result<(), DbError> {
+    Prepared(LockAddressStatement(address.to_owned())).execute(conn).await?;
+    Ok(())
+}
+
+/// The address lock, prepared once per connection.
+struct LockAddressStatement(String);
+
+impl Statement for LockAddressStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT pg_advisory_xact_lock(hashtextextended(");
+        out.push_bind_param::<Text, _>(&self.0)?;
+        out.push_sql(", 7526534301795350789))");
+        Ok(())
+    }
 }
 
 pub async fn lock_transfer(
@@ -56,23 +79,37 @@ pub async fn lock_candidates(
     block_time: NaiveDateTime,
 ) -> Result<Vec<PaymentRow>, DbError> {
     let late_window = block_time - chrono::TimeDelta::days(i64::from(crate::chain::LATE_WATCH_DAYS));
-    // The statuses are written into the statement, not bound: the cached
-    // generic plan then knows them and probes the address (the partial
-    // pending index), even when the statistics are stale — after a bulk
-    // import, bound statuses made it scan every pending payment per call.
-    let wanted = diesel::dsl::sql::<diesel::sql_types::Bool>(
-        "(payments.status = 'pending' OR (payments.status = 'expired' AND payments.expires_at > ",
-    )
-    .bind::<diesel::sql_types::Timestamp, _>(late_window)
-    .sql("))");
-    Ok(payments::table
-        .filter(payments::wallet_address.eq(address))
-        .filter(wanted)
-        .order((payments::created_at.asc(), payments::id.asc()))
-        .select(PaymentRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?)
+    Ok(Prepared(CandidatesStatement {
+        address: address.to_owned(),
+        late_window,
+    })
+    .load(conn)
+    .await?)
+}
+
+/// The candidates, prepared once per connection (it runs for every
+/// transfer). The statuses are written into the text, not bound: the cached
+/// generic plan then knows them and probes the address, even when the
+/// statistics are stale — after a bulk import, bound statuses made it scan
+/// every pending payment per call.
+struct CandidatesStatement {
+    address: String,
+    late_window: NaiveDateTime,
+}
+
+impl Statement for CandidatesStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT * FROM payments WHERE wallet_address = ");
+        out.push_bind_param::<Text, _>(&self.address)?;
+        out.push_sql(" AND (status = 'pending' OR (status = 'expired' AND expires_at > ");
+        out.push_bind_param::<Timestamp, _>(&self.late_window)?;
+        out.push_sql(")) ORDER BY created_at, id FOR UPDATE");
+        Ok(())
+    }
+}
+
+impl Query for Prepared<CandidatesStatement> {
+    type SqlType = Untyped;
 }
 
 /// The confirmed transfers to `address` not applied yet, in chain order,
@@ -130,22 +167,43 @@ pub async fn complete(
     received: UsdtAmount,
     txid: &str,
 ) -> Result<PaymentRow, DbError> {
-    let row = diesel::update(
-        payments::table
-            .filter(payments::id.eq(payment_id))
-            .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
-    )
-    .set((
-        payments::status.eq(DbStatus(PaymentStatus::Completed)),
-        payments::received_amount_usdt.eq(Some(received.to_decimal())),
-        payments::transaction_hash.eq(Some(txid)),
-        payments::completed_at.eq(Some(chrono::Utc::now().naive_utc())),
-    ))
-    .returning(PaymentRow::as_returning())
-    .get_result(conn)
+    let row = Prepared(CompleteStatement {
+        payment_id: payment_id.to_owned(),
+        received: received.to_decimal(),
+        txid: txid.to_owned(),
+        at: chrono::Utc::now().naive_utc(),
+    })
+    .get_result::<PaymentRow>(conn)
     .await
     .optional()?;
     row.ok_or_else(|| DbError::Unavailable(format!("payment {payment_id} is no longer pending")))
+}
+
+/// The completion, prepared once per connection.
+struct CompleteStatement {
+    payment_id: String,
+    received: bigdecimal::BigDecimal,
+    txid: String,
+    at: NaiveDateTime,
+}
+
+impl Statement for CompleteStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE payments SET status = 'completed', received_amount_usdt = ");
+        out.push_bind_param::<Numeric, _>(&self.received)?;
+        out.push_sql(", transaction_hash = ");
+        out.push_bind_param::<Text, _>(&self.txid)?;
+        out.push_sql(", completed_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.at)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(&self.payment_id)?;
+        out.push_sql(" AND status = 'pending' RETURNING *");
+        Ok(())
+    }
+}
+
+impl Query for Prepared<CompleteStatement> {
+    type SqlType = Untyped;
 }
 
 /// Records a partial credit on a pending payment.
@@ -188,15 +246,41 @@ pub async fn mark_applied(
     payment_id: Option<&str>,
     match_kind: &str,
 ) -> Result<(), DbError> {
-    diesel::update(transfers::table.find((&transfer.txid, transfer.log_index)))
-        .set((
-            transfers::payment_id.eq(payment_id),
-            transfers::match_kind.eq(match_kind),
-            transfers::applied_at.eq(Some(chrono::Utc::now().naive_utc())),
-        ))
-        .execute(conn)
-        .await?;
+    Prepared(MarkAppliedStatement {
+        txid: transfer.txid.clone(),
+        log_index: transfer.log_index,
+        payment_id: payment_id.map(str::to_owned),
+        match_kind: match_kind.to_owned(),
+        at: chrono::Utc::now().naive_utc(),
+    })
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// Marking a transfer applied, prepared once per connection.
+struct MarkAppliedStatement {
+    txid: String,
+    log_index: i32,
+    payment_id: Option<String>,
+    match_kind: String,
+    at: NaiveDateTime,
+}
+
+impl Statement for MarkAppliedStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE transfers SET payment_id = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.payment_id)?;
+        out.push_sql(", match_kind = ");
+        out.push_bind_param::<Text, _>(&self.match_kind)?;
+        out.push_sql(", applied_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.at)?;
+        out.push_sql(" WHERE txid = ");
+        out.push_bind_param::<Text, _>(&self.txid)?;
+        out.push_sql(" AND log_index = ");
+        out.push_bind_param::<Int4, _>(&self.log_index)?;
+        Ok(())
+    }
 }
 
 /// Remembers which payment a not-yet-final transfer was shown on.

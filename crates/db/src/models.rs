@@ -33,7 +33,7 @@ impl FromSql<sql_types::PaymentStatus, Pg> for DbStatus {
 }
 
 /// Every column of `payments`.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = payments, check_for_backend(Pg))]
 pub struct PaymentRow {
     pub id: String,

@@ -285,3 +285,104 @@ async fn a_transfer_whose_event_never_came_is_applied_by_the_reconciler() {
     .await;
     wait_for_status(&stack.api.url, &id, "completed").await;
 }
+
+fn detected_event(txid: &str, to: tronpay_domain::TronAddress, amount: &str, block: u64) -> tronpay_bus::Incoming {
+    let event = tronpay_domain::events::PaymentDetected {
+        txid: tronpay_domain::TxId::parse(txid).unwrap(),
+        log_index: 0,
+        from: "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7".parse().unwrap(),
+        to,
+        amount: amount.parse().unwrap(),
+        block_number: block,
+        block_time_ms: 0,
+        state: tronpay_domain::events::TransferState::Confirmed,
+    };
+    tronpay_bus::Incoming {
+        message_id: Some(uuid::Uuid::new_v4().to_string()),
+        routing_key: "payment.detected".into(),
+        payload: serde_json::to_vec(&event).unwrap(),
+        redelivered: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none() {
+    use tronpay_api::chain_events::{Attempts, handle_batch};
+    use tronpay_bus::HandlerError;
+
+    let stack = Stack::without_watcher(|api| api.api_process_events = false).await;
+    let pool = tronpay_db::DbPool::new(&stack.db.settings(), "test").unwrap();
+    let attempts = Attempts::default();
+    // A payment on its own address, paid by a confirmed transfer in the table.
+    let paid = async |n: usize| {
+        let mut events = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let (id, address) = stack.payment("10").await;
+            let txid = format!("{:064x}", uuid::Uuid::new_v4().as_u128());
+            confirmed_transfer(
+                &stack,
+                &txid,
+                &address.to_base58(),
+                "10",
+                100,
+                "now() AT TIME ZONE 'utc'",
+                0,
+            )
+            .await;
+            events.push(detected_event(&txid, address, "10", 100));
+            ids.push(id);
+        }
+        (events, ids)
+    };
+    let completions = async || {
+        sql_values(
+            &stack.db,
+            "SELECT count(*) AS n, count(DISTINCT payment_id) AS payments FROM payment_logs WHERE event_type = 'completed'",
+        )
+        .await[0]
+            .clone()
+    };
+
+    // Twenty at once: one transaction, all completed.
+    let (first, _) = paid(20).await;
+    let outcome = handle_batch(&pool, &attempts, &first).await;
+    assert!(outcome.together, "{outcome:?}");
+    assert!(
+        outcome.results.iter().all(|result| matches!(result, Ok(true))),
+        "{outcome:?}"
+    );
+    assert_eq!(completions().await, json!({"n": 20, "payments": 20}));
+
+    // Delivered again (a redelivery after a lost ack): nothing more happens.
+    let again = handle_batch(&pool, &attempts, &first).await;
+    assert!(
+        again.results.iter().all(|result| matches!(result, Ok(false))),
+        "{again:?}"
+    );
+    assert_eq!(completions().await, json!({"n": 20, "payments": 20}));
+
+    // Among five good ones, a malformed message and one naming a transfer
+    // that is not in the table: the batch transaction fails, each is then
+    // applied alone, and only the two bad ones are rejected.
+    let (mut mixed, ids) = paid(5).await;
+    let mut malformed = mixed[0].clone();
+    malformed.payload = b"{not json".to_vec();
+    mixed.insert(2, malformed);
+    mixed.insert(
+        4,
+        detected_event(&"f".repeat(64), tronpay_e2e::random_address(), "1", 100),
+    );
+    let outcome = handle_batch(&pool, &attempts, &mixed).await;
+    assert!(!outcome.together, "{outcome:?}");
+    for (index, result) in outcome.results.iter().enumerate() {
+        match index {
+            2 | 4 => assert!(matches!(result, Err(HandlerError::Reject(_))), "{index}: {result:?}"),
+            _ => assert!(matches!(result, Ok(true)), "{index}: {result:?}"),
+        }
+    }
+    assert_eq!(completions().await, json!({"n": 25, "payments": 25}));
+    for id in &ids {
+        assert_eq!(payment_status(&stack.api.url, id).await["status"], "completed");
+    }
+}
