@@ -395,7 +395,7 @@ impl Bench {
     async fn latency(&self) -> anyhow::Result<()> {
         let args = &self.args;
         self.db
-            .batch_execute("TRUNCATE payment_logs, transfers, webhook_deliveries, outbox, processed_messages, chain_state; DELETE FROM payments;")
+            .batch_execute("TRUNCATE payment_logs, transfers, webhook_attempts, webhook_deliveries, outbox, processed_messages, chain_state; DELETE FROM payments;")
             .await?;
         let _sandbox = spawn(
             args,
