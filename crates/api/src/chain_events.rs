@@ -10,11 +10,11 @@
 //! the transaction commits. A reconciler applies confirmed transfers whose
 //! message never came (or was given up on).
 //!
-//! Deliveries that arrive together are applied together: a [`Batcher`]
-//! gathers what the consumer has in hand (up to [`BATCH`]) and applies it in
-//! one transaction, taking the address locks in address order so that
-//! concurrent batches never wait on each other in a cycle. If that
-//! transaction fails, each delivery is applied on its own, as if it had
+//! Confirmations that arrive together are applied together: a [`Batcher`]
+//! gathers what the consumer has in hand (up to [`BATCH`]) and applies its
+//! confirmations in one transaction, taking the address locks in address
+//! order so that concurrent batches never wait on each other in a cycle. If
+//! that transaction fails, each delivery is applied on its own, as if it had
 //! come alone, so one bad message never holds back the others.
 
 use std::collections::HashMap;
@@ -122,16 +122,19 @@ async fn handle_parsed(pool: &DbPool, attempts: &Attempts, parsed: &Parsed) -> R
             Ok(enqueued)
         }
         Err(ApplyError::UnknownTransfer(id)) => Err(HandlerError::Reject(format!("transfer {id} is unknown"))),
-        Err(ApplyError::Db(error)) => {
-            let tries = attempts.failed(*message_id);
-            if tries >= MAX_ATTEMPTS && event.state == TransferState::Confirmed {
-                attempts.done(*message_id);
-                tracing::error!(%error, txid = %event.txid, "giving up on a message after {tries} attempts; the reconciler will apply its transfer");
-                return Ok(false);
-            }
-            Err(HandlerError::Retry(error.to_string()))
-        }
+        Err(ApplyError::Db(error)) => failed(attempts, parsed, &error),
     }
+}
+
+/// A delivery the database could not take: retried, up to [`MAX_ATTEMPTS`].
+fn failed(attempts: &Attempts, parsed: &Parsed, error: &DbError) -> Result<bool, HandlerError> {
+    let tries = attempts.failed(parsed.message_id);
+    if tries >= MAX_ATTEMPTS && parsed.event.state == TransferState::Confirmed {
+        attempts.done(parsed.message_id);
+        tracing::error!(%error, txid = %parsed.event.txid, "giving up on a message after {tries} attempts; the reconciler will apply its transfer");
+        return Ok(false);
+    }
+    Err(HandlerError::Retry(error.to_string()))
 }
 
 /// What became of a batch of deliveries.
@@ -144,16 +147,26 @@ pub struct BatchOutcome {
     pub together: bool,
 }
 
-/// Applies `batch` in one transaction, or each delivery on its own if that
-/// fails.
+/// Applies the confirmations in `batch` in one transaction, or each on its
+/// own if that fails; detections and drops always on their own.
+///
+/// Only confirmations are batched: they lock confirmed transfer rows, which
+/// the chain watcher no longer writes, while a detection locks a row the
+/// watcher may be confirming or dropping in the same moment — two such rows
+/// in one transaction could wait on the watcher in a cycle.
 pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]) -> BatchOutcome {
     let mut results: Vec<Option<Result<bool, HandlerError>>> = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
+    let mut alone = Vec::new();
     for (index, incoming) in batch.iter().enumerate() {
         match parse(incoming) {
-            Ok(parsed) => {
+            Ok(parsed) if parsed.event.state == TransferState::Confirmed => {
                 results.push(None);
                 events.push((index, parsed));
+            }
+            Ok(parsed) => {
+                results.push(None);
+                alone.push((index, parsed));
             }
             Err(rejected) => results.push(Some(Err(rejected))),
         }
@@ -173,7 +186,15 @@ pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]
                 })
                 .await
             }
-            Err(error) => Err(error.into()),
+            Err(error) => {
+                // No connection: one by one would wait for the pool once per
+                // delivery. Each is retried later instead.
+                for (index, parsed) in &events {
+                    results[*index] = Some(failed(attempts, parsed, &error));
+                }
+                events.clear();
+                Err(ApplyError::Db(error))
+            }
         };
         match outcome {
             Ok(enqueued) => {
@@ -183,15 +204,17 @@ pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]
                     results[*index] = Some(Ok(enqueued));
                 }
             }
-            Err(error) => {
-                tracing::debug!(%error, deliveries = events.len(), "a batch failed; applying its deliveries one by one");
+            Err(error) if !events.is_empty() => {
+                tracing::info!(%error, deliveries = events.len(), "a batch of events failed; applying them one by one");
             }
+            Err(_) => {}
         }
     }
     if !together {
-        for (index, parsed) in &events {
-            results[*index] = Some(handle_parsed(pool, attempts, parsed).await);
-        }
+        alone.append(&mut events);
+    }
+    for (index, parsed) in &alone {
+        results[*index] = Some(handle_parsed(pool, attempts, parsed).await);
     }
     BatchOutcome {
         results: results
@@ -259,11 +282,15 @@ async fn apply(
     message_id: uuid::Uuid,
     event: &PaymentDetected,
 ) -> Result<bool, ApplyError> {
+    // The address lock first, then the dedupe row: a message in flight
+    // twice (a redelivery, another replica) then serialises on its address
+    // instead of waiting on the other copy's uncommitted dedupe row while
+    // holding a lock that copy needs.
+    let address = event.to.to_base58();
+    matching::lock_address(conn, &address).await?;
     if !outbox::first_delivery(conn, CONSUMER, message_id).await? {
         return Ok(false);
     }
-    let address = event.to.to_base58();
-    matching::lock_address(conn, &address).await?;
     let log_index = i32::try_from(event.log_index).map_err(|_| ApplyError::UnknownTransfer(event.txid.to_string()))?;
     let transfer = matching::lock_transfer(conn, event.txid.as_str(), log_index)
         .await?

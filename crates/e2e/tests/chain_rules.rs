@@ -385,4 +385,47 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
     for id in &ids {
         assert_eq!(payment_status(&stack.api.url, id).await["status"], "completed");
     }
+
+    // Already applied and new ones interleaved (the transaction takes them
+    // in address order): each gets its own answer back.
+    let (fresh, _) = paid(6).await;
+    let mut interleaved = Vec::new();
+    for (index, event) in fresh.iter().enumerate() {
+        interleaved.push(event.clone());
+        interleaved.push(first[index * 3].clone());
+    }
+    let outcome = handle_batch(&pool, &attempts, &interleaved).await;
+    assert!(outcome.together, "{outcome:?}");
+    for (index, result) in outcome.results.iter().enumerate() {
+        let new = index % 2 == 0;
+        assert!(
+            matches!(result, Ok(enqueued) if *enqueued == new),
+            "{index}: {result:?}"
+        );
+    }
+    assert_eq!(completions().await, json!({"n": 31, "payments": 31}));
+
+    // Two batches at once over the same addresses in opposite orders, with
+    // the same messages in both (as when a redelivery meets the original):
+    // both finish, and each payment completes once.
+    let (overlap, _) = paid(8).await;
+    let mut reversed = overlap.clone();
+    reversed.reverse();
+    let (left, right) = tokio::join!(
+        handle_batch(&pool, &attempts, &overlap),
+        handle_batch(&pool, &attempts, &reversed)
+    );
+    for result in left.results.iter().chain(&right.results) {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert_eq!(completions().await, json!({"n": 39, "payments": 39}));
+
+    // Through the batcher, as the consumer uses it: concurrent deliveries,
+    // each answered.
+    let batcher =
+        tronpay_api::chain_events::Batcher::start(pool.clone(), std::sync::Arc::new(Attempts::default()), 2, 64);
+    let (through, _) = paid(10).await;
+    let answers = futures_util::future::join_all(through.iter().map(|incoming| batcher.handle(incoming.clone()))).await;
+    assert!(answers.iter().all(|answer| matches!(answer, Ok(true))), "{answers:?}");
+    assert_eq!(completions().await, json!({"n": 49, "payments": 49}));
 }
