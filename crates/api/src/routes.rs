@@ -70,8 +70,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         )
         .service(
             resource("/health/live")
-                .route(web::get().to(live))
-                .route(web::head().to(live)),
+                .route(web::get().to(tronpay_runtime::health::live))
+                .route(web::head().to(tronpay_runtime::health::live)),
         )
         .service(
             resource("/stats")
@@ -196,13 +196,6 @@ fn now_epoch() -> f64 {
 
 /// How long `/health` waits for the database before calling it disconnected.
 const HEALTH_DB_WAIT: Duration = Duration::from_secs(2);
-
-/// Liveness for orchestrators: the process serves requests. Readiness, with
-/// the database and broker, is `/health`; a database outage must not get
-/// every replica restarted.
-async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "alive" }))
-}
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     // "disconnected" means no connection could be had; a database that

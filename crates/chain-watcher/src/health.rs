@@ -1,13 +1,12 @@
 //! The watcher's health endpoint: database, broker, leadership and how far
 //! behind the chain the scanner is.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use tronpay_bus::BusStatus;
 use tronpay_db::{DbPool, chain};
 
@@ -21,29 +20,11 @@ struct State {
 
 /// Binds the health server (port 0 in tests) and returns it with its port.
 pub fn server(bind: &str, pool: DbPool, scan: Arc<ScanStatus>, relay: Arc<BusStatus>) -> anyhow::Result<(Server, u16)> {
-    let listener = TcpListener::bind(bind).map_err(|error| anyhow::anyhow!("cannot listen on {bind}: {error}"))?;
-    let port = listener.local_addr()?.port();
-    let state = web::Data::new(State { pool, scan, relay });
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .route("/health", web::get().to(health))
-            .route("/health", web::head().to(health))
-            .route("/health/live", web::get().to(live))
-            .route("/health/live", web::head().to(live))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(5)
-    .listen(listener)?
-    .run();
-    Ok((server, port))
-}
-
-/// Liveness: the process serves requests (dependencies are `/health`'s job,
-/// so a database outage never gets the pod restarted).
-async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "alive" }))
+    Ok(tronpay_runtime::health::server(
+        bind,
+        State { pool, scan, relay },
+        health,
+    )?)
 }
 
 async fn health(state: web::Data<State>) -> HttpResponse {

@@ -2,6 +2,9 @@
 //! configuration (defaults, optional file, environment), set up logging, and
 //! wait for SIGINT/SIGTERM.
 
+#[cfg(feature = "http")]
+pub mod health;
+
 use std::io::IsTerminal;
 use std::path::Path;
 
