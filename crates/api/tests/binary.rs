@@ -4,11 +4,11 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tronpay_testkit::TestDb;
+use tronpay_testkit::process::ServiceProcess;
 
 fn api() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-api"));
@@ -75,21 +75,11 @@ fn a_config_file_is_read_and_the_environment_overrides_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_service_cleanly() {
     let db = TestDb::new().await;
-    let mut child = api()
-        .env("DATABASE_URL", db.url())
-        .env("BIND", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the service logs that it listens").unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if event["message"] == "tronpay-api listening" {
-            break event["port"].as_u64().unwrap();
-        }
-    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = api();
+    command.env("DATABASE_URL", db.url()).env("BIND", "127.0.0.1:0");
+    let mut process = ServiceProcess::spawn("api", command, dir.path(), "tronpay-api listening");
+    let port = process.port;
     let health = tronpay_testkit::http_client()
         .get(format!("http://127.0.0.1:{port}/health"))
         .send()
@@ -97,24 +87,8 @@ async fn sigterm_stops_the_service_cleanly() {
         .unwrap();
     assert_eq!(health.status(), 200);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut status = None;
-    for _ in 0..100 {
-        status = child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = status.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("tronpay-api did not stop after SIGTERM");
-    });
+    let status = process.terminate_within(Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(rest.iter().any(|line| line.contains("tronpay-api stopped")), "{rest:?}");
+    let log = process.log();
+    assert!(log.contains("tronpay-api stopped"), "{log}");
 }

@@ -4,11 +4,11 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tronpay_sandbox::{Sandbox, SandboxConfig};
+use tronpay_testkit::process::ServiceProcess;
 use tronpay_testkit::{TestBus, TestDb, http_client};
 
 fn watcher() -> Command {
@@ -45,25 +45,22 @@ async fn sigterm_stops_the_watcher_cleanly() {
     let db = TestDb::new().await;
     let bus = TestBus::new();
     let sandbox = Sandbox::start(SandboxConfig::ephemeral()).await.unwrap();
-    let mut child = watcher()
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = watcher();
+    command
         .env("DATABASE_URL", db.url())
         .env("TRON_NODE_URL", sandbox.url())
         .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
         .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
         .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
-        .env("WATCHER_BIND", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the watcher logs its health port").unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if event["message"] == "tronpay-chain-watcher health endpoint listening" {
-            break event["port"].as_u64().unwrap();
-        }
-    };
+        .env("WATCHER_BIND", "127.0.0.1:0");
+    let mut process = ServiceProcess::spawn(
+        "watcher",
+        command,
+        dir.path(),
+        "tronpay-chain-watcher health endpoint listening",
+    );
+    let port = process.port;
     let url = format!("http://127.0.0.1:{port}/health");
     let mut leader = false;
     for _ in 0..100 {
@@ -78,29 +75,8 @@ async fn sigterm_stops_the_watcher_cleanly() {
     let live = http_client().get(format!("{url}/live")).send().await.unwrap();
     assert_eq!(live.status(), 200, "liveness for orchestrators");
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut status = None;
-    for _ in 0..150 {
-        status = child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = status.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("the watcher did not stop after SIGTERM");
-    });
+    let status = process.terminate_within(Duration::from_secs(15));
     assert!(status.success(), "exit status {status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter().any(|line| line.contains("tronpay-chain-watcher stopped")),
-        "{rest:?}"
-    );
+    let log = process.log();
+    assert!(log.contains("tronpay-chain-watcher stopped"), "{log}");
 }

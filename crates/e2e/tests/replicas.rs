@@ -70,7 +70,14 @@ fn start_replicas(env: &[(&'static str, String)], node: &str, dir: &Path) -> Rep
             .map(|replica| {
                 let mut env = env.to_vec();
                 env.push(("INSTANCE_ID", format!("{name}-{replica}")));
-                ServiceProcess::start(&format!("{name}-{replica}"), binary, &[], &env, dir, listening)
+                ServiceProcess::start(
+                    &format!("{name}-{replica}"),
+                    &workspace_binary(binary),
+                    &[],
+                    &env,
+                    dir,
+                    listening,
+                )
             })
             .collect::<Vec<_>>()
     };
@@ -153,7 +160,7 @@ async fn two_of_each_lose_one(db: &TestDb, database_url: &str, extra: &[(&'stati
 
     let mut sandbox = ServiceProcess::start(
         "sandbox",
-        "tronpay-sandbox",
+        &workspace_binary("tronpay-sandbox"),
         &["--bind", "127.0.0.1:0", "--block-ms", "500", "--solid-lag", "3"],
         &[("SANDBOX_WEBHOOK_SECRET", SECRET.to_owned())],
         dir.path(),

@@ -3,25 +3,22 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use tronpay_testkit::http_client;
+use tronpay_testkit::process::ServiceProcess;
 
 #[tokio::test]
 async fn the_binary_serves_its_flags_and_stops_on_sigterm() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tronpay-sandbox"))
-        .args([
+    let dir = tempfile::tempdir().unwrap();
+    let mut process = ServiceProcess::start(
+        "sandbox",
+        Path::new(env!("CARGO_BIN_EXE_tronpay-sandbox")),
+        &[
             "--bind",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--block-ms",
             "0",
             "--solid-lag",
@@ -30,44 +27,19 @@ async fn the_binary_serves_its_flags_and_stops_on_sigterm() {
             "5",
             "--start-height",
             "10",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/sandbox/status");
-    let mut status = None;
-    for _ in 0..200 {
-        if let Ok(response) = http.get(&url).send().await {
-            status = Some(response.json::<serde_json::Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.expect("the sandbox never answered");
+        ],
+        &[],
+        dir.path(),
+        "sandbox node listening",
+    );
+    let url = format!("{}/sandbox/status", process.url());
+    let status: serde_json::Value = http_client().get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["seed"], 5);
     assert_eq!(status["head"], 10);
     assert_eq!(status["solid_lag"], 1);
     assert_eq!(status["block_ms"], 0);
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut exit = None;
-    for _ in 0..200 {
-        if let Some(code) = child.try_wait().unwrap() {
-            exit = Some(code);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let exit = exit.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("the sandbox did not stop on SIGTERM");
-    });
+    let exit = process.terminate_within(Duration::from_secs(10));
     assert!(exit.success(), "{exit:?}");
 }
 

@@ -8,6 +8,7 @@
 // Test support: a setup step that fails should stop the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod process;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -4,10 +4,10 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use tronpay_testkit::process::ServiceProcess;
 use tronpay_testkit::{TestBus, TestDb, http_client};
 
 fn dispatcher() -> Command {
@@ -37,25 +37,22 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
 async fn first_start_generates_a_secret_and_sigterm_stops_it() {
     let db = TestDb::new().await;
     let bus = TestBus::new();
-    let mut child = dispatcher()
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = dispatcher();
+    command
         .env("DATABASE_URL", db.url())
         .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
         .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
         .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
         .env("DISPATCHER_BIND", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .env_remove("WEBHOOK_SECRET")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the dispatcher logs its health port").unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if event["message"] == "tronpay-webhook-dispatcher health endpoint listening" {
-            break event["port"].as_u64().unwrap();
-        }
-    };
+        .env_remove("WEBHOOK_SECRET");
+    let mut process = ServiceProcess::spawn(
+        "dispatcher",
+        command,
+        dir.path(),
+        "tronpay-webhook-dispatcher health endpoint listening",
+    );
+    let port = process.port;
     let secrets: Vec<String> = db
         .client()
         .await
@@ -82,30 +79,8 @@ async fn first_start_generates_a_secret_and_sigterm_stops_it() {
     let live = http_client().get(format!("{url}/live")).send().await.unwrap();
     assert_eq!(live.status(), 200, "liveness for orchestrators");
 
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut status = None;
-    for _ in 0..150 {
-        status = child.try_wait().unwrap();
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let status = status.unwrap_or_else(|| {
-        let _ = child.kill();
-        panic!("the dispatcher did not stop after SIGTERM");
-    });
+    let status = process.terminate_within(Duration::from_secs(15));
     assert!(status.success(), "exit status {status}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter()
-            .any(|line| line.contains("tronpay-webhook-dispatcher stopped")),
-        "{rest:?}"
-    );
+    let log = process.log();
+    assert!(log.contains("tronpay-webhook-dispatcher stopped"), "{log}");
 }
