@@ -6,12 +6,14 @@
 //! RabbitMQ.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tronpay_domain::TronAddress;
+
+use crate::Service;
 
 #[derive(clap::Args, Clone)]
 pub struct ChainArgs {
@@ -51,23 +53,6 @@ pub struct ChainArgs {
     /// Base port for the processes (sandbox, watcher health, API).
     #[arg(long, default_value_t = 18_090)]
     pub port: u16,
-}
-
-/// A child process stopped (SIGTERM, then kill) when dropped.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn spawn(args: &ChainArgs, binary: &str, cli: &[String], env: &[(&str, String)]) -> anyhow::Result<Service> {
@@ -131,13 +116,7 @@ impl Bench {
 
     async fn wait_for_sandbox(&self) -> anyhow::Result<()> {
         for _ in 0..100 {
-            if self
-                .http
-                .get(format!("{}/sandbox/status", self.sandbox_url()))
-                .send()
-                .await
-                .is_ok()
-            {
+            if self.sandbox_status().await.is_ok() {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -181,14 +160,19 @@ impl Bench {
         format!("{}.{:06}", units / 1_000_000, units % 1_000_000)
     }
 
-    async fn node_requests(&self) -> anyhow::Result<u64> {
-        let status: Value = self
+    /// The sandbox's control-API status (its requests are not node calls).
+    async fn sandbox_status(&self) -> anyhow::Result<Value> {
+        Ok(self
             .http
             .get(format!("{}/sandbox/status", self.sandbox_url()))
             .send()
             .await?
             .json()
-            .await?;
+            .await?)
+    }
+
+    async fn node_requests(&self) -> anyhow::Result<u64> {
+        let status = self.sandbox_status().await?;
         Ok(status["requests"]
             .as_object()
             .map(|routes| {
@@ -203,14 +187,7 @@ impl Bench {
 
     /// The sandbox's head height (from its control API, not counted as a node call).
     async fn head(&self) -> anyhow::Result<u64> {
-        let status: Value = self
-            .http
-            .get(format!("{}/sandbox/status", self.sandbox_url()))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(status["head"].as_u64().unwrap_or(0))
+        Ok(self.sandbox_status().await?["head"].as_u64().unwrap_or(0))
     }
 
     async fn cursor(&self) -> anyhow::Result<i64> {

@@ -17,6 +17,26 @@ use clap::{Parser, Subcommand};
 mod chain;
 mod webhooks;
 
+/// A service process the bench started, stopped when dropped: SIGTERM,
+/// up to 5 s to finish, then kill.
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "tronpay-bench", about = "HTTP load generator for the tronpay API")]
 struct Args {

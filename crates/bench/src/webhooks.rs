@@ -8,12 +8,14 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::{Context, bail};
+
+use crate::Service;
 
 #[derive(clap::Args, Clone)]
 pub struct WebhookArgs {
@@ -39,21 +41,6 @@ pub struct WebhookArgs {
 
 /// Arrival time (ms since the epoch) per webhook id.
 type Arrivals = Arc<Mutex<HashMap<String, i64>>>;
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        for _ in 0..50 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
 
 async fn receive(request: HttpRequest, arrivals: web::Data<Arrivals>) -> HttpResponse {
     let now = chrono::Utc::now().timestamp_millis();
