@@ -278,6 +278,15 @@ impl Drop for DispatcherInstance {
 /// Blocks between a transfer's block and its finality in the test sandbox.
 pub const SOLID_LAG: u64 = 2;
 
+/// The sandbox chain the tests run on: mined on demand, final
+/// [`SOLID_LAG`] blocks after the head.
+pub fn test_chain() -> SandboxConfig {
+    SandboxConfig {
+        solid_lag: SOLID_LAG,
+        ..SandboxConfig::ephemeral()
+    }
+}
+
 /// PostgreSQL, RabbitMQ, a sandbox node, an API and a chain watcher.
 pub struct Stack {
     pub db: TestDb,
@@ -309,12 +318,7 @@ impl Stack {
         }
         let db = TestDb::new().await;
         let bus = TestBus::new();
-        let sandbox = Sandbox::start(SandboxConfig {
-            solid_lag: SOLID_LAG,
-            ..SandboxConfig::ephemeral()
-        })
-        .await
-        .unwrap();
+        let sandbox = Sandbox::start(test_chain()).await.unwrap();
         let api = ApiInstance::start(db.url(), &bus.settings, api).await;
         Self {
             db,

@@ -133,12 +133,7 @@ async fn payments_complete_after_a_broker_outage() {
     let bus = tronpay_e2e::TestBus::new();
     let proxy = FaultyProxy::start(bus.broker_addr()).await;
     let through = bus.through(&proxy);
-    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::SandboxConfig {
-        solid_lag: tronpay_e2e::SOLID_LAG,
-        ..tronpay_e2e::SandboxConfig::ephemeral()
-    })
-    .await
-    .unwrap();
+    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::test_chain()).await.unwrap();
     let api = ApiInstance::start(db.url(), &through, |_| {}).await;
     let _watcher = WatcherInstance::start(db.url(), &through, &sandbox.url(), |_| {}).await;
     let mut ids = Vec::new();
@@ -292,9 +287,8 @@ async fn a_poison_message_goes_to_the_dead_letter_queue() {
 /// is then mined ahead, the second stays behind.
 async fn same_chain_twice(seed: u64) -> (tronpay_e2e::RunningSandbox, tronpay_e2e::RunningSandbox) {
     let config = tronpay_e2e::SandboxConfig {
-        solid_lag: tronpay_e2e::SOLID_LAG,
         seed: Some(seed),
-        ..tronpay_e2e::SandboxConfig::ephemeral()
+        ..tronpay_e2e::test_chain()
     };
     let ahead = tronpay_e2e::Sandbox::start(config.clone()).await.unwrap();
     let behind = tronpay_e2e::Sandbox::start(config).await.unwrap();

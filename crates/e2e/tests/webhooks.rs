@@ -224,12 +224,7 @@ async fn webhooks_arrive_after_a_broker_outage() {
     let bus = tronpay_e2e::TestBus::new();
     let proxy = FaultyProxy::start(bus.broker_addr()).await;
     let through = bus.through(&proxy);
-    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::SandboxConfig {
-        solid_lag: tronpay_e2e::SOLID_LAG,
-        ..tronpay_e2e::SandboxConfig::ephemeral()
-    })
-    .await
-    .unwrap();
+    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::test_chain()).await.unwrap();
     let api = ApiInstance::start(db.url(), &through, |api| api.callback_allow_private = true).await;
     let _watcher = tronpay_e2e::WatcherInstance::start(db.url(), &through, &sandbox.url(), |_| {}).await;
     let _dispatcher = DispatcherInstance::start(db.url(), &through, |_| {}).await;
