@@ -24,13 +24,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tronpay-api: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tronpay_runtime::exit_code("tronpay-api", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

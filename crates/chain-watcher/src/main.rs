@@ -22,13 +22,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tronpay-chain-watcher: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tronpay_runtime::exit_code("tronpay-chain-watcher", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {

@@ -133,6 +133,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// The exit code for what a service's `run` returned; a failure is printed
+/// as one line on stderr, `<name>: <the error and its causes>`.
+pub fn exit_code<E: std::fmt::Display>(name: &str, outcome: Result<(), E>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

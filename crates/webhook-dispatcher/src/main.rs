@@ -22,13 +22,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tronpay-webhook-dispatcher: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    tronpay_runtime::exit_code("tronpay-webhook-dispatcher", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
