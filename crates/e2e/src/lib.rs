@@ -79,6 +79,13 @@ impl ServiceRuntime {
     }
 }
 
+/// Dropped, a service dies as in a crash (unless it was stopped).
+impl Drop for ServiceRuntime {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A running API (HTTP, event consumer, expiry sweep, outbox relay).
 pub struct ApiInstance {
     pub url: String,
@@ -136,12 +143,6 @@ impl ApiInstance {
     /// Stops it the way SIGTERM does.
     pub async fn stop(mut self) {
         self.service.stop().await;
-    }
-}
-
-impl Drop for ApiInstance {
-    fn drop(&mut self) {
-        self.service.kill();
     }
 }
 
@@ -217,12 +218,6 @@ impl WatcherInstance {
     }
 }
 
-impl Drop for WatcherInstance {
-    fn drop(&mut self) {
-        self.service.kill();
-    }
-}
-
 /// A running webhook dispatcher.
 pub struct DispatcherInstance {
     service: ServiceRuntime,
@@ -265,12 +260,6 @@ impl DispatcherInstance {
 
     /// Stops it at once, as a crash would.
     pub fn kill(mut self) {
-        self.service.kill();
-    }
-}
-
-impl Drop for DispatcherInstance {
-    fn drop(&mut self) {
         self.service.kill();
     }
 }
