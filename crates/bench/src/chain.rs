@@ -271,24 +271,31 @@ impl Bench {
         Ok((watcher, api))
     }
 
-    /// Catch-up: blocks/s over a backlog of busy blocks, and node calls per block.
-    async fn catch_up(&self) -> anyhow::Result<()> {
+    /// The sandbox node on the bench's port: a block every `block_ms` (0:
+    /// on demand), chain `seed`.
+    fn sandbox(&self, block_ms: u64, seed: u64) -> anyhow::Result<Service> {
         let args = &self.args;
-        let _sandbox = spawn(
+        spawn(
             args,
             "tronpay-sandbox",
             &[
                 "--bind".into(),
                 format!("127.0.0.1:{}", args.port),
                 "--block-ms".into(),
-                "0".into(),
+                block_ms.to_string(),
                 "--solid-lag".into(),
                 args.solid_lag.to_string(),
                 "--seed".into(),
-                "7".into(),
+                seed.to_string(),
             ],
             &[],
-        )?;
+        )
+    }
+
+    /// Catch-up: blocks/s over a backlog of busy blocks, and node calls per block.
+    async fn catch_up(&self) -> anyhow::Result<()> {
+        let args = &self.args;
+        let _sandbox = self.sandbox(0, 7)?;
         self.wait_for_sandbox().await?;
         let prepared = Instant::now();
         let watched = self.watch(args.watched, "catchup").await?;
@@ -374,21 +381,7 @@ impl Bench {
         self.db
             .batch_execute("TRUNCATE payment_logs, transfers, webhook_attempts, webhook_deliveries, outbox, processed_messages, chain_state; DELETE FROM payments;")
             .await?;
-        let _sandbox = spawn(
-            args,
-            "tronpay-sandbox",
-            &[
-                "--bind".into(),
-                format!("127.0.0.1:{}", args.port),
-                "--block-ms".into(),
-                args.latency_block_ms.to_string(),
-                "--solid-lag".into(),
-                args.solid_lag.to_string(),
-                "--seed".into(),
-                "8".into(),
-            ],
-            &[],
-        )?;
+        let _sandbox = self.sandbox(args.latency_block_ms, 8)?;
         self.wait_for_sandbox().await?;
         // A fresh chain has no final block to advance until it is `solid_lag`
         // blocks long; steady state starts after that.
