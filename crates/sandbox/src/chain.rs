@@ -26,11 +26,14 @@ const BULK_STREAM: u64 = 0x6275_6c6b_0000_0000;
 /// What a transaction does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Body {
-    /// `transfer(to, amount)` called on the USDT contract.
+    /// `transfer(to, amount)` called on the USDT contract by `from`, or
+    /// `transferFrom(from, to, amount)` called by `spender`; either way one
+    /// `Transfer(from, to, amount)` log (amount may be 0).
     Usdt {
         from: Addr,
         to: Addr,
         amount: u64,
+        spender: Option<Addr>,
         failed: bool,
     },
     /// A call to the router contract, which moves USDT from `from` to every
@@ -60,6 +63,7 @@ impl Tx {
                 to,
                 amount,
                 failed: false,
+                ..
             } => f(0, from, to, *amount),
             Body::Router {
                 from,
@@ -223,6 +227,7 @@ impl Params {
                 from,
                 to,
                 amount,
+                spender: None,
                 failed: false,
             }
         } else {
@@ -558,6 +563,7 @@ mod tests {
             from: [1; 20],
             to: [to; 20],
             amount,
+            spender: None,
             failed: false,
         }
     }

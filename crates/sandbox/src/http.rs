@@ -35,6 +35,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
         .service(web::resource("/sandbox/blocks").route(web::post().to(blocks)))
         .service(web::resource("/sandbox/reorg").route(web::post().to(reorg)))
         .service(web::resource("/sandbox/faults").route(web::post().to(set_faults)))
+        .service(web::resource("/sandbox/freeze").route(web::post().to(freeze)))
         .service(web::resource("/sandbox/status").route(web::get().to(status)));
 }
 
@@ -219,7 +220,8 @@ fn parse_address(field: &str, text: &str) -> Result<TronAddress, ControlError> {
 }
 
 /// An exact decimal given as a string (`"12.34"`) or a JSON number (`12.34`,
-/// read from its text, never through a float).
+/// read from its text, never through a float). 0 is an amount (a transfer
+/// of 0 is valid on chain); bulk traffic refuses it.
 fn parse_amount(raw: &RawValue) -> Result<UsdtAmount, ControlError> {
     let text = raw.get().trim();
     let text: Cow<'_, str> = if text.starts_with('"') {
@@ -227,12 +229,7 @@ fn parse_amount(raw: &RawValue) -> Result<UsdtAmount, ControlError> {
     } else {
         Cow::Borrowed(text)
     };
-    let amount =
-        UsdtAmount::parse(text.trim()).map_err(|error| ControlError::new(format!("amount {text:?}: {error}")))?;
-    if amount.base_units() == 0 {
-        return Err(ControlError::new(format!("amount {text:?}: must be positive")));
-    }
-    Ok(amount)
+    UsdtAmount::parse(text.trim()).map_err(|error| ControlError::new(format!("amount {text:?}: {error}")))
 }
 
 #[derive(Deserialize)]
@@ -241,6 +238,8 @@ struct TransferBody {
     to: Option<String>,
     amount: Option<Box<RawValue>>,
     from: Option<String>,
+    /// Calls `transferFrom(from, to, amount)` as this address.
+    spender: Option<String>,
     #[serde(default)]
     failed: bool,
     outputs: Option<Vec<OutputBody>>,
@@ -277,6 +276,9 @@ fn transfer_request(body: &[u8]) -> Result<TransferRequest, ControlError> {
     };
     if let Some(from) = body.from {
         request = request.from(parse_address("from", &from)?);
+    }
+    if let Some(spender) = body.spender {
+        request = request.spent_by(parse_address("spender", &spender)?);
     }
     request.failed = body.failed;
     Ok(request)
@@ -397,6 +399,19 @@ async fn set_faults(state: State, body: Bytes) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "faults": state.status()["faults"] })),
         Err(error) => bad_request(&error),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreezeBody {
+    frozen: bool,
+}
+
+async fn freeze(state: State, body: Bytes) -> HttpResponse {
+    control(parse_body::<FreezeBody>(&body).map(|body| {
+        let heights = state.freeze(body.frozen);
+        serde_json::json!({ "frozen": body.frozen, "head": heights.head, "solid": heights.solid })
+    }))
 }
 
 async fn status(state: State) -> HttpResponse {

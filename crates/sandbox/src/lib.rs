@@ -245,6 +245,12 @@ impl RunningSandbox {
         self.shared.set_faults(plan)
     }
 
+    /// Freezes the node where it is, or lets it catch up (see
+    /// `POST /sandbox/freeze`); returns the heights it now shows.
+    pub fn freeze(&self, frozen: bool) -> Heights {
+        self.shared.freeze(frozen)
+    }
+
     /// What `GET /sandbox/status` answers.
     pub fn status(&self) -> serde_json::Value {
         self.shared.status()

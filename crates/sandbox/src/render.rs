@@ -19,6 +19,8 @@ pub const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a1
 const ROUTER_TOPIC: &str = "5d8c2b7e6a3e09f3b1a3b7d0b7c4a54a1b1e4f6e3c2d0f9a8b7c6d5e4f3a2b1c";
 /// `transfer(address,uint256)`.
 const TRANSFER_SELECTOR: [u8; 4] = [0xa9, 0x05, 0x9c, 0xbb];
+/// `transferFrom(address,address,uint256)`.
+const TRANSFER_FROM_SELECTOR: [u8; 4] = [0x23, 0xb8, 0x72, 0xdd];
 /// The router's multisend call (illustrative selector).
 const MULTISEND_SELECTOR: [u8; 4] = [0xc7, 0x3a, 0x2d, 0x60];
 /// "REVERT opcode executed", as java-tron reports a reverted call.
@@ -200,12 +202,33 @@ fn energy_used(tx: &Tx) -> u64 {
 fn transaction(out: &mut String, params: &Params, block: &Block, tx: &Tx) {
     let (kind, owner, contract, data, fee_limit) = match &tx.body {
         Body::Trx { from, .. } => ("TransferContract", from, None, Vec::new(), 0),
-        Body::Usdt { from, to, amount, .. } => {
+        Body::Usdt {
+            from,
+            to,
+            amount,
+            spender: None,
+            ..
+        } => {
             let mut data = Vec::with_capacity(68);
             data.extend_from_slice(&TRANSFER_SELECTOR);
             data.extend_from_slice(&address_word(to));
             data.extend_from_slice(&amount_word(*amount));
             ("TriggerSmartContract", from, Some(&params.usdt20), data, 100_000_000)
+        }
+        // The spender sends the transaction; the tokens move from `from`.
+        Body::Usdt {
+            from,
+            to,
+            amount,
+            spender: Some(spender),
+            ..
+        } => {
+            let mut data = Vec::with_capacity(100);
+            data.extend_from_slice(&TRANSFER_FROM_SELECTOR);
+            data.extend_from_slice(&address_word(from));
+            data.extend_from_slice(&address_word(to));
+            data.extend_from_slice(&amount_word(*amount));
+            ("TriggerSmartContract", spender, Some(&params.usdt20), data, 100_000_000)
         }
         Body::Router { from, outputs, .. } => (
             "TriggerSmartContract",
@@ -435,6 +458,7 @@ mod tests {
                         from: [4; 20],
                         to: [5; 20],
                         amount: 7,
+                        spender: None,
                         failed: false,
                     },
                 },
@@ -452,6 +476,7 @@ mod tests {
                         from: [4; 20],
                         to: [5; 20],
                         amount: 7,
+                        spender: None,
                         failed: true,
                     },
                 },

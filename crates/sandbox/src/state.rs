@@ -52,6 +52,10 @@ pub struct TransferRequest {
     pub router: bool,
     /// A reverted call: `result: FAILED`, receipt `REVERT`, no logs.
     pub failed: bool,
+    /// The caller of `transferFrom(from, to, amount)` on the USDT contract
+    /// (it spends `from`'s allowance); the log is `Transfer(from, to, amount)`
+    /// all the same. `None`: `from` calls `transfer(to, amount)` itself.
+    pub spender: Option<TronAddress>,
 }
 
 impl TransferRequest {
@@ -62,6 +66,7 @@ impl TransferRequest {
             outputs: vec![Output { to, amount }],
             router: false,
             failed: false,
+            spender: None,
         }
     }
 
@@ -72,6 +77,7 @@ impl TransferRequest {
             outputs,
             router: true,
             failed: false,
+            spender: None,
         }
     }
 
@@ -82,6 +88,12 @@ impl TransferRequest {
 
     pub fn failed(mut self) -> Self {
         self.failed = true;
+        self
+    }
+
+    /// Made by `spender` calling `transferFrom(from, to, amount)`.
+    pub fn spent_by(mut self, spender: TronAddress) -> Self {
+        self.spender = Some(spender);
         self
     }
 }
@@ -137,6 +149,8 @@ pub struct Reorged {
 pub(crate) struct Shared {
     pub params: Arc<Params>,
     chain: Mutex<Chain>,
+    /// Where a frozen node stopped following the chain (see [`Self::freeze`]).
+    frozen: Mutex<Option<Heights>>,
     faults: Mutex<Faults>,
     requests: Mutex<BTreeMap<String, u64>>,
     cache: Mutex<RenderCache>,
@@ -160,6 +174,12 @@ fn addr20(address: &TronAddress) -> Addr {
     addr
 }
 
+/// Base units of a transfer's amount: 0 is allowed, as the USDT contract
+/// allows it (the address-poisoning transfers gateways must ignore).
+fn units(amount: UsdtAmount) -> u64 {
+    amount.base_units()
+}
+
 fn positive(amount: UsdtAmount) -> Result<u64, ControlError> {
     match amount.base_units() {
         0 => Err(ControlError::new("amount must be positive")),
@@ -171,6 +191,7 @@ impl Shared {
     pub fn new(params: Arc<Params>, genesis_ms: i64) -> Self {
         Self {
             chain: Mutex::new(Chain::new(params.clone(), genesis_ms)),
+            frozen: Mutex::new(None),
             params,
             faults: Mutex::new(Faults::default()),
             requests: Mutex::new(BTreeMap::new()),
@@ -205,10 +226,16 @@ impl Shared {
         let outputs = request
             .outputs
             .iter()
-            .map(|output| Ok((addr20(&output.to), positive(output.amount)?)))
-            .collect::<Result<Vec<_>, ControlError>>()?;
+            .map(|output| (addr20(&output.to), units(output.amount)))
+            .collect::<Vec<_>>();
         let from = request.from.as_ref().map_or(self.params.payer, addr20);
         let failed = request.failed;
+        let spender = request.spender.as_ref().map(addr20);
+        if spender.is_some() && request.router {
+            return Err(ControlError::new(
+                "a spender calls transferFrom on the USDT contract; it cannot be combined with outputs",
+            ));
+        }
         let (body, log_indexes) = if request.router {
             let indexes = if failed {
                 Vec::new()
@@ -230,6 +257,7 @@ impl Shared {
                     from,
                     to,
                     amount,
+                    spender,
                     failed,
                 },
                 if failed { Vec::new() } else { vec![0] },
@@ -316,6 +344,32 @@ impl Shared {
         lock(&self.faults).take()
     }
 
+    /// Freezes the node where it is (`true`): from now on it answers
+    /// `getnowblock` and `walletsolidity/getnowblock` with the blocks it has,
+    /// and has no block above them (`{}` and `[]`), while the chain goes on
+    /// being made — a node that stopped syncing but still answers.
+    /// `false` lets it catch up at once. Returns the heights it shows.
+    pub fn freeze(&self, frozen: bool) -> Heights {
+        let current = self.heights();
+        let mut slot = lock(&self.frozen);
+        *slot = match (frozen, *slot) {
+            (true, Some(already)) => Some(already),
+            (true, None) => Some(current),
+            (false, _) => None,
+        };
+        tracing::info!(frozen, "node frozen state set");
+        slot.unwrap_or(current)
+    }
+
+    /// The head and solid heights this node shows: the chain's, or where it
+    /// was frozen.
+    fn visible(&self, chain: &Chain) -> Heights {
+        lock(&self.frozen).unwrap_or(Heights {
+            head: chain.head(),
+            solid: chain.solid(),
+        })
+    }
+
     pub fn status(&self) -> serde_json::Value {
         let (heights, pending) = {
             let chain = lock(&self.chain);
@@ -340,6 +394,7 @@ impl Shared {
             "router": TronAddress::from_evm_bytes(self.params.router).to_base58(),
             "requests": *lock(&self.requests),
             "faults": lock(&self.faults).describe(),
+            "frozen": *lock(&self.frozen),
         })
     }
 
@@ -347,8 +402,9 @@ impl Shared {
     pub fn block_json(&self, number: Option<u64>, solid_only: bool) -> Option<Bytes> {
         let block = {
             let chain = lock(&self.chain);
-            let number = number.unwrap_or_else(|| if solid_only { chain.solid() } else { chain.head() });
-            if solid_only && number > chain.solid() {
+            let visible = self.visible(&chain);
+            let number = number.unwrap_or(if solid_only { visible.solid } else { visible.head });
+            if number > visible.head || (solid_only && number > visible.solid) {
                 return None;
             }
             chain.block(number)?.clone()
@@ -361,7 +417,8 @@ impl Shared {
     pub fn infos_json(&self, number: u64, solid_only: bool) -> Bytes {
         let block = {
             let chain = lock(&self.chain);
-            if solid_only && number > chain.solid() {
+            let visible = self.visible(&chain);
+            if number > visible.head || (solid_only && number > visible.solid) {
                 return Bytes::from_static(b"[]");
             }
             match chain.block(number) {

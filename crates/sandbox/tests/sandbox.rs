@@ -284,6 +284,68 @@ async fn a_transfer_decodes_to_the_exact_amount_and_addresses() {
 }
 
 #[tokio::test]
+async fn zero_value_and_transfer_from_transfers_carry_the_logs_a_real_node_shows() {
+    let node = manual().await;
+    // Address poisoning: BOB calls transferFrom(CAROL, ALICE, 0) — allowed
+    // by the USDT contract without any allowance, since the value is 0.
+    let answer = node
+        .control(
+            "/sandbox/transfer",
+            json!({"to": ALICE, "amount": "0", "from": CAROL, "spender": BOB}),
+        )
+        .await;
+    let txid = answer["txid"].as_str().unwrap().to_owned();
+    node.mine(1).await;
+    let (transfers, skipped) = usdt_transfers(&node.typed_infos(START + 1).await, &usdt());
+    assert!(skipped.is_empty(), "{skipped:?}");
+    assert_eq!(transfers.len(), 1);
+    assert_eq!(transfers[0].txid.as_str(), txid);
+    assert_eq!(transfers[0].amount.base_units(), 0);
+    // The log names the token owner, not the caller.
+    assert_eq!((transfers[0].from, transfers[0].to), (address(CAROL), address(ALICE)));
+    // The transaction is the spender's call of transferFrom(from, to, value).
+    let block = node.block(START + 1).await;
+    let value = &block["transactions"][0]["raw_data"]["contract"][0]["parameter"]["value"];
+    assert_eq!(value["owner_address"], address(BOB).to_hex());
+    let data = value["data"].as_str().unwrap();
+    assert!(data.starts_with("23b872dd"), "{data}");
+    assert_eq!(&data[8 + 24..8 + 64], &address(CAROL).to_hex()[2..]);
+    assert_eq!(&data[8 + 64 + 24..8 + 128], &address(ALICE).to_hex()[2..]);
+    assert_eq!(&data[8 + 128..], "0".repeat(64));
+    assert_eq!(block["transactions"][0]["ret"][0]["contractRet"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn a_frozen_node_answers_with_the_same_blocks_while_the_chain_goes_on() {
+    let node = manual().await;
+    node.mine(3).await;
+    let before = node.get("/sandbox/status").await.1;
+    let solid = before["solid"].as_u64().unwrap();
+    let frozen = node.control("/sandbox/freeze", json!({"frozen": true})).await;
+    assert_eq!(
+        (frozen["head"].as_u64(), frozen["solid"].as_u64()),
+        (Some(START + 3), Some(solid))
+    );
+    let (txid, number) = node.transfer(ALICE, "5").await;
+    node.mine(5).await;
+    for _ in 0..2 {
+        let (_, head) = node.post("/wallet/getnowblock", json!({})).await;
+        assert_eq!(head["block_header"]["raw_data"]["number"], START + 3);
+        let (_, block) = node.post("/walletsolidity/getnowblock", json!({})).await;
+        assert_eq!(block["block_header"]["raw_data"]["number"], solid);
+    }
+    // Blocks above where it stopped are missing, as on a node that stopped syncing.
+    assert_eq!(node.block(number).await, json!({}));
+    assert_eq!(node.infos(number).await, json!([]));
+    assert_eq!(node.get("/sandbox/status").await.1["frozen"]["head"], START + 3);
+    // Unfrozen, it has caught up at once.
+    let thawed = node.control("/sandbox/freeze", json!({"frozen": false})).await;
+    assert_eq!(thawed["head"], START + 8);
+    assert_eq!(node.infos(number).await[0]["id"], txid.as_str());
+    assert_eq!(node.get("/sandbox/status").await.1["frozen"], Value::Null);
+}
+
+#[tokio::test]
 async fn a_router_transaction_pays_several_addresses_with_distinct_log_indexes() {
     let node = manual().await;
     let answer = node
@@ -811,10 +873,6 @@ async fn bad_control_inputs_get_400_json() {
         ),
         (
             "/sandbox/transfer",
-            r#"{"to": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt", "amount": "0"}"#,
-        ),
-        (
-            "/sandbox/transfer",
             r#"{"to": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt", "amount": "-1"}"#,
         ),
         (
@@ -850,7 +908,11 @@ async fn bad_control_inputs_get_400_json() {
         ("/sandbox/transfer", r#"{"outputs": []}"#),
         (
             "/sandbox/transfer",
-            r#"{"outputs": [{"to": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt", "amount": "0"}]}"#,
+            r#"{"outputs": [{"to": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt", "amount": "1"}], "spender": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt"}"#,
+        ),
+        (
+            "/sandbox/transfer",
+            r#"{"to": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt", "amount": "1", "spender": "nope"}"#,
         ),
         (
             "/sandbox/transfer",
@@ -873,6 +935,12 @@ async fn bad_control_inputs_get_400_json() {
             "/sandbox/blocks",
             r#"{"count": 1, "transfers_per_block": 1, "amount": "0.0000001"}"#,
         ),
+        (
+            "/sandbox/blocks",
+            r#"{"count": 1, "transfers_per_block": 1, "amount": "0"}"#,
+        ),
+        ("/sandbox/freeze", r#"{"frozen": "yes"}"#),
+        ("/sandbox/freeze", "{}"),
         ("/sandbox/reorg", r#"{"depth": 0}"#),
         ("/sandbox/reorg", r#"{"depth": 1}"#),
         ("/sandbox/reorg", r#"{"depth": 1, "drop": ["xyz"]}"#),
