@@ -26,7 +26,7 @@ use tronpay_db::matching::{self, TransferRow};
 use tronpay_db::webhooks::{self, EventTransfer};
 use tronpay_db::{DbError, DbPool, logs, outbox};
 use tronpay_domain::events::{PaymentDetected, TransferState, WebhookEvent};
-use tronpay_domain::matching::{Completion, Decision, decide};
+use tronpay_domain::matching::{Completion, Decision, MatchRules, decide};
 use tronpay_domain::{JsonAmount, UsdtAmount};
 
 /// Name under which this consumer remembers applied messages.
@@ -103,15 +103,25 @@ fn parse(incoming: &Incoming) -> Result<Parsed, HandlerError> {
 
 /// Handles one delivery; `Ok(true)` when webhook work was enqueued (the
 /// caller wakes its outbox relay).
-pub async fn handle(pool: &DbPool, attempts: &Attempts, incoming: &Incoming) -> Result<bool, HandlerError> {
-    handle_parsed(pool, attempts, &parse(incoming)?).await
+pub async fn handle(
+    pool: &DbPool,
+    attempts: &Attempts,
+    rules: &MatchRules,
+    incoming: &Incoming,
+) -> Result<bool, HandlerError> {
+    handle_parsed(pool, attempts, rules, &parse(incoming)?).await
 }
 
-async fn handle_parsed(pool: &DbPool, attempts: &Attempts, parsed: &Parsed) -> Result<bool, HandlerError> {
+async fn handle_parsed(
+    pool: &DbPool,
+    attempts: &Attempts,
+    rules: &MatchRules,
+    parsed: &Parsed,
+) -> Result<bool, HandlerError> {
     let Parsed { message_id, event, .. } = parsed;
     let outcome = match pool.get().await {
         Ok(mut conn) => {
-            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, *message_id, event).await)
+            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, rules, *message_id, event).await)
                 .await
         }
         Err(error) => Err(error.into()),
@@ -154,7 +164,7 @@ pub struct BatchOutcome {
 /// the chain watcher no longer writes, while a detection locks a row the
 /// watcher may be confirming or dropping in the same moment — two such rows
 /// in one transaction could wait on the watcher in a cycle.
-pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]) -> BatchOutcome {
+pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, rules: &MatchRules, batch: &[Incoming]) -> BatchOutcome {
     let mut results: Vec<Option<Result<bool, HandlerError>>> = Vec::with_capacity(batch.len());
     let mut events = Vec::with_capacity(batch.len());
     let mut alone = Vec::new();
@@ -180,7 +190,7 @@ pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]
                 conn.transaction::<_, ApplyError, _>(async |conn| {
                     let mut enqueued = Vec::with_capacity(events.len());
                     for (_, parsed) in &events {
-                        enqueued.push(apply(conn, parsed.message_id, &parsed.event).await?);
+                        enqueued.push(apply(conn, rules, parsed.message_id, &parsed.event).await?);
                     }
                     Ok(enqueued)
                 })
@@ -214,7 +224,7 @@ pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, batch: &[Incoming]
         alone.append(&mut events);
     }
     for (index, parsed) in &alone {
-        results[*index] = Some(handle_parsed(pool, attempts, parsed).await);
+        results[*index] = Some(handle_parsed(pool, attempts, rules, parsed).await);
     }
     BatchOutcome {
         results: results
@@ -237,11 +247,11 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts `workers` workers, each applying one batch at a time.
-    pub fn start(pool: DbPool, attempts: Arc<Attempts>, workers: usize, capacity: usize) -> Self {
+    pub fn start(pool: DbPool, attempts: Arc<Attempts>, rules: MatchRules, workers: usize, capacity: usize) -> Self {
         let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
         let queue: Queue = Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(pool.clone(), Arc::clone(&attempts), Arc::clone(&queue)));
+            tokio::spawn(work(pool.clone(), Arc::clone(&attempts), rules, Arc::clone(&queue)));
         }
         Self { sender }
     }
@@ -255,7 +265,7 @@ impl Batcher {
     }
 }
 
-async fn work(pool: DbPool, attempts: Arc<Attempts>, queue: Queue) {
+async fn work(pool: DbPool, attempts: Arc<Attempts>, rules: MatchRules, queue: Queue) {
     loop {
         let mut batch = Vec::new();
         {
@@ -270,7 +280,7 @@ async fn work(pool: DbPool, attempts: Arc<Attempts>, queue: Queue) {
             }
         }
         let (incoming, replies): (Vec<Incoming>, Vec<Reply>) = batch.into_iter().unzip();
-        let outcome = handle_batch(&pool, &attempts, &incoming).await;
+        let outcome = handle_batch(&pool, &attempts, &rules, &incoming).await;
         for (reply, result) in replies.into_iter().zip(outcome.results) {
             let _ = reply.send(result);
         }
@@ -279,6 +289,7 @@ async fn work(pool: DbPool, attempts: Arc<Attempts>, queue: Queue) {
 
 async fn apply(
     conn: &mut AsyncPgConnection,
+    rules: &MatchRules,
     message_id: uuid::Uuid,
     event: &PaymentDetected,
 ) -> Result<bool, ApplyError> {
@@ -296,18 +307,18 @@ async fn apply(
         .await?
         .ok_or_else(|| ApplyError::UnknownTransfer(format!("{}:{}", event.txid, event.log_index)))?;
     Ok(match event.state {
-        TransferState::Detected => detected(conn, &transfer).await?,
+        TransferState::Detected => detected(conn, rules, &transfer).await?,
         TransferState::Dropped => dropped(conn, &transfer).await?,
-        TransferState::Confirmed => apply_confirmed(conn, &address).await?,
+        TransferState::Confirmed => apply_confirmed(conn, rules, &address).await?,
     })
 }
 
 /// Applies, in chain order, every confirmed transfer to `address` not applied
 /// yet; the caller holds the address lock.
-async fn apply_confirmed(conn: &mut AsyncPgConnection, address: &str) -> Result<bool, ApplyError> {
+async fn apply_confirmed(conn: &mut AsyncPgConnection, rules: &MatchRules, address: &str) -> Result<bool, ApplyError> {
     let mut enqueued = false;
     for transfer in matching::unapplied_confirmed(conn, address).await? {
-        enqueued |= confirmed(conn, &transfer).await?;
+        enqueued |= confirmed(conn, rules, &transfer).await?;
     }
     Ok(enqueued)
 }
@@ -315,7 +326,7 @@ async fn apply_confirmed(conn: &mut AsyncPgConnection, address: &str) -> Result<
 /// Applies the confirmed transfers whose message did not come (or was given
 /// up on) and that have waited `older_than_seconds`; returns how many
 /// addresses were handled and whether webhook work was enqueued.
-pub async fn reconcile(pool: &DbPool, older_than_seconds: i64) -> Result<(usize, bool), DbError> {
+pub async fn reconcile(pool: &DbPool, rules: &MatchRules, older_than_seconds: i64) -> Result<(usize, bool), DbError> {
     let addresses = {
         let mut conn = pool.get().await?;
         matching::addresses_with_unapplied(&mut conn, older_than_seconds, 100).await?
@@ -326,7 +337,7 @@ pub async fn reconcile(pool: &DbPool, older_than_seconds: i64) -> Result<(usize,
         let outcome = conn
             .transaction::<_, ApplyError, _>(async |conn| {
                 matching::lock_address(conn, address).await?;
-                apply_confirmed(conn, address).await
+                apply_confirmed(conn, rules, address).await
             })
             .await;
         match outcome {
@@ -392,16 +403,21 @@ impl Facts {
     }
 }
 
-async fn detected(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Result<bool, ApplyError> {
+async fn detected(
+    conn: &mut AsyncPgConnection,
+    rules: &MatchRules,
+    transfer: &TransferRow,
+) -> Result<bool, ApplyError> {
     if transfer.applied_at.is_some() || transfer.status != "detected" {
         return Ok(false);
     }
     let facts = Facts::of(transfer)?;
     let rows = matching::lock_candidates(conn, &transfer.to_address, transfer.block_time).await?;
     let candidates = rows.iter().map(matching::candidate).collect::<Result<Vec<_>, _>>()?;
-    let payment_id = match decide(facts.amount, facts.block_time_ms, &candidates) {
+    // Zero and dust are never shown on a payment (address poisoning).
+    let payment_id = match decide(facts.amount, facts.block_time_ms, &candidates, rules) {
         Decision::Complete { payment_id, .. } | Decision::Partial { payment_id, .. } => payment_id,
-        Decision::Late { .. } | Decision::Unmatched => return Ok(false),
+        Decision::Late { .. } | Decision::Ignored(_) | Decision::Unmatched => return Ok(false),
     };
     matching::mark_detected_for(conn, transfer, &payment_id).await?;
     let message = format!(
@@ -451,7 +467,11 @@ async fn dropped(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Result
     Ok(false)
 }
 
-async fn confirmed(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Result<bool, ApplyError> {
+async fn confirmed(
+    conn: &mut AsyncPgConnection,
+    rules: &MatchRules,
+    transfer: &TransferRow,
+) -> Result<bool, ApplyError> {
     if transfer.applied_at.is_some() {
         return Ok(false);
     }
@@ -460,7 +480,7 @@ async fn confirmed(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Resu
     let candidates = rows.iter().map(matching::candidate).collect::<Result<Vec<_>, _>>()?;
     let txid = facts.txid.as_str();
     let mut enqueued = false;
-    match decide(facts.amount, facts.block_time_ms, &candidates) {
+    match decide(facts.amount, facts.block_time_ms, &candidates, rules) {
         Decision::Complete {
             payment_id,
             received,
@@ -549,6 +569,12 @@ async fn confirmed(conn: &mut AsyncPgConnection, transfer: &TransferRow) -> Resu
                     .await?
                     .is_some();
             }
+        }
+        Decision::Ignored(reason) => {
+            // Recorded for the operator (`tronpay chain transfers`); no log
+            // row, no event, no webhook.
+            matching::mark_applied(conn, transfer, None, "ignored").await?;
+            tracing::info!(txid, log_index = facts.log_index, to = %transfer.to_address, amount = %facts.amount, %reason, "transfer ignored");
         }
         Decision::Unmatched => {
             matching::mark_applied(conn, transfer, None, "unmatched").await?;

@@ -46,7 +46,7 @@ async fn run() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = api
         .api_process_events
-        .then(|| Workers::start(pool.clone(), bus.clone(), stop_rx.clone()));
+        .then(|| Workers::start(pool.clone(), bus.clone(), api.match_rules(), stop_rx.clone()));
     let health = workers.as_ref().map(|workers| BusHealth {
         consumer: workers.consumer.clone(),
         relay: workers.relay.clone(),

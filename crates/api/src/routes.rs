@@ -38,20 +38,13 @@ impl AppState {
     }
 }
 
-/// The chain as the watcher last recorded it, for `/health` and `/stats`.
+/// The chain as the watcher last recorded it, for `/health` and `/stats`
+/// (`status: degraded` when the node is stalled or unreachable; the API's
+/// own `status` stays about the API).
 fn chain_json(chain: Option<&ChainState>) -> serde_json::Value {
-    let Some(chain) = chain else {
-        return serde_json::Value::Null;
-    };
-    serde_json::json!({
-        "head_block": chain.head_block,
-        "final_block": chain.final_block,
-        "cursor_block": chain.cursor_block,
-        "lag_blocks": chain.final_block.map(|final_block| final_block - chain.cursor_block),
-        "polled_at": chain.polled_at.map(|time| time.and_utc().timestamp_millis()),
-        "last_error": chain.last_error,
-        "last_error_at": chain.last_error_at.map(|time| time.and_utc().timestamp_millis()),
-    })
+    chain
+        .and_then(|chain| serde_json::to_value(chain.health(chrono::Utc::now().naive_utc())).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 pub fn configure(config: &mut web::ServiceConfig) {

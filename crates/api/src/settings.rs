@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tronpay_domain::UsdtAmount;
+use tronpay_domain::matching::MatchRules;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -34,6 +36,12 @@ pub struct ApiSettings {
     /// `API_PROCESS_EVENTS`: run the event consumer, the expiry sweep and the
     /// outbox relay in this process (turn off only for HTTP-only replicas).
     pub api_process_events: bool,
+    /// `MIN_CREDIT_USDT` (a decimal text, default `0.01`): a transfer below
+    /// it never credits a payment, never makes one late and is never shown
+    /// as detected — unless it is exactly a payment's outstanding amount;
+    /// it is recorded as ignored (address-poisoning dust). A transfer of 0
+    /// is always ignored.
+    pub min_credit_usdt: UsdtAmount,
 }
 
 impl Default for ApiSettings {
@@ -49,6 +57,7 @@ impl Default for ApiSettings {
             api_workers: None,
             shutdown_timeout_seconds: 30,
             api_process_events: true,
+            min_credit_usdt: MatchRules::default().min_credit,
         }
     }
 }
@@ -68,7 +77,17 @@ impl ApiSettings {
         if self.api_workers == Some(0) {
             return Err("API_WORKERS must be at least 1".into());
         }
+        if self.min_credit_usdt == UsdtAmount::ZERO {
+            return Err("MIN_CREDIT_USDT must be at least 0.000001".into());
+        }
         Ok(())
+    }
+
+    /// The matching rules these settings choose.
+    pub fn match_rules(&self) -> MatchRules {
+        MatchRules {
+            min_credit: self.min_credit_usdt,
+        }
     }
 
     pub fn bind_addr(&self) -> Result<SocketAddr, String> {
@@ -115,5 +134,10 @@ mod tests {
             ..ApiSettings::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("API_WORKERS"));
+        let bad = ApiSettings {
+            min_credit_usdt: UsdtAmount::ZERO,
+            ..ApiSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("MIN_CREDIT_USDT"));
     }
 }

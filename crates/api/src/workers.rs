@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer, stopped};
 use tronpay_db::DbPool;
 use tronpay_domain::events::PAYMENT_DETECTED;
+use tronpay_domain::matching::MatchRules;
 
 use crate::{chain_events, expiry};
 
@@ -27,8 +28,9 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts the workers; they run until `shutdown` turns true.
-    pub fn start(pool: DbPool, bus: BusSettings, shutdown: watch::Receiver<bool>) -> Self {
+    /// Starts the workers; they run until `shutdown` turns true. `rules`
+    /// come from the API's settings ([`crate::ApiSettings::match_rules`]).
+    pub fn start(pool: DbPool, bus: BusSettings, rules: MatchRules, shutdown: watch::Receiver<bool>) -> Self {
         let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-api relay");
         let waker = relay.waker();
         let relay_status = relay.status();
@@ -40,6 +42,7 @@ impl Workers {
         let batcher = chain_events::Batcher::start(
             pool.clone(),
             Arc::new(chain_events::Attempts::default()),
+            rules,
             EVENT_WORKERS,
             usize::from(bus.bus_prefetch),
         );
@@ -68,7 +71,7 @@ impl Workers {
                 rounds += 1;
                 // Every 10 s: transfers whose event was lost or given up on.
                 if rounds.is_multiple_of(5) {
-                    match chain_events::reconcile(&pool, RECONCILE_AFTER_SECONDS).await {
+                    match chain_events::reconcile(&pool, &rules, RECONCILE_AFTER_SECONDS).await {
                         Ok((_, true)) => waker.notify_one(),
                         Ok(_) => {}
                         Err(error) => tracing::warn!(%error, "reconciling transfers failed; retrying"),

@@ -1,5 +1,10 @@
 //! The watcher's health endpoint: database, broker, leadership and how far
 //! behind the chain the scanner is.
+//!
+//! `status` is `healthy`, `degraded` (HTTP 200: the node is stalled,
+//! unreachable or refusing — `chain.problem` says which — so blocks are not
+//! followed, but restarting this process would not help) or `unhealthy`
+//! (HTTP 503: no database, or the scanner crashed).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,6 +14,7 @@ use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 use tronpay_bus::BusStatus;
 use tronpay_db::{DbPool, chain};
+use tronpay_tron::NodeClient;
 
 use crate::scanner::ScanStatus;
 
@@ -16,13 +22,25 @@ struct State {
     pool: DbPool,
     scan: Arc<ScanStatus>,
     relay: Arc<BusStatus>,
+    node: Arc<NodeClient>,
 }
 
 /// Binds the health server (port 0 in tests) and returns it with its port.
-pub fn server(bind: &str, pool: DbPool, scan: Arc<ScanStatus>, relay: Arc<BusStatus>) -> anyhow::Result<(Server, u16)> {
+pub fn server(
+    bind: &str,
+    pool: DbPool,
+    scan: Arc<ScanStatus>,
+    relay: Arc<BusStatus>,
+    node: Arc<NodeClient>,
+) -> anyhow::Result<(Server, u16)> {
     Ok(tronpay_runtime::health::server(
         bind,
-        State { pool, scan, relay },
+        State {
+            pool,
+            scan,
+            relay,
+            node,
+        },
         health,
     )?)
 }
@@ -43,23 +61,30 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         Err(_) => ("disconnected", None),
     };
     let leader = state.scan.leader.load(Ordering::Relaxed);
-    let chain_json = chain.map(|chain| {
-        let lag = chain.final_block.map(|final_block| final_block - chain.cursor_block);
-        serde_json::json!({
-            "head_block": chain.head_block,
-            "final_block": chain.final_block,
-            "cursor_block": chain.cursor_block,
-            "lag_blocks": lag,
-            "polled_at": chain.polled_at.map(|time| time.and_utc().timestamp_millis()),
-            "last_error": chain.last_error,
-            "last_error_at": chain.last_error_at.map(|time| time.and_utc().timestamp_millis()),
-            "scanner": chain.leader,
-        })
-    });
+    let chain_json = match chain {
+        Some(chain) => serde_json::to_value(chain.health(chrono::Utc::now().naive_utc())).ok(),
+        // Before the first successful poll there is no cursor yet; what the
+        // node answered so far is all there is to show.
+        None => state.node.last_error().map(|(error, at)| {
+            let at = chrono::DateTime::<chrono::Utc>::from(at).timestamp_millis();
+            serde_json::json!({
+                "status": "degraded",
+                "problem": format!("the node has not been polled successfully yet: {error}"),
+                "last_error": error,
+                "last_error_at": at,
+            })
+        }),
+    };
+    let degraded = chain_json.as_ref().is_some_and(|chain| chain["status"] == "degraded");
     let crashed = state.scan.failed.load(Ordering::Relaxed);
     let healthy = database == "connected" && !crashed;
+    let status = match (healthy, degraded) {
+        (false, _) => "unhealthy",
+        (true, true) => "degraded",
+        (true, false) => "healthy",
+    };
     let body = serde_json::json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
+        "status": status,
         "database": database,
         "broker": if state.relay.connected() { "connected" } else { "disconnected" },
         "leader": leader,

@@ -9,6 +9,7 @@ pub mod health;
 pub mod leader;
 pub mod scanner;
 pub mod settings;
+pub mod start;
 
 use std::sync::Arc;
 

@@ -46,7 +46,13 @@ async fn run() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let bind = watcher.watcher_bind.clone();
     let running = Watcher::start(watcher, db, pool.clone(), bus, stop_rx.clone())?;
-    let (server, port) = health::server(&bind, pool.clone(), running.scan.clone(), running.relay.clone())?;
+    let (server, port) = health::server(
+        &bind,
+        pool.clone(),
+        running.scan.clone(),
+        running.relay.clone(),
+        running.node.clone(),
+    )?;
     tracing::info!(bind = %bind, port, "tronpay-chain-watcher health endpoint listening");
     let handle = server.handle();
     let server = tokio::spawn(server);

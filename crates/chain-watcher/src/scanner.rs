@@ -17,12 +17,13 @@ use diesel_async::AsyncConnection;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
 use tronpay_db::chain::{self, FinalBlock, FoundTransfer};
-use tronpay_db::{DbError, DbPool};
+use tronpay_db::{DbError, DbPool, payments};
 use tronpay_domain::TronAddress;
 use tronpay_tron::{NodeClient, NodeError, TxInfo, usdt_transfers};
 
 use crate::leader::Leadership;
 use crate::settings::WatcherSettings;
+use crate::start;
 
 /// Most final blocks committed in one transaction while catching up.
 const COMMIT_BATCH: usize = 50;
@@ -66,8 +67,6 @@ struct Heads {
     head_time_ms: i64,
     final_block: u64,
     final_time_ms: i64,
-    /// The head was estimated (final block + the learned lag), not read.
-    head_estimated: bool,
 }
 
 /// Polls between two readings of the head while only the final block is
@@ -87,10 +86,10 @@ impl Scanner {
         let Some(heads) = self.poll(shutdown).await else {
             return Stop::Shutdown;
         };
-        let first = self.settings.scan_start_block.unwrap_or(heads.final_block);
         let state = loop {
-            match self.init_state(first).await {
-                Ok(state) => break state,
+            match self.cursor_or_start(&heads, shutdown).await {
+                Ok(Some(state)) => break state,
+                Ok(None) => return Stop::Shutdown,
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the chain cursor; retrying");
                     if self.pause(Duration::from_secs(1), shutdown).await {
@@ -99,6 +98,7 @@ impl Scanner {
                 }
             }
         };
+        self.publish_heads(&heads).await;
         tracing::info!(
             cursor = state.cursor_block,
             "scanning from block {}",
@@ -121,8 +121,6 @@ impl Scanner {
                     return Stop::LostLeadership("the scanner lock session died".into());
                 }
             }
-            self.publish_heads(&heads).await;
-
             if cursor < heads.final_block {
                 let last = heads.final_block.min(cursor + self.settings.catchup_batch);
                 match self.catch_up(cursor + 1..=last, &heads, shutdown).await {
@@ -134,6 +132,15 @@ impl Scanner {
                     .cursor
                     .store(i64::try_from(cursor).unwrap_or(i64::MAX), Ordering::Relaxed);
                 if cursor < heads.final_block {
+                    // A long catch-up keeps the view of the chain current;
+                    // a failed poll is recorded and does not stop it.
+                    match self.poll_once().await {
+                        Ok(polled) => {
+                            heads = polled;
+                            self.publish_heads(&heads).await;
+                        }
+                        Err(error) => self.record_error(&error).await,
+                    }
                     continue;
                 }
             }
@@ -175,9 +182,55 @@ impl Scanner {
         }
     }
 
-    async fn init_state(&self, first: u64) -> Result<chain::ChainState, DbError> {
+    /// The stored cursor, or on a first start a new one at
+    /// `SCAN_START_BLOCK` or [`Self::first_block`]; `None` on shutdown.
+    async fn cursor_or_start(
+        &self,
+        heads: &Heads,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<chain::ChainState>, DbError> {
+        let oldest = {
+            let mut conn = self.pool.get().await?;
+            if let Some(state) = chain::state(&mut conn).await? {
+                return Ok(Some(state));
+            }
+            payments::oldest_pending(&mut conn).await?
+        };
+        let first = match self.settings.scan_start_block {
+            Some(first) => first,
+            None => {
+                let mut failures = 0u32;
+                let chain = start::ChainTop {
+                    final_block: heads.final_block,
+                    final_time_ms: heads.final_time_ms,
+                    block_interval_ms: self.settings.block_interval_ms,
+                };
+                loop {
+                    match start::first_block(
+                        &self.node,
+                        &chain,
+                        oldest.as_ref(),
+                        self.settings.scan_max_lookback_seconds,
+                    )
+                    .await
+                    {
+                        Ok(first) => break first,
+                        Err(error) => {
+                            let delay = self.node.backoff(failures, &error);
+                            failures = failures.saturating_add(1);
+                            tracing::warn!(%error, ?delay, "finding the first block to scan failed; retrying");
+                            if self.pause(delay, shutdown).await {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                }
+            }
+        };
         let mut conn = self.pool.get().await?;
-        chain::init(&mut conn, i64::try_from(first).unwrap_or(i64::MAX)).await
+        chain::init(&mut conn, i64::try_from(first).unwrap_or(i64::MAX))
+            .await
+            .map(Some)
     }
 
     /// True when `shutdown` fired during the pause.
@@ -194,7 +247,10 @@ impl Scanner {
         let mut failures = 0u32;
         loop {
             match self.poll_once().await {
-                Ok(heads) => return Some(heads),
+                Ok(heads) => {
+                    self.publish_heads(&heads).await;
+                    return Some(heads);
+                }
                 Err(error) => {
                     let delay = self.node.backoff(failures, &error);
                     failures = failures.saturating_add(1);
@@ -227,7 +283,6 @@ impl Scanner {
                 head_time_ms: time.saturating_add(lag.saturating_mul(interval)),
                 final_block: number,
                 final_time_ms: time,
-                head_estimated: true,
             });
         }
         self.polls_since_learning.store(0, Ordering::Relaxed);
@@ -251,7 +306,6 @@ impl Scanner {
             head_time_ms: head_time,
             final_block,
             final_time_ms,
-            head_estimated: false,
         })
     }
 
@@ -262,21 +316,34 @@ impl Scanner {
         self.status
             .final_block
             .store(i64::try_from(heads.final_block).unwrap_or(i64::MAX), Ordering::Relaxed);
-        if let Ok(mut conn) = self.pool.get().await {
-            let head_time = chrono::DateTime::from_timestamp_millis(heads.head_time_ms).map(|time| time.naive_utc());
-            let head = head_time
-                .filter(|_| !heads.head_estimated)
-                .map(|time| (i64::try_from(heads.head).unwrap_or(i64::MAX), time));
-            let final_block = i64::try_from(heads.final_block).ok();
-            if let Err(error) = chain::record_poll(&mut conn, head, final_block, None, &self.instance).await {
-                tracing::debug!(%error, "could not record the poll");
-            }
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .filter(|_| ms > 0)
+                .map(|time| time.naive_utc())
+        };
+        let height = |number: u64| i64::try_from(number).unwrap_or(i64::MAX);
+        // An estimated head (detection off) is the final block plus the
+        // lag learned on the last full poll, dated accordingly.
+        let Some(head_time) = time(heads.head_time_ms) else {
+            return;
+        };
+        let polled = chain::Polled {
+            head: (height(heads.head), head_time),
+            final_block: (height(heads.final_block), time(heads.final_time_ms)),
+            block_interval_ms: i32::try_from(self.settings.block_interval_ms).unwrap_or(i32::MAX),
+            node_stall_seconds: i32::try_from(self.settings.node_stall_seconds).unwrap_or(i32::MAX),
+            leader: &self.instance,
+        };
+        if let Ok(mut conn) = self.pool.get().await
+            && let Err(error) = chain::record_poll(&mut conn, &polled).await
+        {
+            tracing::debug!(%error, "could not record the poll");
         }
     }
 
     async fn record_error(&self, error: &NodeError) {
         if let Ok(mut conn) = self.pool.get().await {
-            let _ = chain::record_poll(&mut conn, None, None, Some(&error.to_string()), &self.instance).await;
+            let _ = chain::record_error(&mut conn, &error.to_string(), &self.instance).await;
         }
     }
 
@@ -304,7 +371,7 @@ impl Scanner {
     fn found(&self, infos: &[TxInfo], number: u64) -> (Vec<FoundTransfer>, Option<i64>) {
         let (transfers, skipped) = usdt_transfers(infos, &self.usdt);
         for skip in skipped {
-            tracing::warn!(block = number, txid = %skip.txid, log_index = skip.log_index, reason = skip.reason, "skipped a malformed USDT log");
+            tracing::warn!(block = number, txid = %skip.txid, log_index = skip.log_index, "skipped a USDT Transfer log: {}", skip.reason);
         }
         let time = infos.iter().map(|info| info.block_timestamp).find(|time| *time > 0);
         let found = transfers

@@ -22,9 +22,19 @@ pub struct WatcherSettings {
     pub block_interval_ms: u64,
     /// `CONFIRMATIONS`: trust `head − N` as final instead of the solidified block.
     pub confirmations: Option<u64>,
-    /// `SCAN_START_BLOCK`: where a first start begins (default: the current
-    /// final block).
+    /// `SCAN_START_BLOCK`: where a first start begins (default: the block
+    /// of the oldest pending payment's creation, within
+    /// `SCAN_MAX_LOOKBACK_SECONDS`; the current final block when none is
+    /// pending).
     pub scan_start_block: Option<u64>,
+    /// `SCAN_MAX_LOOKBACK_SECONDS`: how far back before the current final
+    /// block a first start may begin to cover pending payments (default one
+    /// day, the default payment lifetime); older payments are logged as cut.
+    pub scan_max_lookback_seconds: u64,
+    /// `NODE_STALL_SECONDS`: a node whose head or final block stays the same
+    /// for longer than this (by the watcher's clock) is treated as faulty:
+    /// recorded, failed over, and shown as degraded in health.
+    pub node_stall_seconds: u64,
     /// `DETECT_UNCONFIRMED`: record transfers in blocks that are not final yet.
     pub detect_unconfirmed: bool,
     /// `FETCH_CONCURRENCY`: blocks fetched at once while catching up.
@@ -49,6 +59,8 @@ impl Default for WatcherSettings {
             block_interval_ms: 3_000,
             confirmations: None,
             scan_start_block: None,
+            scan_max_lookback_seconds: 24 * 60 * 60,
+            node_stall_seconds: 30,
             detect_unconfirmed: true,
             fetch_concurrency: 8,
             catchup_batch: 200,
@@ -78,6 +90,12 @@ impl WatcherSettings {
         if self.node_timeout_ms < 100 {
             return Err("NODE_TIMEOUT_MS must be at least 100".into());
         }
+        if !(1..=30 * 24 * 3600).contains(&self.node_stall_seconds) {
+            return Err("NODE_STALL_SECONDS must be between 1 and 2592000 (30 days)".into());
+        }
+        if self.scan_max_lookback_seconds > 30 * 24 * 3600 {
+            return Err("SCAN_MAX_LOOKBACK_SECONDS must be at most 2592000 (30 days)".into());
+        }
         self.watcher_bind
             .parse::<std::net::SocketAddr>()
             .map_err(|_| format!("WATCHER_BIND must be an address and port, not {:?}", self.watcher_bind))?;
@@ -96,6 +114,7 @@ impl WatcherSettings {
             timeout: Duration::from_millis(self.node_timeout_ms),
             min_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
+            stall_after: Duration::from_secs(self.node_stall_seconds),
         })
     }
 

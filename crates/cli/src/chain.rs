@@ -17,9 +17,10 @@ pub enum ChainCommand {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
-    /// Forget the watcher's cursor: its next start begins again at the
-    /// node's final block (or SCAN_START_BLOCK). For a new chain — a
-    /// restarted sandbox, another network. Stop the watchers first.
+    /// Forget the watcher's cursor: its next start begins again as a first
+    /// start does (SCAN_START_BLOCK, else the oldest pending payment's
+    /// block, else the node's final block). For a new chain — a restarted
+    /// sandbox, another network. Stop the watchers first.
     Reset {
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -37,13 +38,21 @@ pub async fn run(command: ChainCommand, db: &DbSettings) -> anyhow::Result<()> {
                 return Ok(());
             };
             let show = |value: Option<i64>| value.map_or_else(|| "-".to_owned(), |value| value.to_string());
+            let health = state.health(chrono::Utc::now().naive_utc());
+            match &health.problem {
+                Some(problem) => println!("chain:                               degraded: {problem}"),
+                None => println!("chain:                               ok"),
+            }
             println!("cursor (last final block processed): {}", state.cursor_block);
             println!("final block:                         {}", show(state.final_block));
             println!("head block:                          {}", show(state.head_block));
             println!(
-                "lag (final - cursor):                {}",
-                show(state.final_block.map(|final_block| final_block - state.cursor_block))
+                "newest block seen:                   {}",
+                health
+                    .head_age_seconds
+                    .map_or_else(|| "-".into(), |age| format!("{age} s ago"))
             );
+            println!("lag (blocks):                        {}", show(health.lag_blocks));
             println!("tip scanned to:                      {}", state.tip_block);
             println!(
                 "scanner:                             {}",

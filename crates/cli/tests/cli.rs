@@ -522,8 +522,10 @@ async fn chain_status_and_unmatched_transfers_are_visible() {
     db.client()
         .await
         .batch_execute(
-            "INSERT INTO chain_state (cursor_block, tip_block, head_block, final_block, last_error, last_error_at) \
-             VALUES (100, 102, 120, 101, 'http://node: HTTP 503', now()); \
+            "INSERT INTO chain_state (cursor_block, tip_block, head_block, head_block_time, final_block, polled_at, \
+                                      last_error, last_error_at, block_interval_ms, node_stall_seconds) \
+             VALUES (100, 102, 120, (now() AT TIME ZONE 'utc') - interval '2 minutes', 101, \
+                     (now() AT TIME ZONE 'utc') - interval '2 minutes', 'http://node: HTTP 503', now(), 3000, 30); \
              INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, status, match_kind, applied_at) VALUES \
              (repeat('a', 64), 0, 99, now(), 'TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7', 'TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt', 5.5, 'confirmed', 'unmatched', now()), \
              (repeat('b', 64), 1, 100, now(), 'TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7', 'TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt', 7, 'confirmed', NULL, NULL);",
@@ -534,7 +536,10 @@ async fn chain_status_and_unmatched_transfers_are_visible() {
     let text = stdout(&output);
     for expected in [
         "cursor (last final block processed): 100",
-        "lag (final - cursor):                1",
+        // Two minutes without a successful poll: degraded, and the lag
+        // counts the ~39 blocks made since the newest one seen.
+        "chain:                               degraded: no successful poll of the node for 12",
+        "lag (blocks):                        40",
         "HTTP 503",
     ] {
         assert!(text.contains(expected), "{expected} in {text}");

@@ -16,16 +16,26 @@ use crate::schema::chain_state;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = chain_state, check_for_backend(diesel::pg::Pg))]
 pub struct ChainState {
+    /// The last final block processed (its transfers and events committed).
     pub cursor_block: i64,
     pub cursor_block_time: Option<NaiveDateTime>,
+    /// The last block above the final height scanned for early detection.
     pub tip_block: i64,
+    /// The head at the last successful poll (estimated from the final block
+    /// and the learned head-to-final lag when only the final block is read).
     pub head_block: Option<i64>,
     pub head_block_time: Option<NaiveDateTime>,
     pub final_block: Option<i64>,
+    pub final_block_time: Option<NaiveDateTime>,
+    /// The last successful poll (UTC).
     pub polled_at: Option<NaiveDateTime>,
+    /// The last upstream failure (kept after recovery, for the operator).
     pub last_error: Option<String>,
     pub last_error_at: Option<NaiveDateTime>,
     pub leader: Option<String>,
+    /// The watcher's `BLOCK_INTERVAL_MS` and `NODE_STALL_SECONDS`.
+    pub block_interval_ms: Option<i32>,
+    pub node_stall_seconds: Option<i32>,
 }
 
 pub async fn state(conn: &mut AsyncPgConnection) -> Result<Option<ChainState>, DbError> {
@@ -61,30 +71,145 @@ pub async fn init(conn: &mut AsyncPgConnection, first_block: i64) -> Result<Chai
         .ok_or_else(|| DbError::Unavailable("chain_state vanished".into()))
 }
 
-/// What the watcher saw upstream (for health and `/stats`): the head, the
-/// final height, and the last upstream error if this poll failed.
-pub async fn record_poll(
-    conn: &mut AsyncPgConnection,
-    head: Option<(i64, NaiveDateTime)>,
-    final_block: Option<i64>,
-    error: Option<&str>,
-    leader: &str,
-) -> Result<(), DbError> {
-    use diesel::sql_types::Nullable;
-    diesel::sql_query(
-        "UPDATE chain_state SET polled_at = now() AT TIME ZONE 'utc', updated_at = now() AT TIME ZONE 'utc', leader = $1, \
-         head_block = COALESCE($2, head_block), head_block_time = COALESCE($3, head_block_time), \
-         final_block = COALESCE($4, final_block), last_error = COALESCE($5, last_error), \
-         last_error_at = CASE WHEN $5 IS NULL THEN last_error_at ELSE now() AT TIME ZONE 'utc' END",
-    )
-    .bind::<Text, _>(leader)
-    .bind::<Nullable<BigInt>, _>(head.map(|(number, _)| number))
-    .bind::<Nullable<Timestamp>, _>(head.map(|(_, time)| time))
-    .bind::<Nullable<BigInt>, _>(final_block)
-    .bind::<Nullable<Text>, _>(error)
-    .execute(conn)
-    .await?;
+/// What a successful poll saw upstream: heights with their block times (UTC)
+/// and the settings health needs to judge them.
+#[derive(Debug, Clone)]
+pub struct Polled<'a> {
+    pub head: (i64, NaiveDateTime),
+    pub final_block: (i64, Option<NaiveDateTime>),
+    /// `BLOCK_INTERVAL_MS`.
+    pub block_interval_ms: i32,
+    /// `NODE_STALL_SECONDS`.
+    pub node_stall_seconds: i32,
+    /// This replica's name.
+    pub leader: &'a str,
+}
+
+/// Records a successful poll (for health and `/stats`).
+pub async fn record_poll(conn: &mut AsyncPgConnection, polled: &Polled<'_>) -> Result<(), DbError> {
+    let now = chrono::Utc::now().naive_utc();
+    diesel::update(chain_state::table)
+        .set((
+            chain_state::polled_at.eq(now),
+            chain_state::updated_at.eq(now),
+            chain_state::leader.eq(polled.leader),
+            chain_state::head_block.eq(polled.head.0),
+            chain_state::head_block_time.eq(polled.head.1),
+            chain_state::final_block.eq(polled.final_block.0),
+            chain_state::final_block_time.eq(polled.final_block.1),
+            chain_state::block_interval_ms.eq(polled.block_interval_ms),
+            chain_state::node_stall_seconds.eq(polled.node_stall_seconds),
+        ))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+/// Records a failed poll or block read: the node's error, now.
+pub async fn record_error(conn: &mut AsyncPgConnection, error: &str, leader: &str) -> Result<(), DbError> {
+    let now = chrono::Utc::now().naive_utc();
+    diesel::update(chain_state::table)
+        .set((
+            chain_state::last_error.eq(error),
+            chain_state::last_error_at.eq(now),
+            chain_state::updated_at.eq(now),
+            chain_state::leader.eq(leader),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The stall bound health assumes when the watcher has not recorded its own.
+const DEFAULT_STALL_SECONDS: i64 = 30;
+/// TRON's block interval, when the watcher has not recorded its setting.
+const DEFAULT_BLOCK_INTERVAL_MS: i64 = 3_000;
+
+/// The chain as the health endpoints and `/stats` show it, judged from the
+/// watcher's last records at `now`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChainHealth {
+    /// `ok`, or `degraded` when no newer block has been seen for longer than
+    /// `NODE_STALL_SECONDS`: the node is stalled, unreachable or refusing.
+    pub status: &'static str,
+    /// Why it is degraded, in words.
+    pub problem: Option<String>,
+    pub head_block: Option<i64>,
+    pub final_block: Option<i64>,
+    pub cursor_block: i64,
+    /// Final blocks not processed yet: the known final height minus the
+    /// cursor, plus the blocks the chain must have made since the newest
+    /// block seen or the last successful poll, whichever is older (so a
+    /// stalled or unreachable node shows a growing lag).
+    pub lag_blocks: Option<i64>,
+    /// Seconds since the newest block seen was made (its block time; 0 when
+    /// it is stamped ahead of this clock).
+    pub head_age_seconds: Option<i64>,
+    /// Seconds since the last successful poll.
+    pub poll_age_seconds: Option<i64>,
+    /// The last successful poll, milliseconds since the Unix epoch.
+    pub polled_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub last_error_at: Option<i64>,
+    /// The replica that polled last.
+    pub scanner: Option<String>,
+}
+
+impl ChainState {
+    /// How the chain looks at `now` (UTC).
+    pub fn health(&self, now: NaiveDateTime) -> ChainHealth {
+        let millis = |time: NaiveDateTime| time.and_utc().timestamp_millis();
+        let now_ms = millis(now);
+        let newest = self.head_block_time.max(self.final_block_time);
+        let head_age_ms = newest.map(|time| (now_ms - millis(time)).max(0));
+        let poll_age_ms = self.polled_at.map(|time| (now_ms - millis(time)).max(0));
+        let stall_ms = i64::from(self.node_stall_seconds.unwrap_or(0))
+            .max(0)
+            .checked_mul(1_000)
+            .filter(|bound| *bound > 0)
+            .unwrap_or(DEFAULT_STALL_SECONDS * 1_000);
+        let interval_ms = self
+            .block_interval_ms
+            .map(i64::from)
+            .filter(|interval| *interval > 0)
+            .unwrap_or(DEFAULT_BLOCK_INTERVAL_MS);
+        let problem = match (head_age_ms, poll_age_ms) {
+            (_, Some(age)) if age > stall_ms => Some(format!(
+                "no successful poll of the node for {} s (NODE_STALL_SECONDS is {})",
+                age / 1_000,
+                stall_ms / 1_000
+            )),
+            (Some(age), _) if age > stall_ms => Some(format!(
+                "the newest block seen was made {} s ago (NODE_STALL_SECONDS is {}): the node is stalled or behind",
+                age / 1_000,
+                stall_ms / 1_000
+            )),
+            (None, None) => Some("the node has not been polled successfully yet".to_owned()),
+            _ => None,
+        };
+        // Blocks the chain must have made since the newest one seen, or since
+        // the last successful poll (a sandbox stamps bursts of blocks ahead
+        // of the clock), beyond the one due anyway.
+        let unseen_ms = head_age_ms.max(poll_age_ms).unwrap_or(0);
+        let missed = (unseen_ms - interval_ms).max(0) / interval_ms;
+        ChainHealth {
+            status: if problem.is_some() { "degraded" } else { "ok" },
+            problem,
+            head_block: self.head_block,
+            final_block: self.final_block,
+            cursor_block: self.cursor_block,
+            lag_blocks: self
+                .final_block
+                .map(|final_block| (final_block - self.cursor_block).max(0) + missed),
+            head_age_seconds: head_age_ms.map(|age| age / 1_000),
+            poll_age_seconds: poll_age_ms.map(|age| age / 1_000),
+            polled_at: self.polled_at.map(millis),
+            last_error: self.last_error.clone(),
+            last_error_at: self.last_error_at.map(millis),
+            scanner: self.leader.clone(),
+        }
+    }
 }
 
 /// A USDT transfer found in a block, before knowing whether its recipient is
@@ -324,4 +449,109 @@ pub async fn record_tip_block(
     }
     outbox::insert_many(conn, PAYMENT_DETECTED, &events).await?;
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp(1_800_000_000 + seconds, 0)
+            .unwrap_or_default()
+            .naive_utc()
+    }
+
+    /// Polled at second 0: head 120 made then, final 101, cursor 100.
+    fn polled() -> ChainState {
+        ChainState {
+            cursor_block: 100,
+            cursor_block_time: Some(at(-60)),
+            tip_block: 120,
+            head_block: Some(120),
+            head_block_time: Some(at(0)),
+            final_block: Some(101),
+            final_block_time: Some(at(-57)),
+            polled_at: Some(at(0)),
+            last_error: None,
+            last_error_at: None,
+            leader: Some("watcher-1".into()),
+            block_interval_ms: Some(3_000),
+            node_stall_seconds: Some(30),
+        }
+    }
+
+    #[test]
+    fn a_current_chain_is_ok_with_the_known_lag() {
+        let health = polled().health(at(2));
+        assert_eq!((health.status, health.problem.as_deref()), ("ok", None));
+        assert_eq!(health.lag_blocks, Some(1));
+        assert_eq!((health.head_age_seconds, health.poll_age_seconds), (Some(2), Some(2)));
+        // A block stamped ahead of this clock (a burst of sandbox blocks) is
+        // 0 seconds old, not negative.
+        let ahead = ChainState {
+            head_block_time: Some(at(9)),
+            ..polled()
+        };
+        assert_eq!(ahead.health(at(2)).head_age_seconds, Some(0));
+        // Its lag still grows once polls stop succeeding.
+        assert_eq!(ahead.health(at(60)).lag_blocks, Some(1 + 19));
+    }
+
+    #[test]
+    fn no_successful_poll_for_longer_than_the_bound_is_degraded_with_a_growing_lag() {
+        let state = ChainState {
+            last_error: Some("http://node/: HTTP 429".into()),
+            last_error_at: Some(at(120)),
+            ..polled()
+        };
+        let health = state.health(at(120));
+        assert_eq!(health.status, "degraded");
+        assert!(
+            health.problem.as_deref().unwrap().contains("no successful poll"),
+            "{health:?}"
+        );
+        // 1 known + the 39 blocks made since the newest one seen (beyond the
+        // one due anyway).
+        assert_eq!(health.lag_blocks, Some(40));
+        assert_eq!(state.health(at(150)).lag_blocks, Some(50));
+    }
+
+    #[test]
+    fn a_node_that_answers_with_an_old_block_is_degraded() {
+        // Polls succeed (the node answers), but its newest block is old.
+        let state = ChainState {
+            polled_at: Some(at(59)),
+            ..polled()
+        };
+        let health = state.health(at(60));
+        assert_eq!(health.status, "degraded");
+        assert!(
+            health.problem.as_deref().unwrap().contains("newest block"),
+            "{health:?}"
+        );
+        assert_eq!(health.lag_blocks, Some(1 + 19));
+        // The bound is the watcher's.
+        let patient = ChainState {
+            node_stall_seconds: Some(3_600),
+            ..state
+        };
+        assert_eq!(patient.health(at(60)).status, "ok");
+    }
+
+    #[test]
+    fn a_row_never_polled_is_degraded() {
+        let state = ChainState {
+            head_block: None,
+            head_block_time: None,
+            final_block: None,
+            final_block_time: None,
+            polled_at: None,
+            block_interval_ms: None,
+            node_stall_seconds: None,
+            ..polled()
+        };
+        let health = state.health(at(0));
+        assert_eq!(health.status, "degraded");
+        assert_eq!(health.lag_blocks, None);
+    }
 }

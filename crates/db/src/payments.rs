@@ -189,3 +189,15 @@ pub async fn import(conn: &mut AsyncPgConnection, rows: &[PaymentRow], source: &
 pub async fn count(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
     Ok(payments::table.count().get_result(conn).await?)
 }
+
+/// The oldest pending payment: its id and `created_at` (UTC), if any is
+/// pending. The chain watcher's first start scans from its block.
+pub async fn oldest_pending(conn: &mut AsyncPgConnection) -> Result<Option<(String, NaiveDateTime)>, DbError> {
+    Ok(payments::table
+        .filter(payments::status.eq(crate::models::DbStatus(tronpay_domain::PaymentStatus::Pending)))
+        .order((payments::created_at.asc(), payments::id.asc()))
+        .select((payments::id, payments::created_at))
+        .first(conn)
+        .await
+        .optional()?)
+}

@@ -76,6 +76,9 @@ diesel::table! {
         last_error_at -> Nullable<Timestamp>,
         leader -> Nullable<Varchar>,
         updated_at -> Timestamp,
+        final_block_time -> Nullable<Timestamp>,
+        block_interval_ms -> Nullable<Int4>,
+        node_stall_seconds -> Nullable<Int4>,
     }
 }
 

@@ -27,7 +27,7 @@ fn new_payment<'a>(id: &'a str, order_id: &'a str) -> NewPayment<'a> {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_are_idempotent_and_reversible() {
     let db = TestDb::empty().await;
-    assert_eq!(migrate::run_pending(db.connect().await).await.unwrap().len(), 3);
+    assert_eq!(migrate::run_pending(db.connect().await).await.unwrap().len(), 4);
     assert!(migrate::run_pending(db.connect().await).await.unwrap().is_empty());
     assert!(migrate::pending(db.connect().await).await.unwrap().is_empty());
     let mut conn = db.connect().await;

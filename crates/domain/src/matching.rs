@@ -8,8 +8,53 @@
 //! overpayment recorded as such). A transfer after a payment's deadline is
 //! late for it. Anything else is unmatched. The function is pure; the API
 //! applies its decision in one transaction with the payments locked.
+//!
+//! Zero and dust are never payments. Anyone can make a successful USDT
+//! `Transfer` of 0 (or of a millionth) to any address — address poisoning —
+//! so a transfer of 0 never touches a payment, and one below
+//! [`MatchRules::min_credit`] (`MIN_CREDIT_USDT`) is neither a partial credit,
+//! nor late, nor detected: both are ignored (recorded for the operator only).
+//! The one exception is a small transfer that pays *exactly* the rest of a
+//! payment (its outstanding amount after earlier credits): that is the
+//! buyer finishing a payment, and it completes it.
 
-use crate::{PaymentStatus, UsdtAmount};
+use crate::{MIN_EXPECTED_AMOUNT, PaymentStatus, UsdtAmount};
+
+/// The configurable part of matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchRules {
+    /// `MIN_CREDIT_USDT` (default 0.01, the smallest amount a payment may
+    /// expect): a transfer below it never credits, never makes a payment
+    /// late and is never shown as detected, unless it is exactly a
+    /// payment's outstanding amount. At least one base unit (0.000001).
+    pub min_credit: UsdtAmount,
+}
+
+impl Default for MatchRules {
+    fn default() -> Self {
+        Self {
+            min_credit: MIN_EXPECTED_AMOUNT,
+        }
+    }
+}
+
+/// Why a transfer was ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// A transfer of 0 USDT (address-poisoning spam).
+    ZeroValue,
+    /// Below `MIN_CREDIT_USDT` and not the exact rest of a payment.
+    Dust { min_credit: UsdtAmount },
+}
+
+impl std::fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ZeroValue => f.write_str("a transfer of 0 USDT never pays anything"),
+            Self::Dust { min_credit } => write!(f, "below MIN_CREDIT_USDT ({min_credit} USDT)"),
+        }
+    }
+}
 
 /// A payment on the transfer's address, as matching sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +109,17 @@ pub enum Decision {
     Late {
         payment_id: String,
     },
+    /// Zero or dust: kept for the operator as ignored, no payment touched.
+    Ignored(IgnoreReason),
     Unmatched,
 }
 
 /// Decides what a final transfer of `amount` at `block_time_ms` pays, given
 /// the payments on its address in `(created_at, id)` order.
-pub fn decide(amount: UsdtAmount, block_time_ms: i64, candidates: &[Candidate]) -> Decision {
+pub fn decide(amount: UsdtAmount, block_time_ms: i64, candidates: &[Candidate], rules: &MatchRules) -> Decision {
+    if amount == UsdtAmount::ZERO {
+        return Decision::Ignored(IgnoreReason::ZeroValue);
+    }
     let eligible: Vec<&Candidate> = candidates
         .iter()
         .filter(|candidate| candidate.accepts_at(block_time_ms))
@@ -89,6 +139,12 @@ pub fn decide(amount: UsdtAmount, block_time_ms: i64, candidates: &[Candidate]) 
             received: exact.expected,
             completion,
         };
+    }
+
+    if amount < rules.min_credit {
+        return Decision::Ignored(IgnoreReason::Dust {
+            min_credit: rules.min_credit,
+        });
     }
 
     if let [single] = eligible.as_slice() {
@@ -156,7 +212,7 @@ mod tests {
     fn an_exact_transfer_completes_the_oldest_matching_payment() {
         let candidates = [pending("old", 100, "10"), pending("new", 200, "10")];
         assert_eq!(
-            decide(usdt("10"), 300, &candidates),
+            decide(usdt("10"), 300, &candidates, &MatchRules::default()),
             Decision::Complete {
                 payment_id: "old".into(),
                 received: usdt("10"),
@@ -171,7 +227,7 @@ mod tests {
             candidates[1].clone(),
         ];
         assert_eq!(
-            decide(usdt("10"), 300, &after_first),
+            decide(usdt("10"), 300, &after_first, &MatchRules::default()),
             Decision::Complete {
                 payment_id: "new".into(),
                 received: usdt("10"),
@@ -184,7 +240,7 @@ mod tests {
     fn exact_amounts_win_over_age() {
         let candidates = [pending("old", 100, "10"), pending("new", 200, "12.5")];
         assert_eq!(
-            decide(usdt("12.5"), 300, &candidates),
+            decide(usdt("12.5"), 300, &candidates, &MatchRules::default()),
             Decision::Complete {
                 payment_id: "new".into(),
                 received: usdt("12.5"),
@@ -197,7 +253,7 @@ mod tests {
     fn a_single_pending_payment_takes_partial_credits() {
         let one = [pending("p", 100, "10")];
         assert_eq!(
-            decide(usdt("4"), 300, &one),
+            decide(usdt("4"), 300, &one, &MatchRules::default()),
             Decision::Partial {
                 payment_id: "p".into(),
                 received: usdt("4")
@@ -208,7 +264,7 @@ mod tests {
             ..one[0].clone()
         }];
         assert_eq!(
-            decide(usdt("6"), 300, &credited),
+            decide(usdt("6"), 300, &credited, &MatchRules::default()),
             Decision::Complete {
                 payment_id: "p".into(),
                 received: usdt("10"),
@@ -216,7 +272,7 @@ mod tests {
             }
         );
         assert_eq!(
-            decide(usdt("7"), 300, &credited),
+            decide(usdt("7"), 300, &credited, &MatchRules::default()),
             Decision::Complete {
                 payment_id: "p".into(),
                 received: usdt("11"),
@@ -228,7 +284,7 @@ mod tests {
     #[test]
     fn an_overpayment_of_a_single_payment_completes_it_as_overpaid() {
         assert_eq!(
-            decide(usdt("15"), 300, &[pending("p", 100, "10")]),
+            decide(usdt("15"), 300, &[pending("p", 100, "10")], &MatchRules::default()),
             Decision::Complete {
                 payment_id: "p".into(),
                 received: usdt("15"),
@@ -240,19 +296,25 @@ mod tests {
     #[test]
     fn without_an_exact_match_several_pending_payments_leave_it_unmatched() {
         let candidates = [pending("a", 100, "10"), pending("b", 200, "20")];
-        assert_eq!(decide(usdt("5"), 300, &candidates), Decision::Unmatched);
+        assert_eq!(
+            decide(usdt("5"), 300, &candidates, &MatchRules::default()),
+            Decision::Unmatched
+        );
     }
 
     #[test]
     fn a_transfer_older_than_the_payment_is_ignored() {
-        assert_eq!(decide(usdt("10"), 99, &[pending("p", 100, "10")]), Decision::Unmatched);
+        assert_eq!(
+            decide(usdt("10"), 99, &[pending("p", 100, "10")], &MatchRules::default()),
+            Decision::Unmatched
+        );
     }
 
     #[test]
     fn a_transfer_after_the_deadline_is_late() {
         let candidates = [pending("p", 100, "10")];
         assert_eq!(
-            decide(usdt("10"), 1_101, &candidates),
+            decide(usdt("10"), 1_101, &candidates, &MatchRules::default()),
             Decision::Late { payment_id: "p".into() }
         );
         let expired = [Candidate {
@@ -260,12 +322,12 @@ mod tests {
             ..candidates[0].clone()
         }];
         assert_eq!(
-            decide(usdt("10"), 5_000, &expired),
+            decide(usdt("10"), 5_000, &expired, &MatchRules::default()),
             Decision::Late { payment_id: "p".into() }
         );
         // The deadline itself still counts.
         assert!(matches!(
-            decide(usdt("10"), 1_100, &candidates),
+            decide(usdt("10"), 1_100, &candidates, &MatchRules::default()),
             Decision::Complete { .. }
         ));
     }
@@ -277,8 +339,81 @@ mod tests {
                 status,
                 ..pending("p", 100, "10")
             }];
-            assert_eq!(decide(usdt("10"), 300, &done), Decision::Unmatched);
-            assert_eq!(decide(usdt("10"), 5_000, &done), Decision::Unmatched);
+            assert_eq!(
+                decide(usdt("10"), 300, &done, &MatchRules::default()),
+                Decision::Unmatched
+            );
+            assert_eq!(
+                decide(usdt("10"), 5_000, &done, &MatchRules::default()),
+                Decision::Unmatched
+            );
         }
+    }
+
+    #[test]
+    fn a_transfer_of_zero_never_touches_a_payment() {
+        let rules = MatchRules::default();
+        let ignored = Decision::Ignored(IgnoreReason::ZeroValue);
+        // Not a partial credit of the only payment, not late, not unmatched.
+        assert_eq!(
+            decide(UsdtAmount::ZERO, 300, &[pending("p", 100, "30")], &rules),
+            ignored
+        );
+        assert_eq!(
+            decide(UsdtAmount::ZERO, 5_000, &[pending("p", 100, "30")], &rules),
+            ignored
+        );
+        assert_eq!(decide(UsdtAmount::ZERO, 300, &[], &rules), ignored);
+        // Not even with a minimum of one base unit.
+        let lowest = MatchRules {
+            min_credit: usdt("0.000001"),
+        };
+        assert_eq!(
+            decide(UsdtAmount::ZERO, 300, &[pending("p", 100, "30")], &lowest),
+            ignored
+        );
+    }
+
+    #[test]
+    fn dust_is_ignored_unless_it_is_exactly_the_rest_of_a_payment() {
+        let rules = MatchRules::default();
+        let dust = Decision::Ignored(IgnoreReason::Dust {
+            min_credit: usdt("0.01"),
+        });
+        let one = [pending("p", 100, "30")];
+        assert_eq!(decide(usdt("0.000001"), 300, &one, &rules), dust);
+        assert_eq!(decide(usdt("0.009999"), 300, &one, &rules), dust);
+        // After the deadline it is not a late payment either, and with no
+        // payment at all it is not worth an unmatched record.
+        assert_eq!(decide(usdt("0.000001"), 5_000, &one, &rules), dust);
+        assert_eq!(decide(usdt("0.000001"), 300, &[], &rules), dust);
+        // At the minimum it is a partial payment again.
+        assert_eq!(
+            decide(usdt("0.01"), 300, &one, &rules),
+            Decision::Partial {
+                payment_id: "p".into(),
+                received: usdt("0.01")
+            }
+        );
+        // The buyer finishing a payment with a small rest completes it.
+        let nearly = [Candidate {
+            credited: usdt("29.995"),
+            ..one[0].clone()
+        }];
+        assert_eq!(
+            decide(usdt("0.005"), 300, &nearly, &rules),
+            Decision::Complete {
+                payment_id: "p".into(),
+                received: usdt("30"),
+                completion: Completion::Completing
+            }
+        );
+        assert_eq!(decide(usdt("0.004"), 300, &nearly, &rules), dust);
+        // The minimum is configurable.
+        let strict = MatchRules { min_credit: usdt("1") };
+        assert_eq!(
+            decide(usdt("0.5"), 300, &one, &strict),
+            Decision::Ignored(IgnoreReason::Dust { min_credit: usdt("1") })
+        );
     }
 }

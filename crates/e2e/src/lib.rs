@@ -109,11 +109,12 @@ impl ApiInstance {
         };
         let bus = bus.clone();
         let process_events = settings.api_process_events;
+        let rules = settings.match_rules();
         let (port, http) = service
             .run(async move {
                 let pool = DbPool::new(&db, "tronpay-api-test").unwrap();
                 let health = process_events.then(|| {
-                    let workers = Workers::start(pool.clone(), bus, stopped);
+                    let workers = Workers::start(pool.clone(), bus, rules, stopped);
                     let health = BusHealth {
                         consumer: workers.consumer.clone(),
                         relay: workers.relay.clone(),
@@ -164,6 +165,8 @@ impl WatcherInstance {
             block_interval_ms: 100,
             polling_interval_seconds: 1,
             node_timeout_ms: 2_000,
+            // The tests' chains move only when a test mines: never stalled.
+            node_stall_seconds: 3_600,
             watcher_bind: "127.0.0.1:0".into(),
             ..WatcherSettings::default()
         };
@@ -181,7 +184,14 @@ impl WatcherInstance {
                 let pool = DbPool::new(&db, "tronpay-chain-watcher-test").unwrap();
                 let bind = settings.watcher_bind.clone();
                 let watcher = Watcher::start(settings, db, pool.clone(), bus, stopped).unwrap();
-                let (server, port) = health::server(&bind, pool, watcher.scan.clone(), watcher.relay.clone()).unwrap();
+                let (server, port) = health::server(
+                    &bind,
+                    pool,
+                    watcher.scan.clone(),
+                    watcher.relay.clone(),
+                    watcher.node.clone(),
+                )
+                .unwrap();
                 let http = server.handle();
                 tokio::spawn(server);
                 tokio::spawn(watcher.join());

@@ -6,7 +6,11 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tronpay_domain::matching::MatchRules;
 use tronpay_e2e::{Stack, eventually, payment_status, sql_values, wait_for_status};
+
+/// The default matching rules (`MIN_CREDIT_USDT` 0.01).
+static RULES: std::sync::LazyLock<MatchRules> = std::sync::LazyLock::new(MatchRules::default);
 
 async fn execute(stack: &Stack, sql: &str) {
     stack.db.client().await.batch_execute(sql).await.unwrap();
@@ -249,9 +253,14 @@ async fn transfers_apply_in_chain_order_whatever_order_their_events_arrive_in() 
         redelivered: false,
     };
     let pool = tronpay_db::DbPool::new(&stack.db.settings(), "test").unwrap();
-    tronpay_api::chain_events::handle(&pool, &tronpay_api::chain_events::Attempts::default(), &incoming)
-        .await
-        .unwrap();
+    tronpay_api::chain_events::handle(
+        &pool,
+        &tronpay_api::chain_events::Attempts::default(),
+        &MatchRules::default(),
+        &incoming,
+    )
+    .await
+    .unwrap();
 
     let body = payment_status(&stack.api.url, &id).await;
     assert_eq!(body["status"], "completed", "the on-time transfer paid it: {body}");
@@ -346,7 +355,7 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
 
     // Twenty at once: one transaction, all completed.
     let (first, _) = paid(20).await;
-    let outcome = handle_batch(&pool, &attempts, &first).await;
+    let outcome = handle_batch(&pool, &attempts, &RULES, &first).await;
     assert!(outcome.together, "{outcome:?}");
     assert!(
         outcome.results.iter().all(|result| matches!(result, Ok(true))),
@@ -355,7 +364,7 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
     assert_eq!(completions().await, json!({"n": 20, "payments": 20}));
 
     // Delivered again (a redelivery after a lost ack): nothing more happens.
-    let again = handle_batch(&pool, &attempts, &first).await;
+    let again = handle_batch(&pool, &attempts, &RULES, &first).await;
     assert!(
         again.results.iter().all(|result| matches!(result, Ok(false))),
         "{again:?}"
@@ -373,7 +382,7 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
         4,
         detected_event(&"f".repeat(64), tronpay_e2e::random_address(), "1", 100),
     );
-    let outcome = handle_batch(&pool, &attempts, &mixed).await;
+    let outcome = handle_batch(&pool, &attempts, &RULES, &mixed).await;
     assert!(!outcome.together, "{outcome:?}");
     for (index, result) in outcome.results.iter().enumerate() {
         match index {
@@ -394,7 +403,7 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
         interleaved.push(event.clone());
         interleaved.push(first[index * 3].clone());
     }
-    let outcome = handle_batch(&pool, &attempts, &interleaved).await;
+    let outcome = handle_batch(&pool, &attempts, &RULES, &interleaved).await;
     assert!(outcome.together, "{outcome:?}");
     for (index, result) in outcome.results.iter().enumerate() {
         let new = index % 2 == 0;
@@ -412,8 +421,8 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
     let mut reversed = overlap.clone();
     reversed.reverse();
     let (left, right) = tokio::join!(
-        handle_batch(&pool, &attempts, &overlap),
-        handle_batch(&pool, &attempts, &reversed)
+        handle_batch(&pool, &attempts, &RULES, &overlap),
+        handle_batch(&pool, &attempts, &RULES, &reversed)
     );
     for result in left.results.iter().chain(&right.results) {
         assert!(result.is_ok(), "{result:?}");
@@ -422,8 +431,13 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
 
     // Through the batcher, as the consumer uses it: concurrent deliveries,
     // each answered.
-    let batcher =
-        tronpay_api::chain_events::Batcher::start(pool.clone(), std::sync::Arc::new(Attempts::default()), 2, 64);
+    let batcher = tronpay_api::chain_events::Batcher::start(
+        pool.clone(),
+        std::sync::Arc::new(Attempts::default()),
+        MatchRules::default(),
+        2,
+        64,
+    );
     let (through, _) = paid(10).await;
     let answers = futures_util::future::join_all(through.iter().map(|incoming| batcher.handle(incoming.clone()))).await;
     assert!(answers.iter().all(|answer| matches!(answer, Ok(true))), "{answers:?}");

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use tronpay_domain::UsdtAmount;
 use tronpay_e2e::{Stack, eventually, sql_values, wait_for_status};
 use tronpay_sandbox::{Output, TransferRequest};
 
@@ -209,4 +210,131 @@ async fn without_early_detection_only_final_blocks_are_read_and_payments_complet
             "round {round}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_value_and_dust_transfers_never_touch_a_payment() {
+    let stack = Stack::start().await;
+    let merchant = tronpay_e2e::random_address();
+    let payer = tronpay_e2e::random_address();
+    let stranger = tronpay_e2e::random_address();
+    let id = tronpay_e2e::create_payment(&stack.api.url, &merchant, "30", "poisoned-order").await;
+    // The merchant asked for every event: a spam transfer must not cause one.
+    stack
+        .db
+        .client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE payments SET notify_events = '{{payment.detected,payment.late,payment.expired}}' WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    // Address poisoning: the stranger calls transferFrom(payer, merchant, 0)
+    // (the log is Transfer(payer, merchant, 0), receipt SUCCESS), then sends
+    // dust of one base unit; both seen at the tip, then final.
+    let zero = stack
+        .sandbox
+        .submit(
+            &TransferRequest::new(merchant, UsdtAmount::ZERO)
+                .from(payer)
+                .spent_by(stranger),
+        )
+        .unwrap();
+    let dust = stack
+        .sandbox
+        .submit(&TransferRequest::new(merchant, "0.000001".parse().unwrap()).from(stranger))
+        .unwrap();
+    stack.sandbox.mine(1).unwrap();
+    // Seen at the tip first, and those detections applied by the API.
+    eventually(Duration::from_secs(30), "the detections to be applied", || async {
+        let detected = sql_values(&stack.db, "SELECT txid FROM transfers WHERE status = 'detected'").await;
+        let applied = sql_values(&stack.db, "SELECT message_id FROM processed_messages").await;
+        (detected.len() == 2 && applied.len() == 2).then_some(())
+    })
+    .await;
+    stack.finalize();
+    let rows = eventually(Duration::from_secs(30), "both transfers to be applied", || async {
+        let rows = sql_values(
+            &stack.db,
+            "SELECT txid, from_address, amount_usdt::text AS amount, match_kind, payment_id, detected_payment_id \
+             FROM transfers WHERE applied_at IS NOT NULL ORDER BY amount_usdt",
+        )
+        .await;
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    // Recorded for the operator as ignored, and nothing more.
+    assert_eq!(
+        rows,
+        [
+            serde_json::json!({"txid": zero.txid.as_str(), "from_address": payer.to_base58(), "amount": "0.000000",
+                               "match_kind": "ignored", "payment_id": null, "detected_payment_id": null}),
+            serde_json::json!({"txid": dust.txid.as_str(), "from_address": stranger.to_base58(), "amount": "0.000001",
+                               "match_kind": "ignored", "payment_id": null, "detected_payment_id": null}),
+        ]
+    );
+    let body = tronpay_e2e::payment_status(&stack.api.url, &id).await;
+    assert_eq!(
+        (
+            &body["status"],
+            &body["received_amount_usdt"],
+            &body["transaction_hash"]
+        ),
+        (&serde_json::json!("pending"), &Value::Null, &Value::Null),
+        "{body}"
+    );
+    assert_eq!(stack.log_of(&id).await, ["created"]);
+    assert!(
+        sql_values(&stack.db, "SELECT id FROM webhook_deliveries")
+            .await
+            .is_empty()
+    );
+
+    // The buyer's real payment still completes it, with the buyer's hash.
+    let paid = stack.send(merchant, "30");
+    stack.finalize();
+    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    assert_eq!(body["transaction_hash"], paid.txid.as_str());
+    assert_eq!(body["received_amount_usdt"].to_string(), "30.0");
+    let log = stack.log_of(&id).await;
+    assert!(
+        log.first().map(String::as_str) == Some("created")
+            && log.last().map(String::as_str) == Some("completed")
+            && !log.contains(&"partial".to_owned()),
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_minimum_credit_is_configurable_and_the_rest_of_a_payment_always_counts() {
+    let stack = Stack::start_with(|api| api.min_credit_usdt = "1".parse().unwrap(), |_| {}).await;
+    let (id, address) = stack.payment("10").await;
+    // Below MIN_CREDIT_USDT: ignored. At it and above: credited.
+    stack.send(address, "0.5");
+    stack.send(address, "9.2");
+    stack.finalize();
+    eventually(Duration::from_secs(30), "the partial credit", || async {
+        let body = tronpay_e2e::payment_status(&stack.api.url, &id).await;
+        (body["received_amount_usdt"]
+            .as_number()
+            .map(ToString::to_string)
+            .as_deref()
+            == Some("9.2"))
+        .then_some(())
+    })
+    .await;
+    // The last 0.8 is below the minimum but is exactly what is owed.
+    let last = stack.send(address, "0.8");
+    stack.finalize();
+    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    assert_eq!(body["transaction_hash"], last.txid.as_str());
+    let kinds = sql_values(&stack.db, "SELECT match_kind FROM transfers ORDER BY block_number").await;
+    assert_eq!(
+        kinds,
+        [
+            serde_json::json!({"match_kind": "ignored"}),
+            serde_json::json!({"match_kind": "partial"}),
+            serde_json::json!({"match_kind": "completing"})
+        ]
+    );
 }

@@ -351,6 +351,7 @@ async fn the_client_refuses_an_empty_answer_for_a_block_the_node_lacks() {
         timeout: Duration::from_secs(2),
         min_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
+        stall_after: Duration::from_secs(3600),
     })
     .unwrap();
     ahead

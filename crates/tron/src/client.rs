@@ -1,9 +1,18 @@
 //! Calling TRON nodes: timeouts, classified failures, jittered backoff that
 //! honours `Retry-After`, and failover across several node URLs.
+//!
+//! A node that answers but does not move is a fault too: each URL's head and
+//! final block are remembered with the moment (by this process's clock) they
+//! last changed, and one that has stayed put for longer than
+//! [`NodeSettings::stall_after`] is answered with [`NodeError::Stalled`] and
+//! left for the next URL — so a frozen node behind a load balancer is never
+//! trusted for ever, and with a single node the watcher reports it instead of
+//! showing a chain that looks current.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::de::DeserializeOwned;
 use url::Url;
@@ -22,6 +31,10 @@ pub struct NodeSettings {
     /// First retry delay; doubled per consecutive failure up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// `NODE_STALL_SECONDS`: how long a node may keep answering with the
+    /// same head (or final) block, by this process's clock, before it counts
+    /// as stalled (mainnet makes a block every 3 s).
+    pub stall_after: Duration,
 }
 
 impl NodeSettings {
@@ -64,6 +77,15 @@ pub enum NodeError {
     Garbage { url: String, snippet: String },
     #[error("{url}: the node does not have block {block} yet")]
     Missing { url: String, block: u64 },
+    #[error("{url}: the node's {which} block has stayed at {block} for {seconds} s (NODE_STALL_SECONDS is {bound})")]
+    Stalled {
+        url: String,
+        /// `head` or `final`.
+        which: &'static str,
+        block: u64,
+        seconds: u64,
+        bound: u64,
+    },
 }
 
 impl NodeError {
@@ -79,6 +101,49 @@ impl NodeError {
 /// Polls on a fallback node before the first URL is tried again.
 const FALLBACK_POLLS: u64 = 10;
 
+/// Head and final blocks remembered to tell an empty block from a missing
+/// one without another call.
+const KNOWN_BLOCKS: usize = 8;
+
+/// Which of a node's moving blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Moving {
+    Head,
+    Final,
+}
+
+impl Moving {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Head => "head",
+            Self::Final => "final",
+        }
+    }
+}
+
+/// A block height one node reported, and when it last changed.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    number: u64,
+    since: Instant,
+}
+
+/// What one node URL last showed of the chain's progress.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    head: Option<Seen>,
+    final_block: Option<Seen>,
+}
+
+impl Progress {
+    fn slot(&mut self, which: Moving) -> &mut Option<Seen> {
+        match which {
+            Moving::Head => &mut self.head,
+            Moving::Final => &mut self.final_block,
+        }
+    }
+}
+
 /// A client for one or more TRON nodes, safe to share between tasks.
 pub struct NodeClient {
     http: reqwest::Client,
@@ -89,6 +154,11 @@ pub struct NodeClient {
     polls_on_fallback: AtomicU64,
     calls: AtomicU64,
     last_error: Mutex<Option<(String, SystemTime)>>,
+    /// Per URL (same order as the settings), for stall detection.
+    progress: Mutex<Vec<Progress>>,
+    /// `(height, transaction count)` of the head and final blocks read
+    /// lately, newest last.
+    known_blocks: Mutex<VecDeque<(u64, usize)>>,
 }
 
 impl NodeClient {
@@ -111,11 +181,13 @@ impl NodeClient {
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
         Ok(Self {
             http,
+            progress: Mutex::new(vec![Progress::default(); settings.urls.len()]),
             settings,
             current: AtomicUsize::new(0),
             polls_on_fallback: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            known_blocks: Mutex::new(VecDeque::with_capacity(KNOWN_BLOCKS)),
         })
     }
 
@@ -129,10 +201,13 @@ impl NodeClient {
         self.last_error.lock().map(|guard| guard.clone()).unwrap_or(None)
     }
 
-    /// `POST /wallet/getnowblock`: the head block.
+    /// `POST /wallet/getnowblock`: the head block. Fails with
+    /// [`NodeError::Stalled`] when this node's head has not moved for longer
+    /// than [`NodeSettings::stall_after`], and with [`NodeError::Node`]
+    /// (the node's own text) on an HTTP-200 `{"Error": …}`.
     pub async fn now_block(&self) -> Result<Block, NodeError> {
         self.fall_back_home();
-        self.require_block(self.post("wallet/getnowblock", serde_json::json!({})).await)
+        self.moving_block("wallet/getnowblock", Moving::Head).await
     }
 
     /// After [`FALLBACK_POLLS`] polls on a fallback node, the first URL is
@@ -150,18 +225,88 @@ impl NodeClient {
         }
     }
 
-    /// `POST /walletsolidity/getnowblock`: the latest solidified (final) block.
+    /// `POST /walletsolidity/getnowblock`: the latest solidified (final)
+    /// block; fails as [`Self::now_block`] does.
     pub async fn solid_block(&self) -> Result<Block, NodeError> {
         self.fall_back_home();
-        self.require_block(self.post("walletsolidity/getnowblock", serde_json::json!({})).await)
+        self.moving_block("walletsolidity/getnowblock", Moving::Final).await
+    }
+
+    /// Reads the head or final block from the current node, checks that it
+    /// is a block and that the node is not stalled, and remembers whether
+    /// it was empty.
+    async fn moving_block(&self, path: &str, which: Moving) -> Result<Block, NodeError> {
+        let index = self.current_index();
+        let block = self.post_at(index, path, serde_json::json!({})).await;
+        let block = self.require_block(index, block)?;
+        let number = block.number().unwrap_or(0);
+        self.check_progress(index, which, number)?;
+        if let Ok(mut known) = self.known_blocks.lock() {
+            if known.len() == KNOWN_BLOCKS {
+                known.pop_front();
+            }
+            known.push_back((number, block.transactions.len()));
+        }
+        Ok(block)
+    }
+
+    /// Records `number` as what node `index` shows for `which`; an error
+    /// once it has shown the same height for longer than the stall bound.
+    fn check_progress(&self, index: usize, which: Moving, number: u64) -> Result<(), NodeError> {
+        let now = Instant::now();
+        let unchanged_for = {
+            let Ok(mut progress) = self.progress.lock() else {
+                return Ok(());
+            };
+            let Some(slot) = progress.get_mut(index).map(|node| node.slot(which)) else {
+                return Ok(());
+            };
+            match slot {
+                Some(seen) if seen.number == number => now.duration_since(seen.since),
+                _ => {
+                    *slot = Some(Seen { number, since: now });
+                    return Ok(());
+                }
+            }
+        };
+        if unchanged_for <= self.settings.stall_after {
+            return Ok(());
+        }
+        let error = NodeError::Stalled {
+            url: self.url_at(index).to_string(),
+            which: which.name(),
+            block: number,
+            seconds: unchanged_for.as_secs(),
+            bound: self.settings.stall_after.as_secs(),
+        };
+        self.failed(&error);
+        Err(error)
     }
 
     /// `POST /wallet/getblockbynum`; `None` when the node has no such block.
     pub async fn block_by_num(&self, number: u64) -> Result<Option<Block>, NodeError> {
+        let index = self.current_index();
         let block: Block = self
-            .post("wallet/getblockbynum", serde_json::json!({ "num": number }))
+            .post_at(index, "wallet/getblockbynum", serde_json::json!({ "num": number }))
             .await?;
+        if let Some(message) = block.error_text() {
+            let error = NodeError::Node {
+                url: self.url_at(index).to_string(),
+                message,
+            };
+            self.failed(&error);
+            return Err(error);
+        }
         Ok(block.number().is_some().then_some(block))
+    }
+
+    /// Whether a head or final block read lately was block `number`, with no
+    /// transaction.
+    fn known_empty(&self, number: u64) -> bool {
+        self.known_blocks
+            .lock()
+            .map(|known| known.iter().any(|&(height, count)| height == number && count == 0))
+            .unwrap_or(false)
     }
 
     /// `POST /wallet/gettransactioninfobyblocknum`: every receipt and event
@@ -201,10 +346,11 @@ impl NodeClient {
                 "the receipts of block {number} do not carry one positive block time"
             )));
         }
-        if infos.is_empty() {
-            // A node answers `[]` both for an empty block and for a block it
-            // does not have (one behind the others, behind a load balancer).
-            // Only a block that exists with no transaction is empty.
+        // A node answers `[]` both for an empty block and for a block it does
+        // not have (one behind the others, behind a load balancer). Only a
+        // block that exists with no transaction is empty: the head or final
+        // block just polled may already say so; otherwise the block is read.
+        if infos.is_empty() && !self.known_empty(number) {
             match self.block_by_num(number).await? {
                 Some(block) if block.number() != Some(number) => {
                     return Err(garbage(format!(
@@ -232,26 +378,51 @@ impl NodeClient {
         Ok(infos)
     }
 
-    fn require_block(&self, block: Result<Block, NodeError>) -> Result<Block, NodeError> {
+    /// A block, or the node's own error text (`{"Error": …}`), or garbage
+    /// when it has no header; node `index` is left on failure.
+    fn require_block(&self, index: usize, block: Result<Block, NodeError>) -> Result<Block, NodeError> {
         let block = block?;
-        if block.number().is_none() {
-            return Err(NodeError::Garbage {
-                url: self.current_url().to_string(),
+        let url = || self.url_at(index).to_string();
+        let error = match (block.error_text(), block.number()) {
+            (None, Some(_)) => return Ok(block),
+            (Some(message), _) => NodeError::Node { url: url(), message },
+            (None, None) => NodeError::Garbage {
+                url: url(),
                 snippet: "a block without a header".into(),
-            });
-        }
-        Ok(block)
+            },
+        };
+        self.failed(&error);
+        Err(error)
+    }
+
+    fn current_index(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.settings.urls.len()
+    }
+
+    fn url_at(&self, index: usize) -> &Url {
+        let urls = &self.settings.urls;
+        &urls[index % urls.len()]
     }
 
     fn current_url(&self) -> &Url {
-        let urls = &self.settings.urls;
-        &urls[self.current.load(Ordering::Relaxed) % urls.len()]
+        self.url_at(self.current_index())
     }
 
     /// One attempt against the current node; on failure the next call goes
     /// to the next node.
     async fn post<T: DeserializeOwned>(&self, path: &str, body: serde_json::Value) -> Result<T, NodeError> {
-        let base = self.current_url().clone();
+        self.post_at(self.current_index(), path, body).await
+    }
+
+    /// One attempt against node `index`; on failure the next call goes to
+    /// the next node.
+    async fn post_at<T: DeserializeOwned>(
+        &self,
+        index: usize,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<T, NodeError> {
+        let base = self.url_at(index).clone();
         let outcome = self.post_to(&base, path, body).await;
         if let Err(error) = &outcome {
             self.failed(error);
@@ -397,16 +568,53 @@ mod tests {
         assert!(matches!(classify_body("u", b""), NodeError::Garbage { .. }));
     }
 
-    #[test]
-    fn backoff_grows_is_jittered_and_honours_retry_after() {
-        let client = NodeClient::new(NodeSettings {
-            urls: NodeSettings::parse_urls("http://127.0.0.1:1").unwrap(),
+    fn client(urls: &str, stall_after: Duration) -> NodeClient {
+        NodeClient::new(NodeSettings {
+            urls: NodeSettings::parse_urls(urls).unwrap(),
             api_key: None,
             timeout: Duration::from_secs(1),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            stall_after,
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_node_whose_block_does_not_move_is_stalled_and_left() {
+        let nodes = client("http://127.0.0.1:1,http://127.0.0.1:2", Duration::ZERO);
+        assert!(nodes.check_progress(0, Moving::Head, 5).is_ok(), "first sight");
+        std::thread::sleep(Duration::from_millis(5));
+        let stalled = nodes.check_progress(0, Moving::Head, 5).unwrap_err();
+        assert!(
+            matches!(
+                stalled,
+                NodeError::Stalled {
+                    which: "head",
+                    block: 5,
+                    ..
+                }
+            ),
+            "{stalled:?}"
+        );
+        assert!(stalled.to_string().contains("NODE_STALL_SECONDS"), "{stalled}");
+        // The client moved on to the second node, which is judged on its own.
+        assert_eq!(nodes.current_index(), 1);
+        assert!(nodes.check_progress(1, Moving::Head, 5).is_ok());
+        // Head and final block are watched apart; any change is progress.
+        assert!(nodes.check_progress(0, Moving::Final, 3).is_ok());
+        assert!(nodes.check_progress(0, Moving::Head, 6).is_ok());
+
+        // Within the bound the same block is fine.
+        let patient = client("http://127.0.0.1:1", Duration::from_secs(3600));
+        for _ in 0..3 {
+            assert!(patient.check_progress(0, Moving::Final, 9).is_ok());
+        }
+    }
+
+    #[test]
+    fn backoff_grows_is_jittered_and_honours_retry_after() {
+        let client = client("http://127.0.0.1:1", Duration::from_secs(30));
         let error = NodeError::Garbage {
             url: "u".into(),
             snippet: "x".into(),

@@ -30,7 +30,26 @@ pub struct Transfer {
 pub struct Skipped {
     pub txid: String,
     pub log_index: usize,
-    pub reason: &'static str,
+    pub reason: SkipReason,
+}
+
+/// Which rule a USDT `Transfer` log breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    #[error("the transaction id is not 64 hex digits")]
+    TransactionId,
+    #[error("the Transfer log has {0} topics, not 3 (signature, from, to)")]
+    TopicCount(usize),
+    #[error("topic {0} is not a 32-byte hex word")]
+    TopicNotWord(usize),
+    #[error("topic {0} has non-zero bytes above its 20-byte address")]
+    TopicNotAddress(usize),
+    #[error("the value is not one 32-byte hex word")]
+    ValueNotWord,
+    #[error("the value exceeds NUMERIC(18,6)")]
+    ValueTooLarge,
+    #[error("the log index does not fit 32 bits")]
+    LogIndex,
 }
 
 /// The USDT transfers in one block's transaction infos, and the malformed
@@ -53,28 +72,45 @@ pub fn usdt_transfers(infos: &[TxInfo], usdt: &TronAddress) -> (Vec<Transfer>, V
             if !address.eq_ignore_ascii_case(contract20) {
                 continue;
             }
-            if log.topics.len() != 3 || !log.topics[0].eq_ignore_ascii_case(TRANSFER_TOPIC) {
+            // Other events of the contract (Approval, …) are not transfers.
+            if !log
+                .topics
+                .first()
+                .is_some_and(|signature| signature.eq_ignore_ascii_case(TRANSFER_TOPIC))
+            {
                 continue;
             }
-            let skip = |reason| Skipped {
-                txid: info.id.clone(),
-                log_index: index,
-                reason,
+            let mut skip = |reason| {
+                skipped.push(Skipped {
+                    txid: info.id.clone(),
+                    log_index: index,
+                    reason,
+                });
             };
+            if log.topics.len() != 3 {
+                skip(SkipReason::TopicCount(log.topics.len()));
+                continue;
+            }
             let Ok(txid) = TxId::parse(&info.id) else {
-                skipped.push(skip("transaction id is not 64 hex digits"));
+                skip(SkipReason::TransactionId);
                 continue;
             };
-            let (Some(from), Some(to)) = (topic_address(&log.topics[1]), topic_address(&log.topics[2])) else {
-                skipped.push(skip("a topic is not a 32-byte address word"));
-                continue;
+            let (from, to) = match (topic_address(&log.topics, 1), topic_address(&log.topics, 2)) {
+                (Ok(from), Ok(to)) => (from, to),
+                (Err(reason), _) | (_, Err(reason)) => {
+                    skip(reason);
+                    continue;
+                }
             };
-            let Some(amount) = word_amount(&log.data) else {
-                skipped.push(skip("the value is not a 32-byte word within NUMERIC(18,6)"));
-                continue;
+            let amount = match word_amount(&log.data) {
+                Ok(amount) => amount,
+                Err(reason) => {
+                    skip(reason);
+                    continue;
+                }
             };
             let Ok(log_index) = u32::try_from(index) else {
-                skipped.push(skip("log index out of range"));
+                skip(SkipReason::LogIndex);
                 continue;
             };
             transfers.push(Transfer {
@@ -91,30 +127,36 @@ pub fn usdt_transfers(infos: &[TxInfo], usdt: &TronAddress) -> (Vec<Transfer>, V
     (transfers, skipped)
 }
 
-/// The address in the last 20 bytes of a 32-byte topic word.
-fn topic_address(word: &str) -> Option<TronAddress> {
+/// The address in the last 20 bytes of topic `position` (a 32-byte word).
+fn topic_address(topics: &[String], position: usize) -> Result<TronAddress, SkipReason> {
+    let word = topics.get(position).map_or("", String::as_str);
     // Checked as bytes first: slicing a non-ASCII text by position could
     // split a character.
-    if word.len() != 64
-        || !word.bytes().all(|byte| byte.is_ascii_hexdigit())
-        || !word.as_bytes()[..24].iter().all(|byte| *byte == b'0')
-    {
-        return None;
+    if !is_word(word) {
+        return Err(SkipReason::TopicNotWord(position));
     }
-    TronAddress::from_hex(&word[24..]).ok()
+    if !word.as_bytes()[..24].iter().all(|byte| *byte == b'0') {
+        return Err(SkipReason::TopicNotAddress(position));
+    }
+    TronAddress::from_hex(&word[24..]).map_err(|_| SkipReason::TopicNotWord(position))
+}
+
+/// 64 hex digits.
+fn is_word(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit())
 }
 
 /// A uint256 value word, if it fits an amount.
-fn word_amount(word: &str) -> Option<UsdtAmount> {
-    if word.len() != 64 || !word.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-        return None;
+fn word_amount(word: &str) -> Result<UsdtAmount, SkipReason> {
+    if !is_word(word) {
+        return Err(SkipReason::ValueNotWord);
     }
     // Anything above 16 hex digits exceeds u64 and so any real USDT amount.
     if !word[..48].bytes().all(|byte| byte == b'0') {
-        return None;
+        return Err(SkipReason::ValueTooLarge);
     }
-    let units = u64::from_str_radix(&word[48..], 16).ok()?;
-    UsdtAmount::from_base_units(units).ok()
+    let units = u64::from_str_radix(&word[48..], 16).map_err(|_| SkipReason::ValueNotWord)?;
+    UsdtAmount::from_base_units(units).map_err(|_| SkipReason::ValueTooLarge)
 }
 
 #[cfg(test)]
@@ -217,12 +259,37 @@ mod tests {
     }
 
     #[test]
-    fn malformed_logs_are_skipped_with_a_reason() {
-        let mut bad_topic = transfer_log("0d0707963952f2fba59dd06f2b425ace40b492fe", "01");
-        bad_topic.topics[2] = "ffff".into();
-        let huge = transfer_log("0d0707963952f2fba59dd06f2b425ace40b492fe", &"f".repeat(64));
-        let (transfers, skipped) = usdt_transfers(&[info("SUCCESS", vec![bad_topic, huge])], &usdt());
+    fn malformed_logs_are_skipped_with_the_rule_each_breaks() {
+        let to = "0d0707963952f2fba59dd06f2b425ace40b492fe";
+        let mut short_topic = transfer_log(to, "01");
+        short_topic.topics[2] = "ffff".into();
+        let mut wide_topic = transfer_log(to, "01");
+        wide_topic.topics[1] = format!("ff{}", &wide_topic.topics[1][2..]);
+        let huge = transfer_log(to, &"f".repeat(64));
+        let mut short_value = transfer_log(to, "01");
+        short_value.data = "01".into();
+        // An indexed value (an NFT-style Transfer) is not USDT's event.
+        let mut four_topics = transfer_log(to, "01");
+        four_topics.topics.push(word("05"));
+        let mut approval = transfer_log(to, "01");
+        approval.topics[0] = "8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925".into();
+        let logs = vec![short_topic, wide_topic, huge, short_value, four_topics, approval];
+        let (transfers, skipped) = usdt_transfers(&[info("SUCCESS", logs)], &usdt());
         assert!(transfers.is_empty());
-        assert_eq!(skipped.len(), 2);
+        let reasons: Vec<(usize, SkipReason)> = skipped.iter().map(|skip| (skip.log_index, skip.reason)).collect();
+        assert_eq!(
+            reasons,
+            [
+                (0, SkipReason::TopicNotWord(2)),
+                (1, SkipReason::TopicNotAddress(1)),
+                (2, SkipReason::ValueTooLarge),
+                (3, SkipReason::ValueNotWord),
+                (4, SkipReason::TopicCount(4)),
+            ]
+        );
+        assert_eq!(
+            SkipReason::TopicCount(4).to_string(),
+            "the Transfer log has 4 topics, not 3 (signature, from, to)"
+        );
     }
 }

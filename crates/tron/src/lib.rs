@@ -10,5 +10,5 @@ pub mod decode;
 pub mod types;
 
 pub use client::{NodeClient, NodeError, NodeSettings};
-pub use decode::{Transfer, usdt_transfers};
+pub use decode::{SkipReason, Skipped, Transfer, usdt_transfers};
 pub use types::{Block, BlockHeader, Log, Receipt, TxInfo};

@@ -14,6 +14,10 @@ pub struct Block {
     /// Absent for an empty block (protobuf JSON omits empty lists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transactions: Vec<BlockTransaction>,
+    /// java-tron's HTTP-200 `{"Error": "…"}` answer (its text, or the JSON
+    /// value when it is not a string); absent in a real block.
+    #[serde(rename = "Error", alias = "error", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -40,6 +44,13 @@ pub struct BlockTransaction {
 }
 
 impl Block {
+    /// The node's own error text, when the answer was `{"Error": …}`.
+    pub fn error_text(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|value| value.as_str().map_or_else(|| value.to_string(), str::to_owned))
+    }
+
     /// `None` for `{}` (a block the node does not have).
     pub fn number(&self) -> Option<u64> {
         self.block_header.as_ref().map(|header| header.raw_data.number)
