@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -50,7 +51,8 @@ pub struct ChainArgs {
     pub latency_block_ms: u64,
     #[arg(long, default_value_t = 19)]
     pub solid_lag: u64,
-    /// Base port for the processes (sandbox, watcher health, API).
+    /// Base port for the processes (sandbox, watcher health, API) of the
+    /// catch-up phase; the latency phase uses the next ten.
     #[arg(long, default_value_t = 18_090)]
     pub port: u16,
 }
@@ -77,7 +79,16 @@ struct Bench {
     args: ChainArgs,
     http: reqwest::Client,
     db: tokio_postgres::Client,
+    /// The current phase's base port: each phase has its own, so a process
+    /// of the last phase that is slow to exit never answers for this one.
+    port: AtomicU16,
 }
+
+/// How far the latency phase's ports are from the catch-up phase's.
+const LATENCY_PORT_OFFSET: u16 = 10;
+/// The chains of the two phases (told apart by `/sandbox/status`).
+const CATCH_UP_SEED: u64 = 7;
+const LATENCY_SEED: u64 = 8;
 
 pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
     let (db, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
@@ -85,6 +96,7 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
     let bench = Bench {
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
         db,
+        port: AtomicU16::new(args.port),
         args,
     };
     bench.catch_up().await?;
@@ -96,7 +108,7 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
 
 impl Bench {
     fn sandbox_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.args.port)
+        format!("http://127.0.0.1:{}", self.port.load(Ordering::Relaxed))
     }
 
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -114,14 +126,17 @@ impl Bench {
         Ok(value)
     }
 
-    async fn wait_for_sandbox(&self) -> anyhow::Result<()> {
+    /// Waits until the sandbox of chain `seed` answers (not another one).
+    async fn wait_for_sandbox(&self, seed: u64) -> anyhow::Result<()> {
         for _ in 0..100 {
-            if self.sandbox_status().await.is_ok() {
+            if let Ok(status) = self.sandbox_status().await
+                && status["seed"] == seed
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("the sandbox did not start")
+        bail!("the sandbox of chain {seed} did not start on {}", self.sandbox_url())
     }
 
     /// Inserts `count` pending payments on fresh addresses; returns them
@@ -241,7 +256,7 @@ impl Bench {
         start: Option<u64>,
         bus: &tronpay_bus::BusSettings,
     ) -> anyhow::Result<(Service, Service)> {
-        let port = self.args.port;
+        let port = self.port.load(Ordering::Relaxed);
         let common = |extra: Vec<(&'static str, String)>| {
             let mut env = vec![
                 ("DATABASE_URL", self.args.database_url.clone()),
@@ -257,6 +272,8 @@ impl Bench {
             ("WATCHER_BIND", format!("127.0.0.1:{}", port + 1)),
             ("BLOCK_INTERVAL_MS", block_ms.to_string()),
             ("DETECT_UNCONFIRMED", "false".into()),
+            // The catch-up chain is made in advance and does not move.
+            ("NODE_STALL_SECONDS", "3600".into()),
         ]);
         if let Some(start) = start {
             watcher_env.push(("SCAN_START_BLOCK", start.to_string()));
@@ -280,7 +297,7 @@ impl Bench {
             "tronpay-sandbox",
             &[
                 "--bind".into(),
-                format!("127.0.0.1:{}", args.port),
+                format!("127.0.0.1:{}", self.port.load(Ordering::Relaxed)),
                 "--block-ms".into(),
                 block_ms.to_string(),
                 "--solid-lag".into(),
@@ -295,8 +312,8 @@ impl Bench {
     /// Catch-up: blocks/s over a backlog of busy blocks, and node calls per block.
     async fn catch_up(&self) -> anyhow::Result<()> {
         let args = &self.args;
-        let _sandbox = self.sandbox(0, 7)?;
-        self.wait_for_sandbox().await?;
+        let _sandbox = self.sandbox(0, CATCH_UP_SEED)?;
+        self.wait_for_sandbox(CATCH_UP_SEED).await?;
         let prepared = Instant::now();
         let watched = self.watch(args.watched, "catchup").await?;
         let mut hits = watched.iter().cycle();
@@ -381,8 +398,10 @@ impl Bench {
         self.db
             .batch_execute("TRUNCATE payment_logs, transfers, webhook_attempts, webhook_deliveries, outbox, processed_messages, chain_state; DELETE FROM payments;")
             .await?;
-        let _sandbox = self.sandbox(args.latency_block_ms, 8)?;
-        self.wait_for_sandbox().await?;
+        self.port
+            .store(args.port.saturating_add(LATENCY_PORT_OFFSET), Ordering::Relaxed);
+        let _sandbox = self.sandbox(args.latency_block_ms, LATENCY_SEED)?;
+        self.wait_for_sandbox(LATENCY_SEED).await?;
         // A fresh chain has no final block to advance until it is `solid_lag`
         // blocks long; steady state starts after that.
         let start = self.head().await?;
