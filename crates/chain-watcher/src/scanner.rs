@@ -183,7 +183,7 @@ impl Scanner {
     }
 
     /// The stored cursor, or on a first start a new one at
-    /// `SCAN_START_BLOCK` or [`Self::first_block`]; `None` on shutdown.
+    /// `SCAN_START_BLOCK` or [`start::first_block`]; `None` on shutdown.
     async fn cursor_or_start(
         &self,
         heads: &Heads,

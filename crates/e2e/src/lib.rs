@@ -286,6 +286,19 @@ pub fn test_chain() -> SandboxConfig {
     }
 }
 
+/// Two sandbox nodes of the same chain (`seed`), started together and mined
+/// on demand: whatever is done to both stays one chain (a test may then mine
+/// one ahead, freeze one, …).
+pub async fn same_chain_twice(seed: u64) -> (RunningSandbox, RunningSandbox) {
+    let config = SandboxConfig {
+        seed: Some(seed),
+        ..test_chain()
+    };
+    let first = Sandbox::start(config.clone()).await.unwrap();
+    let second = Sandbox::start(config).await.unwrap();
+    (first, second)
+}
+
 /// PostgreSQL, RabbitMQ, a sandbox node, an API and a chain watcher.
 pub struct Stack {
     pub db: TestDb,

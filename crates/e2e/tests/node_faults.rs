@@ -53,22 +53,11 @@ async fn both_chains(stack: &Stack, what: &str, check: impl Fn(&Value) -> bool) 
     .await
 }
 
-/// Two nodes of one chain (`seed`), both mined on demand.
-async fn same_chain_twice(seed: u64) -> (tronpay_e2e::RunningSandbox, tronpay_e2e::RunningSandbox) {
-    let config = tronpay_e2e::SandboxConfig {
-        seed: Some(seed),
-        ..tronpay_e2e::test_chain()
-    };
-    let first = tronpay_e2e::Sandbox::start(config.clone()).await.unwrap();
-    let second = tronpay_e2e::Sandbox::start(config).await.unwrap();
-    (first, second)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_answers_but_does_not_move_is_left_for_one_that_moves() {
     // The first node stopped syncing at its current block and keeps
     // answering with it (HTTP 200); the second follows the chain.
-    let (frozen, moving) = same_chain_twice(11).await;
+    let (frozen, moving) = tronpay_e2e::same_chain_twice(11).await;
     frozen.freeze(true);
     let _miner = Miner::start(&moving.url());
     let stack = Stack::without_watcher(|_| {}).await;

@@ -283,23 +283,11 @@ async fn a_poison_message_goes_to_the_dead_letter_queue() {
     wait_for_status(&stack.api.url, &id, "completed").await;
 }
 
-/// Two sandbox nodes of the same chain (`seed`), started together: the first
-/// is then mined ahead, the second stays behind.
-async fn same_chain_twice(seed: u64) -> (tronpay_e2e::RunningSandbox, tronpay_e2e::RunningSandbox) {
-    let config = tronpay_e2e::SandboxConfig {
-        seed: Some(seed),
-        ..tronpay_e2e::test_chain()
-    };
-    let ahead = tronpay_e2e::Sandbox::start(config.clone()).await.unwrap();
-    let behind = tronpay_e2e::Sandbox::start(config).await.unwrap();
-    (ahead, behind)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_that_lacks_a_block_is_never_taken_for_an_empty_block() {
     // Two nodes on the same chain; the second one is far behind (it answers
     // `[]` for blocks it does not have, as java-tron does).
-    let (ahead, behind) = same_chain_twice(42).await;
+    let (ahead, behind) = tronpay_e2e::same_chain_twice(42).await;
     let stack = Stack::without_watcher(|_| {}).await;
     let start = ahead.heights().head + 1;
     let mut ids = Vec::new();
@@ -340,7 +328,7 @@ async fn a_node_that_lacks_a_block_is_never_taken_for_an_empty_block() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_refuses_an_empty_answer_for_a_block_the_node_lacks() {
-    let (ahead, behind) = same_chain_twice(7).await;
+    let (ahead, behind) = tronpay_e2e::same_chain_twice(7).await;
     let sent = ahead
         .transfer(tronpay_e2e::random_address(), "5".parse().unwrap())
         .unwrap();
