@@ -26,7 +26,7 @@ bench:         ## benchmarks; figures go to docs/BENCHMARKS.md
 	@scripts/bench-chain.sh
 	@scripts/bench-webhooks.sh
 
-bench-webhooks: ## the webhook dispatcher: deliveries/s and latency
+bench-webhooks: ## the webhook dispatcher: deliveries/s, latency, and fairness (a healthy receiver beside hanging ones)
 	@scripts/bench-webhooks.sh
 
 bench-api:     ## the API over HTTP

@@ -80,7 +80,8 @@ enum Scenario {
     },
     /// The chain watcher: catch-up speed and final-to-completed latency.
     Chain(chain::ChainArgs),
-    /// The webhook dispatcher: deliveries/s and commit-to-receipt latency.
+    /// The webhook dispatcher: deliveries/s, commit-to-receipt latency, and
+    /// the wait of a healthy receiver behind hanging ones.
     Webhooks(webhooks::WebhookArgs),
 }
 

@@ -1,19 +1,24 @@
-//! `tronpay-bench webhooks`: deliveries per second to a local receiver, and
-//! the latency from a payment's commit to its webhook's arrival.
+//! `tronpay-bench webhooks`: deliveries per second to a local receiver, the
+//! latency from a payment's commit to its webhook's arrival, and fairness:
+//! how long a healthy receiver waits for its webhook when it comes after
+//! deliveries to a receiver that never answers.
 //!
 //! The completions (payment, delivery row and `callback.due` in the outbox)
 //! are written straight to the database, as the API would in its matching
 //! transaction; a real `tronpay-webhook-dispatcher` process publishes and
-//! delivers them to a receiver in this process.
+//! delivers them to receivers in this process.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::{Context, bail};
+use tokio::io::AsyncReadExt;
 
 use crate::Service;
 
@@ -35,8 +40,44 @@ pub struct WebhookArgs {
     /// … during this many seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
+    /// Fairness cases, `N@C`: N deliveries to a receiver that never answers,
+    /// then one to a receiver that answers at once, with
+    /// `WEBHOOK_CONCURRENCY=C`.
+    #[arg(long, value_delimiter = ',', default_value = "9@4,64@64")]
+    pub fairness: Vec<FairnessCase>,
+    /// Only the fairness phase.
+    #[arg(long)]
+    pub fairness_only: bool,
+    /// The dispatcher's health port; the receivers use the next two.
     #[arg(long, default_value_t = 18_190)]
     pub port: u16,
+}
+
+/// `N@C`: N hanging deliveries with `WEBHOOK_CONCURRENCY=C`.
+#[derive(Debug, Clone, Copy)]
+pub struct FairnessCase {
+    pub hanging: u32,
+    pub concurrency: u32,
+}
+
+impl FromStr for FairnessCase {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (hanging, concurrency) = text
+            .split_once('@')
+            .ok_or_else(|| format!("{text:?} is not N@C (e.g. 9@4)"))?;
+        Ok(Self {
+            hanging: hanging
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?}: N is not a number"))?,
+            concurrency: concurrency
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?}: C is not a number"))?,
+        })
+    }
 }
 
 /// Arrival time (ms since the epoch) per webhook id.
@@ -55,6 +96,128 @@ async fn receive(request: HttpRequest, arrivals: web::Data<Arrivals>) -> HttpRes
     HttpResponse::Ok().finish()
 }
 
+/// A receiver that accepts connections and never answers: it reads and
+/// discards the requests and holds the sockets until the dispatcher gives
+/// up, counting connections opened and closed.
+struct Hanging {
+    opened: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    accepting: tokio::task::JoinHandle<()>,
+    holding: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Hanging {
+    async fn start(port: u16) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let opened = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let holding: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accepting = tokio::spawn({
+            let (opened, closed, holding) = (Arc::clone(&opened), Arc::clone(&closed), Arc::clone(&holding));
+            async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    let closed = Arc::clone(&closed);
+                    let task = tokio::spawn(async move {
+                        let mut buffer = [0u8; 4096];
+                        while let Ok(1..) = socket.read(&mut buffer).await {}
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    });
+                    if let Ok(mut holding) = holding.lock() {
+                        holding.push(task);
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            opened,
+            closed,
+            accepting,
+            holding,
+        })
+    }
+
+    /// (connections open now, connections closed so far).
+    fn counts(&self) -> (usize, usize) {
+        let closed = self.closed.load(Ordering::SeqCst);
+        (self.opened.load(Ordering::SeqCst) - closed, closed)
+    }
+
+    /// Stops listening and drops every held connection.
+    fn stop(&self) {
+        self.accepting.abort();
+        if let Ok(holding) = self.holding.lock() {
+            for task in holding.iter() {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// Starts a dispatcher with its own exchange and queues; `settings` are
+/// extra environment variables.
+async fn start_dispatcher(args: &WebhookArgs, bus: &str, settings: &[(&str, String)]) -> anyhow::Result<Service> {
+    let path = args.bin_dir.join("tronpay-webhook-dispatcher");
+    let mut command = Command::new(&path);
+    command
+        .env("DATABASE_URL", &args.database_url)
+        .env("RABBITMQ_URL", &args.rabbitmq_url)
+        .env("BUS_EXCHANGE", bus)
+        .env("BUS_QUEUE_PREFIX", bus)
+        .env("CALLBACK_ALLOW_PRIVATE", "true")
+        .env("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("DISPATCHER_BIND", format!("127.0.0.1:{}", args.port))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    let dispatcher = Service(
+        command
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?,
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(dispatcher)
+}
+
+/// Writes `count` completions whose callback is `callback`, order ids
+/// `{tag}-1…`, as the API's matching transaction would.
+async fn complete(db: &tokio_postgres::Client, callback: &str, tag: &str, count: u32) -> anyhow::Result<()> {
+    db.execute(
+        "WITH p AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, completed_at, \
+                                         expires_at, last_checked_timestamp, received_amount_usdt, transaction_hash) \
+                    SELECT gen_random_uuid()::text, 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', 12.34, $1, $2 || '-' || n, 'completed', \
+                           now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', (now() AT TIME ZONE 'utc') + interval '1 day', 0, 12.34, \
+                           md5(n::text) || md5($2 || n) \
+                    FROM generate_series(1, $3::int) AS n RETURNING id, order_id, transaction_hash), \
+              d AS (INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload, published_at) \
+                    SELECT gen_random_uuid(), id, 'payment.completed', 'msg_' || replace(gen_random_uuid()::text, '-', ''), \
+                           jsonb_build_object('payment_id', id, 'order_id', order_id, 'wallet_address', 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', \
+                                              'currency', 'USDT_TRC20', 'expected_amount_usdt', 12.34, 'received_amount_usdt', 12.34, \
+                                              'transaction_hash', transaction_hash, 'status', 'completed', 'event', 'payment.completed'), \
+                           now() AT TIME ZONE 'utc' \
+                    FROM p RETURNING id, payment_id) \
+         INSERT INTO outbox (message_id, routing_key, payload) \
+         SELECT gen_random_uuid(), 'callback.due', jsonb_build_object('delivery_id', id::text, 'payment_id', payment_id, 'event_type', 'payment.completed') FROM d",
+        &[&callback, &tag, &i32::try_from(count)?],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deliveries of completions tagged `tag` recorded as delivered.
+async fn delivered(db: &tokio_postgres::Client, tag: &str) -> anyhow::Result<i64> {
+    Ok(db
+        .query_one(
+            "SELECT count(*) FROM webhook_deliveries d JOIN payments p ON p.id = d.payment_id WHERE d.status = 'delivered' AND p.order_id LIKE $1 || '-%'",
+            &[&tag],
+        )
+        .await?
+        .get(0))
+}
+
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let (db, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
@@ -70,61 +233,30 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     tokio::spawn(receiver);
     let callback = format!("http://127.0.0.1:{}/hook", args.port + 1);
 
-    let bus = format!("tronpay-bench.webhooks.{}", std::process::id());
-    let path = args.bin_dir.join("tronpay-webhook-dispatcher");
-    let dispatcher = Service(
-        Command::new(&path)
-            .env("DATABASE_URL", &args.database_url)
-            .env("RABBITMQ_URL", &args.rabbitmq_url)
-            .env("BUS_EXCHANGE", &bus)
-            .env("BUS_QUEUE_PREFIX", &bus)
-            .env("CALLBACK_ALLOW_PRIVATE", "true")
-            .env("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .env("DISPATCHER_BIND", format!("127.0.0.1:{}", args.port))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", path.display()))?,
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    if !args.fairness_only {
+        throughput_and_latency(&args, &db, &arrivals, &callback).await?;
+    }
+    for case in &args.fairness {
+        fairness(&args, &db, &arrivals, &callback, *case).await?;
+    }
+    receiver_handle.stop(false).await;
+    Ok(())
+}
 
-    let complete = async |count: u32, tag: &str| -> anyhow::Result<()> {
-        db.execute(
-            "WITH p AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, completed_at, \
-                                             expires_at, last_checked_timestamp, received_amount_usdt, transaction_hash) \
-                        SELECT gen_random_uuid()::text, 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', 12.34, $1, $2 || '-' || n, 'completed', \
-                               now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', (now() AT TIME ZONE 'utc') + interval '1 day', 0, 12.34, \
-                               md5(n::text) || md5($2 || n) \
-                        FROM generate_series(1, $3::int) AS n RETURNING id, order_id, transaction_hash), \
-                  d AS (INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload, published_at) \
-                        SELECT gen_random_uuid(), id, 'payment.completed', 'msg_' || replace(gen_random_uuid()::text, '-', ''), \
-                               jsonb_build_object('payment_id', id, 'order_id', order_id, 'wallet_address', 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', \
-                                                  'currency', 'USDT_TRC20', 'expected_amount_usdt', 12.34, 'received_amount_usdt', 12.34, \
-                                                  'transaction_hash', transaction_hash, 'status', 'completed', 'event', 'payment.completed'), \
-                               now() AT TIME ZONE 'utc' \
-                        FROM p RETURNING id, payment_id) \
-             INSERT INTO outbox (message_id, routing_key, payload) \
-             SELECT gen_random_uuid(), 'callback.due', jsonb_build_object('delivery_id', id::text, 'payment_id', payment_id, 'event_type', 'payment.completed') FROM d",
-            &[&callback, &tag, &i32::try_from(count)?],
-        )
-        .await?;
-        Ok(())
-    };
-    let delivered = async |tag: &str| -> anyhow::Result<i64> {
-        Ok(db
-            .query_one(
-                "SELECT count(*) FROM webhook_deliveries d JOIN payments p ON p.id = d.payment_id WHERE d.status = 'delivered' AND p.order_id LIKE $1 || '-%'",
-                &[&tag],
-            )
-            .await?
-            .get(0))
-    };
+/// A burst of completions (deliveries/s), then a steady rate (latency).
+async fn throughput_and_latency(
+    args: &WebhookArgs,
+    db: &tokio_postgres::Client,
+    arrivals: &Arrivals,
+    callback: &str,
+) -> anyhow::Result<()> {
+    let bus = format!("tronpay-bench.webhooks.{}", std::process::id());
+    let dispatcher = start_dispatcher(args, &bus, &[]).await?;
 
     // Throughput: a burst of completions.
     let started = Instant::now();
-    complete(args.burst, "burst").await?;
-    while delivered("burst").await? < i64::from(args.burst) {
+    complete(db, callback, "burst", args.burst).await?;
+    while delivered(db, "burst").await? < i64::from(args.burst) {
         if started.elapsed() > Duration::from_secs(600) {
             bail!("the burst was not delivered within 10 minutes");
         }
@@ -147,7 +279,7 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     for tick in 0..ticks {
         ticker.tick().await;
-        complete(per_tick, &format!("steady{tick}")).await?;
+        complete(db, callback, &format!("steady{tick}"), per_tick).await?;
     }
     let expected = i64::from(per_tick * ticks);
     let waited = Instant::now();
@@ -171,11 +303,11 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    let arrivals = arrivals.lock().map(|arrivals| arrivals.clone()).unwrap_or_default();
+    let arrived = arrivals.lock().map(|arrivals| arrivals.clone()).unwrap_or_default();
     let mut latencies: Vec<i64> = rows
         .iter()
         .filter_map(|row| {
-            arrivals
+            arrived
                 .get(row.get::<_, &str>(0))
                 .map(|arrived| arrived - row.get::<_, i64>(1))
         })
@@ -194,6 +326,66 @@ pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or(0)
     );
     drop(dispatcher);
-    receiver_handle.stop(false).await;
+    Ok(())
+}
+
+/// `case.hanging` completions whose callback never answers, then one whose
+/// callback answers at once (committed right after, so its message is
+/// last): the time from that one's commit to its arrival.
+async fn fairness(
+    args: &WebhookArgs,
+    db: &tokio_postgres::Client,
+    arrivals: &Arrivals,
+    callback: &str,
+    case: FairnessCase,
+) -> anyhow::Result<()> {
+    let hanging = Hanging::start(args.port + 2).await?;
+    let hanging_callback = format!("http://127.0.0.1:{}/hook", args.port + 2);
+    let tag = format!("fair{}at{}x{}", case.hanging, case.concurrency, std::process::id());
+    let bus = format!("tronpay-bench.{tag}");
+    let dispatcher = start_dispatcher(args, &bus, &[("WEBHOOK_CONCURRENCY", case.concurrency.to_string())]).await?;
+
+    complete(db, &hanging_callback, &format!("{tag}-hang"), case.hanging).await?;
+    complete(db, callback, &format!("{tag}-ok"), 1).await?;
+    let row = db
+        .query_one(
+            "SELECT d.webhook_id, (extract(epoch FROM p.completed_at) * 1000)::bigint FROM webhook_deliveries d \
+             JOIN payments p ON p.id = d.payment_id WHERE p.order_id = $1",
+            &[&format!("{tag}-ok-1")],
+        )
+        .await?;
+    let (webhook_id, committed): (String, i64) = (row.get(0), row.get(1));
+    let waited = Instant::now();
+    let (arrived, (open, closed)) = loop {
+        let arrived = arrivals
+            .lock()
+            .ok()
+            .and_then(|arrivals| arrivals.get(&webhook_id).copied());
+        if let Some(arrived) = arrived {
+            break (arrived, hanging.counts());
+        }
+        if waited.elapsed() > Duration::from_secs(120) {
+            bail!("the healthy receiver's webhook did not arrive within 2 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    println!(
+        "webhooks fairness: {} deliveries to a receiver that never answers, then 1 to one that answers, WEBHOOK_CONCURRENCY={}: \
+         the healthy one arrived {} ms after its commit ({} hanging requests open, {} timed out by then)",
+        case.hanging,
+        case.concurrency,
+        arrived - committed,
+        open,
+        closed
+    );
+    // The hanging deliveries must not spill into the next case.
+    hanging.stop();
+    drop(dispatcher);
+    db.execute(
+        "UPDATE webhook_deliveries SET status = 'dead', locked_until = NULL WHERE status IN ('pending', 'sending') \
+         AND payment_id IN (SELECT id FROM payments WHERE order_id LIKE $1 || '-%')",
+        &[&tag],
+    )
+    .await?;
     Ok(())
 }

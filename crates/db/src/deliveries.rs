@@ -84,6 +84,47 @@ impl Query for Prepared<ClaimStatement> {
     type SqlType = diesel::sql_types::Untyped;
 }
 
+/// The callback URL of delivery `id` if an attempt of it is due now (what
+/// [`claim`] would take), else `None`: delivered, finished, not due yet, or
+/// in flight under a lease. Read-only; the dispatcher uses it to decide
+/// whether and in which lane to make the attempt before it takes a lease.
+pub async fn due_callback(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<String>, DbError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        callback_url: String,
+    }
+    Ok(Prepared(DueCallbackStatement { id })
+        .get_result::<Row>(conn)
+        .await
+        .optional()?
+        .map(|row| row.callback_url))
+}
+
+/// The look before a claim, prepared once per connection (it runs for every
+/// `callback.due`).
+struct DueCallbackStatement {
+    id: Uuid,
+}
+
+impl Statement for DueCallbackStatement {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT p.callback_url FROM webhook_deliveries d JOIN payments p ON p.id = d.payment_id WHERE d.id = ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(
+            " AND ((d.status = 'pending' AND d.next_attempt_at <= now() AT TIME ZONE 'utc') \
+                  OR (d.status = 'sending' AND d.locked_until < now() AT TIME ZONE 'utc'))",
+        );
+        Ok(())
+    }
+}
+
+impl Query for Prepared<DueCallbackStatement> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
 /// How an attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -4,9 +4,12 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
 use tronpay_e2e::receiver::{Receiver, Reply, verify_with_reference};
 use tronpay_e2e::{
     ApiInstance, DispatcherInstance, FaultyProxy, Stack, TEST_WEBHOOK_SECRET, eventually, random_address, sql_values,
@@ -424,5 +427,170 @@ async fn legacy_payments_get_completion_webhooks_only() {
     assert!(
         bodies.iter().all(|body| body["payment_id"] == opted.as_str()),
         "{bodies:?}"
+    );
+}
+
+/// A callback destination that accepts connections and never answers: it
+/// reads and discards what is sent and holds each socket until the other end
+/// closes it, counting the connections opened and closed.
+struct Hanging {
+    url: String,
+    opened: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Hanging {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let accepting = tokio::spawn({
+            let opened = Arc::clone(&opened);
+            let closed = Arc::clone(&closed);
+            async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    let closed = Arc::clone(&closed);
+                    tokio::spawn(async move {
+                        let mut buffer = [0u8; 4096];
+                        while let Ok(1..) = socket.read(&mut buffer).await {}
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            }
+        });
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            opened,
+            closed,
+            accepting,
+        }
+    }
+
+    /// (requests open now, connections closed so far).
+    fn counts(&self) -> (usize, usize) {
+        let closed = self.closed.load(Ordering::SeqCst);
+        let opened = self.opened.load(Ordering::SeqCst);
+        (opened - closed, closed)
+    }
+}
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+/// Creates a payment per callback, sends every transfer, then seals one
+/// block and finalizes it: they all complete together. Returns the payment
+/// ids, in the order of `callbacks`.
+async fn complete_in_one_block(stack: &Stack, callbacks: &[&str]) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut transfers = Vec::new();
+    for (index, callback) in callbacks.iter().enumerate() {
+        let address = random_address();
+        let amount = format!("{}.75", index + 1);
+        ids.push(tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, &amount, callback).await);
+        transfers.push((address, amount));
+    }
+    for (address, amount) in &transfers {
+        stack.sandbox.transfer(*address, amount.parse().unwrap()).unwrap();
+    }
+    stack.sandbox.mine(1).unwrap();
+    stack.finalize();
+    ids
+}
+
+/// Waits for the healthy receiver's first webhook and returns what `counts`
+/// says at that moment.
+async fn when_delivered<T>(healthy: &Receiver, counts: impl Fn() -> T) -> T {
+    eventually(Duration::from_secs(40), "the healthy receiver's webhook", || async {
+        (!healthy.received().is_empty()).then(&counts)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_receiver_does_not_delay_another_receivers_webhook() {
+    // Long enough that nothing times out while the healthy webhook is on
+    // its way, on any machine: the test checks order, never time.
+    let (stack, _dispatcher) = stack_with_dispatcher(|settings| {
+        settings.webhook_concurrency = 4;
+        settings.webhook_timeout_ms = 10_000;
+    })
+    .await;
+    let hanging = Hanging::start().await;
+    let healthy = Receiver::start(vec![]).await;
+    complete_in_one_block(&stack, &[hanging.url.as_str(); 9]).await;
+    // The API enqueues the webhooks of one block in its own order, so the
+    // healthy payment completes in the next block, once the hanging
+    // receiver holds every request its origin may have open (3 of 4).
+    eventually(
+        Duration::from_secs(30),
+        "the hanging receiver to hold requests",
+        || async { (hanging.counts().0 >= 3).then_some(()) },
+    )
+    .await;
+    let ids = complete_in_one_block(&stack, &[&healthy.url]).await;
+
+    let (open, closed) = when_delivered(&healthy, || hanging.counts()).await;
+    assert_eq!(closed, 0, "the healthy webhook waited for a hanging request to end");
+    assert!(open >= 1, "{open} hanging requests open");
+    // Not all nine are open: the other six wait, parked, for the hanging
+    // origin's own slots (WEBHOOK_ORIGIN_CONCURRENCY, 3 of 4 by default).
+    assert!(open <= 3, "one origin holds at most 3 of the 4 slots ({open} open)");
+    let row = delivery(&stack, &ids[0]).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("delivered"), Some(1))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receivers_known_to_hang_leave_the_main_lane_to_healthy_ones() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|settings| {
+        settings.webhook_concurrency = 4;
+        settings.webhook_slow_concurrency = Some(4);
+        settings.webhook_timeout_ms = 10_000;
+        settings.webhook_retry_schedule = "200ms,1h".into();
+    })
+    .await;
+    // Six merchants whose receivers hang: more than the four main slots.
+    let mut hanging = Vec::new();
+    for _ in 0..6 {
+        hanging.push(Hanging::start().await);
+    }
+    let counts = || {
+        hanging
+            .iter()
+            .map(Hanging::counts)
+            .fold((0, 0), |(open, closed), (o, c)| (open + o, closed + c))
+    };
+    let urls: Vec<&str> = hanging.iter().map(|receiver| receiver.url.as_str()).collect();
+    complete_in_one_block(&stack, &urls).await;
+    // Four first attempts fill the main slots and time out; then the last two
+    // first attempts and the four retries are all open.
+    let (_, closed_before) = eventually(
+        Duration::from_secs(40),
+        "the first attempts to time out and the retries to be sent",
+        || async {
+            let (open, closed) = counts();
+            (closed >= 4 && open + closed >= 10).then_some((open, closed))
+        },
+    )
+    .await;
+
+    let healthy = Receiver::start(vec![]).await;
+    complete_in_one_block(&stack, &[&healthy.url]).await;
+    let (open, closed) = when_delivered(&healthy, counts).await;
+    assert_eq!(
+        closed, closed_before,
+        "the healthy webhook waited for a hanging request to end"
+    );
+    assert!(
+        open > 4,
+        "the retries to receivers known to hang use the slow lane, not the 4 main slots ({open} open)"
     );
 }

@@ -1,18 +1,22 @@
-//! One delivery attempt: claim it, send it signed, record what happened.
+//! One delivery attempt: find where it goes, take a slot in its lane (or
+//! park it), claim it, send it signed, record what happened, and start what
+//! its end lets start (see [`crate::lanes`]).
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::sync::Semaphore;
-use tronpay_bus::{HandlerError, Incoming};
+use tokio::sync::{Notify, Semaphore, watch};
+use tronpay_bus::{HandlerError, Incoming, stopped};
 use tronpay_db::deliveries::{self, Attempt, Claimed, Outcome};
 use tronpay_db::{DbError, DbPool};
 use tronpay_domain::events::CallbackDue;
 use tronpay_domain::signing::{WebhookSecret, signature_header};
 use tronpay_domain::{AddressPolicy, CallbackUrl};
+use uuid::Uuid;
 
 use crate::client;
+use crate::lanes::{Admission, Ended, Lane, Lanes, Origin, Start};
 
 /// Longest response body kept with an attempt.
 const KEEP_BODY_BYTES: usize = 1024;
@@ -20,54 +24,215 @@ const KEEP_BODY_BYTES: usize = 1024;
 /// What every delivery shares.
 pub struct Dispatcher {
     pub pool: DbPool,
+    /// The callback client ([`client::build`]): no redirects, checked addresses.
     pub http: reqwest::Client,
+    /// Which addresses callbacks may go to (`CALLBACK_ALLOW_*`).
     pub policy: AddressPolicy,
+    /// `WEBHOOK_RETRY_SCHEDULE`: the delay after each failed attempt.
     pub schedule: Vec<Duration>,
+    /// `WEBHOOK_TIMEOUT_MS`: the whole request, body included.
     pub timeout: Duration,
+    /// `WEBHOOK_MAX_RETRY_AFTER_SECONDS`: the longest `Retry-After` honoured.
     pub max_retry_after: Duration,
     /// Signing secrets, newest first (reloaded for rotations).
     pub secrets: Arc<RwLock<Vec<WebhookSecret>>>,
+    /// The main lane: `WEBHOOK_CONCURRENCY` permits, one per attempt in
+    /// flight to a destination that answers. Slow-lane attempts take none.
     pub in_flight: Semaphore,
+    /// Attempts per origin and lane, and the parked deliveries.
+    pub lanes: Mutex<Lanes>,
+    /// Woken whenever an attempt ends (an origin may have room again).
+    pub ended: Notify,
+    /// Turns true on shutdown: nothing new starts, parked deliveries are
+    /// forgotten (they are still due in the database).
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A slot taken in the lanes for one attempt. Finished explicitly when the
+/// attempt ends; dropped unfinished (the attempt was cancelled, e.g. the
+/// consumer lost the broker), it frees the slot without starting anything.
+struct Held<'a> {
+    dispatcher: &'a Dispatcher,
+    origin: Origin,
+    lane: Lane,
+    done: bool,
+}
+
+impl Held<'_> {
+    /// Frees the slot and returns the parked deliveries that may start.
+    fn finish(mut self, ended: Ended) -> Vec<Start> {
+        self.done = true;
+        let finished = {
+            let mut lanes = self.dispatcher.lanes();
+            if *self.dispatcher.shutdown.borrow() {
+                lanes.close();
+            }
+            lanes.finish(&self.origin, self.lane, ended)
+        };
+        match finished.moved_to {
+            Some(Lane::Slow) => tracing::warn!(
+                origin = %self.origin,
+                "a callback destination timed out; its attempts use the slow lane until it answers"
+            ),
+            Some(Lane::Main) => tracing::info!(origin = %self.origin, "a slow callback destination answers again"),
+            None => {}
+        }
+        self.dispatcher.ended.notify_waiters();
+        finished.starts
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.dispatcher.lanes().release(&self.origin, self.lane, Ended::Other);
+            self.dispatcher.ended.notify_waiters();
+        }
+    }
 }
 
 impl Dispatcher {
-    /// Handles one `callback.due`: an attempt if one is due, else nothing
-    /// (the sweep republishes it when it is).
-    pub async fn handle(&self, incoming: &Incoming) -> Result<(), HandlerError> {
+    /// Handles one `callback.due`: an attempt if one is due and its origin
+    /// has room, else the delivery is parked (or left to the sweep, which
+    /// republishes it while it is due). `Retry` when the database cannot be
+    /// reached or the dispatcher is stopping; `Reject` for a malformed message.
+    pub async fn handle(self: &Arc<Self>, incoming: &Incoming) -> Result<(), HandlerError> {
         let due: CallbackDue = serde_json::from_slice(&incoming.payload)
             .map_err(|error| HandlerError::Reject(format!("not a callback.due event: {error}")))?;
-        let id = uuid::Uuid::parse_str(&due.delivery_id)
+        let id = Uuid::parse_str(&due.delivery_id)
             .map_err(|_| HandlerError::Reject(format!("bad delivery id {:?}", due.delivery_id)))?;
-        let Ok(_permit) = self.in_flight.acquire().await else {
-            return Err(HandlerError::Retry("the dispatcher is stopping".into()));
+        // The origin and its lane must be known before a lease is taken: a
+        // claimed attempt that then waited for a slot could outlive its lease.
+        let callback = {
+            let mut conn = self.pool.get().await.map_err(retry)?;
+            deliveries::due_callback(&mut conn, id).await.map_err(retry)?
+        };
+        let Some(callback) = callback else { return Ok(()) };
+        let origin = Origin::of(&callback);
+        let lane = loop {
+            let ended = self.ended.notified();
+            tokio::pin!(ended);
+            // Registered before looking, so an end in between is not missed.
+            ended.as_mut().enable();
+            if *self.shutdown.borrow() {
+                return Err(HandlerError::Retry("the dispatcher is stopping".into()));
+            }
+            let admission = self.lanes().admit(&origin, id);
+            match admission {
+                Admission::Start(lane) => break lane,
+                Admission::Parked => {
+                    tracing::debug!(delivery = %id, %origin, "parked until its destination has room");
+                    return Ok(());
+                }
+                Admission::AlreadyParked | Admission::Dropped => return Ok(()),
+                // The origin is draining and its queue is full: hold this
+                // message (back-pressure) until an attempt ends.
+                Admission::Full => {
+                    let mut stop = self.shutdown.clone();
+                    tokio::select! {
+                        () = &mut ended => {}
+                        () = stopped(&mut stop) => {}
+                    }
+                }
+            }
+        };
+        let held = Held {
+            dispatcher: self,
+            origin,
+            lane,
+            done: false,
+        };
+        self.run(held, id).await
+    }
+
+    /// Makes the attempt `held` was admitted for, then starts the parked
+    /// deliveries its end lets start, each on its own task.
+    async fn run(self: &Arc<Self>, held: Held<'_>, id: Uuid) -> Result<(), HandlerError> {
+        let (result, ended) = self.attempt_once(id, held.lane).await;
+        for start in held.finish(ended) {
+            self.start_parked(start);
+        }
+        result
+    }
+
+    fn start_parked(self: &Arc<Self>, start: Start) {
+        let dispatcher = Arc::clone(self);
+        tokio::spawn(async move {
+            let held = Held {
+                dispatcher: &dispatcher,
+                origin: start.origin,
+                lane: start.lane,
+                done: false,
+            };
+            if let Err(error) = dispatcher.run(held, start.id).await {
+                // Still due in the database: the sweep republishes it.
+                tracing::warn!(delivery = %start.id, %error, "a parked delivery was not attempted");
+            }
+        });
+    }
+
+    /// Claims delivery `id`, sends it and records it; says how it ended for
+    /// the lanes. A main-lane attempt waits here for a main permit.
+    async fn attempt_once(&self, id: Uuid, lane: Lane) -> (Result<(), HandlerError>, Ended) {
+        let _permit = match lane {
+            Lane::Main => match self.in_flight.acquire().await {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return (
+                        Err(HandlerError::Retry("the dispatcher is stopping".into())),
+                        Ended::Other,
+                    );
+                }
+            },
+            Lane::Slow => None,
         };
         // Long enough for the request (at most the timeout) and recording it.
         let lease = self.timeout + Duration::from_secs(10);
-        let claimed = {
-            let mut conn = self.pool.get().await.map_err(retry)?;
-            deliveries::claim(&mut conn, id, lease).await.map_err(retry)?
+        let claimed = async {
+            let mut conn = self.pool.get().await?;
+            deliveries::claim(&mut conn, id, lease).await
         };
-        let Some(claimed) = claimed else { return Ok(()) };
-        let attempt = self.attempt(&claimed).await;
-        let outcome = attempt.outcome;
-        let mut conn = self.pool.get().await.map_err(retry)?;
+        let claimed = match claimed.await {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return (Ok(()), Ended::Other),
+            Err(error) => return (Err(retry(error)), Ended::Other),
+        };
+        let (attempt, ended) = self.attempt(&claimed).await;
         // If recording fails the lease expires and the delivery is attempted
         // again: at-least-once, never lost.
-        deliveries::record(&mut conn, &claimed, &attempt).await.map_err(retry)?;
+        let recorded = async {
+            let mut conn = self.pool.get().await?;
+            deliveries::record(&mut conn, &claimed, &attempt).await
+        };
+        if let Err(error) = recorded.await {
+            return (Err(retry(error)), ended);
+        }
         tracing::info!(
             delivery = %claimed.id,
             payment = %claimed.payment_id,
             event = %claimed.event_type,
             attempt = claimed.attempts,
             status = ?attempt.http_status,
-            outcome = ?outcome,
+            outcome = ?attempt.outcome,
+            lane = ?lane,
             "webhook attempt"
         );
-        Ok(())
+        (Ok(()), ended)
     }
 
-    /// Sends the attempt and decides its outcome.
-    pub async fn attempt(&self, claimed: &Claimed) -> Attempt {
+    /// Attempts admitted and not finished yet, both lanes.
+    pub fn attempts_in_flight(&self) -> usize {
+        self.lanes().in_flight()
+    }
+
+    fn lanes(&self) -> MutexGuard<'_, Lanes> {
+        // The lock guards plain counters: a panic elsewhere leaves them usable.
+        self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the attempt and decides its outcome; also says whether the
+    /// destination answered or timed out (for the lanes).
+    pub async fn attempt(&self, claimed: &Claimed) -> (Attempt, Ended) {
         let started_at = chrono::Utc::now().naive_utc();
         let started = Instant::now();
         let finish = |http_status: Option<u16>,
@@ -84,18 +249,22 @@ impl Dispatcher {
         let url = match CallbackUrl::parse(&claimed.callback_url) {
             Ok(url) => url,
             Err(error) => {
-                return finish(
+                let attempt = finish(
                     None,
                     None,
                     Some(format!("invalid callback URL: {error}")),
                     Outcome::Failed,
                 );
+                return (attempt, Ended::Other);
             }
         };
         // A literal private address never becomes deliverable; a name may
         // resolve differently later, so a refused name is retried.
         if let Err(refused) = client::check_literal(&url, &self.policy) {
-            return finish(None, None, Some(refused.to_string()), Outcome::Failed);
+            return (
+                finish(None, None, Some(refused.to_string()), Outcome::Failed),
+                Ended::Other,
+            );
         }
         let timestamp = chrono::Utc::now().timestamp();
         let signature = {
@@ -115,12 +284,18 @@ impl Dispatcher {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                let message = match client::refused_in(&error) {
-                    Some(refused) => refused.to_string(),
-                    None if error.is_timeout() => format!("no answer within {} ms", self.timeout.as_millis()),
-                    None => describe(&error),
+                let (message, ended) = match client::refused_in(&error) {
+                    Some(refused) => (refused.to_string(), Ended::Other),
+                    // A connect timeout counts too: either way the attempt
+                    // held its slot for the timeout.
+                    None if error.is_timeout() => (
+                        format!("no answer within {} ms", self.timeout.as_millis()),
+                        Ended::TimedOut,
+                    ),
+                    None => (describe(&error), Ended::Other),
                 };
-                return finish(None, None, Some(message), self.retry_or_dead(claimed.attempts, None));
+                let attempt = finish(None, None, Some(message), self.retry_or_dead(claimed.attempts, None));
+                return (attempt, ended);
             }
         };
         let status = response.status();
@@ -130,7 +305,9 @@ impl Dispatcher {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = read_some(response).await;
+        let (body, stalled) = read_some(response).await;
+        // Headers then a body that never ends hold the slot like no answer.
+        let ended = if stalled { Ended::TimedOut } else { Ended::Answered };
         let outcome = if status.is_success() {
             Outcome::Delivered
         } else if status.as_u16() == 410 {
@@ -146,7 +323,7 @@ impl Dispatcher {
                 format!("HTTP {status}")
             }
         });
-        finish(Some(status.as_u16()), Some(body), error, outcome)
+        (finish(Some(status.as_u16()), Some(body), error, outcome), ended)
     }
 
     /// The next attempt after `attempts` failed ones: the schedule with ±20 %
@@ -182,16 +359,25 @@ fn describe(error: &reqwest::Error) -> String {
     text
 }
 
-/// Up to [`KEEP_BODY_BYTES`] of the response body (lossy UTF-8).
-async fn read_some(response: reqwest::Response) -> String {
+/// Up to [`KEEP_BODY_BYTES`] of the response body (lossy UTF-8), and
+/// whether reading it ran into the timeout.
+async fn read_some(response: reqwest::Response) -> (String, bool) {
     let mut stream = response.bytes_stream();
     let mut kept = Vec::new();
-    while let Some(Ok(chunk)) = stream.next().await {
+    let mut stalled = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                stalled = error.is_timeout();
+                break;
+            }
+        };
         let room = KEEP_BODY_BYTES - kept.len();
         kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if kept.len() >= KEEP_BODY_BYTES {
             break;
         }
     }
-    String::from_utf8_lossy(&kept).into_owned()
+    (String::from_utf8_lossy(&kept).into_owned(), stalled)
 }

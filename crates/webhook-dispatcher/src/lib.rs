@@ -4,17 +4,20 @@
 //! (the delivery row is the source of truth), sends it signed per Standard
 //! Webhooks, and records the outcome. A sweep republishes deliveries that are
 //! due but whose message was lost; replicas share the queue and never send
-//! the same attempt twice.
+//! the same attempt twice. Capacity is shared fairly between destinations
+//! ([`lanes`]): one origin never holds every slot, and origins that time out
+//! use a lane of their own.
 
 pub mod client;
 pub mod deliver;
 pub mod health;
+pub mod lanes;
 pub mod settings;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer, stopped};
 use tronpay_db::{DbPool, deliveries};
@@ -24,21 +27,38 @@ use tronpay_domain::signing::WebhookSecret;
 pub use settings::DispatcherSettings;
 
 use crate::deliver::Dispatcher;
+use crate::lanes::{Lanes, Limits, PARKED_IN_ALL, PARKED_PER_ORIGIN};
 
 /// How often due deliveries are looked for and secrets reloaded.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// A running dispatcher's tasks and broker status.
 pub struct Running {
+    /// The `callback.due` consumer's connection state (for health).
     pub consumer: Arc<BusStatus>,
+    /// The outbox relay's connection state (for health).
     pub relay: Arc<BusStatus>,
     handles: Vec<JoinHandle<()>>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 impl Running {
+    /// Waits until the tasks have stopped (after `shutdown`), then for the
+    /// attempts still in flight on their own tasks (started from a parked
+    /// queue) to finish and be recorded — at most a lease (the timeout +
+    /// 10 s), after which another dispatcher may make them again anyway.
     pub async fn join(self) {
         for handle in self.handles {
             let _ = handle.await;
+        }
+        let deadline = tokio::time::Instant::now() + self.dispatcher.timeout + Duration::from_secs(10);
+        loop {
+            let ended = self.dispatcher.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.dispatcher.attempts_in_flight() == 0 || tokio::time::timeout_at(deadline, ended).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -84,6 +104,14 @@ pub async fn start(
         max_retry_after: Duration::from_secs(settings.webhook_max_retry_after_seconds),
         secrets: Arc::clone(&secrets),
         in_flight: Semaphore::new(settings.webhook_concurrency),
+        lanes: Mutex::new(Lanes::new(Limits {
+            per_origin: settings.origin_concurrency(),
+            slow: settings.slow_concurrency(),
+            parked_per_origin: PARKED_PER_ORIGIN,
+            parked_in_all: PARKED_IN_ALL,
+        })),
+        ended: Notify::new(),
+        shutdown: shutdown.clone(),
     });
 
     let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-webhook-dispatcher relay");
@@ -93,10 +121,12 @@ pub async fn start(
     let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
     let queue = bus.queue("webhook-dispatcher", CALLBACK_DUE);
     let handler = Arc::clone(&dispatcher);
+    // Enough messages in hand for both lanes to be full and one more to be
+    // looked at: attempts run in the consumer's slots, and a full slow lane
+    // must not keep a healthy destination's message from being received.
+    let lanes = settings.webhook_concurrency + settings.slow_concurrency() + 1;
     let prefetch_bus = BusSettings {
-        bus_prefetch: bus
-            .bus_prefetch
-            .max(u16::try_from(settings.webhook_concurrency).unwrap_or(u16::MAX)),
+        bus_prefetch: bus.bus_prefetch.max(u16::try_from(lanes).unwrap_or(u16::MAX)),
         ..bus
     };
     handles.push(tokio::spawn(run_consumer(
@@ -151,5 +181,6 @@ pub async fn start(
         consumer: consumer_status,
         relay: relay_status,
         handles,
+        dispatcher,
     })
 }

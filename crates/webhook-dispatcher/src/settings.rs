@@ -17,8 +17,19 @@ pub struct DispatcherSettings {
     pub webhook_retry_schedule: String,
     /// `WEBHOOK_TIMEOUT_MS`: an answer must come within this.
     pub webhook_timeout_ms: u64,
-    /// `WEBHOOK_CONCURRENCY`: requests in flight at once per dispatcher.
+    /// `WEBHOOK_CONCURRENCY`: requests in flight at once per dispatcher to
+    /// destinations that answer (the main lane).
     pub webhook_concurrency: usize,
+    /// `WEBHOOK_ORIGIN_CONCURRENCY`: requests in flight at once per
+    /// dispatcher to one origin (scheme, host, port), in either lane; unset:
+    /// three quarters of `WEBHOOK_CONCURRENCY`, at least 1
+    /// ([`Self::origin_concurrency`]).
+    pub webhook_origin_concurrency: Option<usize>,
+    /// `WEBHOOK_SLOW_CONCURRENCY`: requests in flight at once per dispatcher
+    /// to origins whose last attempt timed out (the slow lane, besides the
+    /// main one); unset: a quarter of `WEBHOOK_CONCURRENCY`, at least 1
+    /// ([`Self::slow_concurrency`]).
+    pub webhook_slow_concurrency: Option<usize>,
     /// `WEBHOOK_MAX_RETRY_AFTER_SECONDS`: the longest `Retry-After` honoured.
     pub webhook_max_retry_after_seconds: u64,
     /// `WEBHOOK_REPUBLISH_SECONDS`: a due delivery whose `callback.due` is
@@ -39,6 +50,8 @@ impl Default for DispatcherSettings {
             webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h,24h".into(),
             webhook_timeout_ms: 15_000,
             webhook_concurrency: 64,
+            webhook_origin_concurrency: None,
+            webhook_slow_concurrency: None,
             webhook_max_retry_after_seconds: 24 * 3600,
             webhook_republish_seconds: 30,
             callback_allow_private: false,
@@ -59,6 +72,7 @@ impl std::fmt::Debug for DispatcherSettings {
 }
 
 impl DispatcherSettings {
+    /// Checks every setting; the error names the bad one.
     pub fn validate(&self) -> Result<(), String> {
         self.schedule()?;
         self.policy()?;
@@ -68,6 +82,15 @@ impl DispatcherSettings {
         }
         if !(1..=1024).contains(&self.webhook_concurrency) {
             return Err("WEBHOOK_CONCURRENCY must be between 1 and 1024".into());
+        }
+        if !(1..=self.webhook_concurrency).contains(&self.origin_concurrency()) {
+            return Err(format!(
+                "WEBHOOK_ORIGIN_CONCURRENCY must be between 1 and WEBHOOK_CONCURRENCY ({})",
+                self.webhook_concurrency
+            ));
+        }
+        if !(1..=1024).contains(&self.slow_concurrency()) {
+            return Err("WEBHOOK_SLOW_CONCURRENCY must be between 1 and 1024".into());
         }
         if self.webhook_republish_seconds == 0 {
             return Err("WEBHOOK_REPUBLISH_SECONDS must be at least 1".into());
@@ -81,7 +104,7 @@ impl DispatcherSettings {
         Ok(())
     }
 
-    /// The retry delays.
+    /// The retry delays; an error names `WEBHOOK_RETRY_SCHEDULE`.
     pub fn schedule(&self) -> Result<Vec<Duration>, String> {
         let schedule: Vec<Duration> = self
             .webhook_retry_schedule
@@ -99,6 +122,7 @@ impl DispatcherSettings {
         Ok(schedule)
     }
 
+    /// Where callbacks may go; an error names `CALLBACK_ALLOW_CIDRS`.
     pub fn policy(&self) -> Result<AddressPolicy, String> {
         Ok(AddressPolicy {
             allow_private: self.callback_allow_private,
@@ -107,6 +131,7 @@ impl DispatcherSettings {
         })
     }
 
+    /// `WEBHOOK_SECRET` parsed, `None` when unset or blank; an error names it.
     pub fn secret(&self) -> Result<Option<WebhookSecret>, String> {
         self.webhook_secret
             .as_deref()
@@ -115,8 +140,25 @@ impl DispatcherSettings {
             .transpose()
     }
 
+    /// `WEBHOOK_TIMEOUT_MS` as a duration.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.webhook_timeout_ms)
+    }
+
+    /// Attempts one origin may have in flight: `WEBHOOK_ORIGIN_CONCURRENCY`,
+    /// else ¾ of `WEBHOOK_CONCURRENCY` rounded down, at least 1 (48 of 64,
+    /// 3 of 4), so that one destination never holds every main slot while a
+    /// single-merchant deployment keeps most of its throughput.
+    pub fn origin_concurrency(&self) -> usize {
+        self.webhook_origin_concurrency
+            .unwrap_or((self.webhook_concurrency.saturating_mul(3) / 4).max(1))
+    }
+
+    /// Size of the slow lane: `WEBHOOK_SLOW_CONCURRENCY`, else ¼ of
+    /// `WEBHOOK_CONCURRENCY` rounded down, at least 1 (16 of 64, 1 of 4).
+    pub fn slow_concurrency(&self) -> usize {
+        self.webhook_slow_concurrency
+            .unwrap_or((self.webhook_concurrency / 4).max(1))
     }
 }
 
@@ -157,6 +199,42 @@ mod tests {
             ]
         );
         assert!(DispatcherSettings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn fairness_limits_default_to_shares_of_the_concurrency() {
+        let with = |concurrency: usize| DispatcherSettings {
+            webhook_concurrency: concurrency,
+            ..DispatcherSettings::default()
+        };
+        let limits = |settings: &DispatcherSettings| (settings.origin_concurrency(), settings.slow_concurrency());
+        assert_eq!(limits(&DispatcherSettings::default()), (48, 16));
+        assert_eq!(limits(&with(4)), (3, 1));
+        assert_eq!(limits(&with(1)), (1, 1));
+        let chosen = DispatcherSettings {
+            webhook_origin_concurrency: Some(64),
+            webhook_slow_concurrency: Some(200),
+            ..DispatcherSettings::default()
+        };
+        assert_eq!(limits(&chosen), (64, 200));
+        assert!(chosen.validate().is_ok());
+        for bad in [Some(0), Some(65)] {
+            let settings = DispatcherSettings {
+                webhook_origin_concurrency: bad,
+                ..DispatcherSettings::default()
+            };
+            assert!(
+                settings
+                    .validate()
+                    .unwrap_err()
+                    .starts_with("WEBHOOK_ORIGIN_CONCURRENCY must be between 1 and WEBHOOK_CONCURRENCY (64)")
+            );
+        }
+        let bad = DispatcherSettings {
+            webhook_slow_concurrency: Some(0),
+            ..DispatcherSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("WEBHOOK_SLOW_CONCURRENCY"));
     }
 
     #[test]

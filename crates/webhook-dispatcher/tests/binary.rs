@@ -22,6 +22,16 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
         ("WEBHOOK_RETRY_SCHEDULE", "5s,later", "WEBHOOK_RETRY_SCHEDULE"),
         ("WEBHOOK_SECRET", "not-a-secret", "WEBHOOK_SECRET"),
         ("WEBHOOK_TIMEOUT_MS", "5", "WEBHOOK_TIMEOUT_MS must be between"),
+        (
+            "WEBHOOK_ORIGIN_CONCURRENCY",
+            "0",
+            "WEBHOOK_ORIGIN_CONCURRENCY must be between",
+        ),
+        (
+            "WEBHOOK_SLOW_CONCURRENCY",
+            "many",
+            "WEBHOOK_SLOW_CONCURRENCY is invalid",
+        ),
         ("CALLBACK_ALLOW_CIDRS", "10.0.0.0/40", "CALLBACK_ALLOW_CIDRS"),
         ("DISPATCHER_BIND", "here", "DISPATCHER_BIND must be an address and port"),
     ] {
