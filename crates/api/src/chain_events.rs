@@ -17,17 +17,19 @@
 //! that transaction fails, each delivery is applied on its own, as if it had
 //! come alone, so one bad message never holds back the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tronpay_bus::{HandlerError, Incoming};
+use tronpay_db::error::DbErrorKind;
 use tronpay_db::matching::{self, TransferRow};
 use tronpay_db::webhooks::{self, EventTransfer};
 use tronpay_db::{DbError, DbPool, logs, outbox};
 use tronpay_domain::events::{PaymentDetected, TransferState, WebhookEvent};
 use tronpay_domain::matching::{Completion, Decision, MatchRules, decide};
 use tronpay_domain::{JsonAmount, UsdtAmount};
+use tronpay_runtime::supervise::Tasks;
 
 /// Name under which this consumer remembers applied messages.
 pub const CONSUMER: &str = "api";
@@ -136,8 +138,16 @@ async fn handle_parsed(
     }
 }
 
-/// A delivery the database could not take: retried, up to [`MAX_ATTEMPTS`].
+/// A delivery that could not be applied. A corrupt row or a bug will not go
+/// away by retrying: the message goes to the dead-letter queue (visible to
+/// the operator) and its transfer stays unapplied in the database. Anything
+/// else is retried, up to [`MAX_ATTEMPTS`].
 fn failed(attempts: &Attempts, parsed: &Parsed, error: &DbError) -> Result<bool, HandlerError> {
+    if matches!(error.kind(), DbErrorKind::Corrupt | DbErrorKind::Bug) {
+        attempts.done(parsed.message_id);
+        tracing::error!(%error, txid = %parsed.event.txid, log_index = parsed.event.log_index, "a payment.detected cannot be applied");
+        return Err(HandlerError::Reject(format!("cannot be applied: {error}")));
+    }
     let tries = attempts.failed(parsed.message_id);
     if tries >= MAX_ATTEMPTS && parsed.event.state == TransferState::Confirmed {
         attempts.done(parsed.message_id);
@@ -246,12 +256,22 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts `workers` workers, each applying one batch at a time.
-    pub fn start(pool: DbPool, attempts: Arc<Attempts>, rules: MatchRules, workers: usize, capacity: usize) -> Self {
+    /// Starts `workers` workers on `tasks`, each applying one batch at a
+    /// time; they end when the last `Batcher` clone is dropped (the
+    /// consumer stopped).
+    pub fn start(
+        pool: DbPool,
+        attempts: Arc<Attempts>,
+        rules: MatchRules,
+        workers: usize,
+        capacity: usize,
+        tasks: &mut Tasks,
+    ) -> Self {
         let (sender, receiver) = tokio::sync::mpsc::channel(capacity.max(1));
         let queue: Queue = Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..workers.max(1) {
-            tokio::spawn(work(pool.clone(), Arc::clone(&attempts), rules, Arc::clone(&queue)));
+            let work = work(pool.clone(), Arc::clone(&attempts), rules, Arc::clone(&queue));
+            tasks.spawn("payment.detected worker", work);
         }
         Self { sender }
     }
@@ -326,10 +346,22 @@ async fn apply_confirmed(conn: &mut AsyncPgConnection, rules: &MatchRules, addre
 /// Applies the confirmed transfers whose message did not come (or was given
 /// up on) and that have waited `older_than_seconds`; returns how many
 /// addresses were handled and whether webhook work was enqueued.
-pub async fn reconcile(pool: &DbPool, rules: &MatchRules, older_than_seconds: i64) -> Result<(usize, bool), DbError> {
+///
+/// An address whose transfers cannot be applied for a reason retrying will
+/// not cure (a corrupt row, a bug) is logged with the error, added to
+/// `skipped` and left out of later rounds, and the round goes on with the
+/// other addresses. A database that is unavailable or lacks its schema ends
+/// the round (the next one tries again).
+pub async fn reconcile(
+    pool: &DbPool,
+    rules: &MatchRules,
+    older_than_seconds: i64,
+    skipped: &mut HashSet<String>,
+) -> Result<(usize, bool), DbError> {
     let addresses = {
+        let excluded: Vec<String> = skipped.iter().cloned().collect();
         let mut conn = pool.get().await?;
-        matching::addresses_with_unapplied(&mut conn, older_than_seconds, 100).await?
+        matching::addresses_with_unapplied(&mut conn, older_than_seconds, 100, &excluded).await?
     };
     let mut enqueued = false;
     for address in &addresses {
@@ -342,7 +374,16 @@ pub async fn reconcile(pool: &DbPool, rules: &MatchRules, older_than_seconds: i6
             .await;
         match outcome {
             Ok(done) => enqueued |= done,
-            Err(ApplyError::Db(error)) => return Err(error),
+            Err(ApplyError::Db(error)) => match error.kind() {
+                DbErrorKind::Unavailable | DbErrorKind::Setup => return Err(error),
+                DbErrorKind::Conflict if error.is_retryable() => {
+                    tracing::info!(%address, %error, "reconciler: lost a race; next round");
+                }
+                DbErrorKind::Conflict | DbErrorKind::Corrupt | DbErrorKind::Bug => {
+                    tracing::error!(%address, %error, "reconciler: the transfers to this address cannot be applied; skipping it");
+                    skipped.insert(address.clone());
+                }
+            },
             Err(ApplyError::UnknownTransfer(id)) => tracing::warn!(%id, "reconciler: transfer vanished"),
         }
     }
@@ -372,7 +413,11 @@ impl Facts {
             log_index: row.log_index,
             from: row.from_address.clone(),
             amount: UsdtAmount::from_decimal(&row.amount_usdt).map_err(|error| {
-                DbError::Unavailable(format!("transfer {} has an invalid amount: {error}", row.txid))
+                DbError::corrupt(
+                    "transfer",
+                    format!("{}:{}", row.txid, row.log_index),
+                    format!("invalid amount: {error}"),
+                )
             })?,
             block_number: row.block_number,
             block_time_ms: row.block_time.and_utc().timestamp_millis(),

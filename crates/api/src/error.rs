@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use tronpay_db::DbError;
+use tronpay_db::error::DbErrorKind;
 
 /// Error texts of the original service, kept exactly.
 pub mod text {
@@ -41,8 +42,10 @@ impl ApiError {
 }
 
 impl From<DbError> for ApiError {
+    /// Unavailable, or a schema an operator must create: 503; the rest
+    /// (conflicts the handler did not expect, corrupt rows, bugs): 500.
     fn from(error: DbError) -> Self {
-        if error.is_unavailable() {
+        if matches!(error.kind(), DbErrorKind::Unavailable | DbErrorKind::Setup) {
             Self::Unavailable(error)
         } else {
             Self::Internal(error.into())

@@ -1,15 +1,18 @@
 //! The endpoints of the original service, with its JSON shapes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tronpay_db::chain::{self, ChainState};
+use tronpay_db::error::Unavailable;
 use tronpay_db::models::{EpochSeconds, PaymentView};
 use tronpay_db::payments::{self, CreateError, NewPayment};
 use tronpay_db::{DbError, DbPool, stats};
 use tronpay_domain::JsonAmount;
+use tronpay_runtime::supervise::TaskHealth;
 
 use crate::callback_guard::CallbackGuard;
 use crate::error::{ApiError, text};
@@ -24,6 +27,8 @@ pub struct AppState {
     pub callback_guard: CallbackGuard,
     pub started: Instant,
     pub bus: Option<BusHealth>,
+    /// The first failure of this process's supervised tasks, if any.
+    pub tasks: Arc<TaskHealth>,
 }
 
 impl AppState {
@@ -207,10 +212,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         })
         .await
         .unwrap_or_else(|_| {
-            Err(DbError::Unavailable(format!(
-                "counting payments took over {} s",
-                HEALTH_DB_WAIT.as_secs()
-            )))
+            Err(Unavailable::Cancelled(format!("counting payments took over {} s", HEALTH_DB_WAIT.as_secs())).into())
         })
         .map_err(|error| (true, error))
     };
@@ -219,27 +221,43 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         .unwrap_or_else(|_| {
             Err((
                 false,
-                DbError::Unavailable(format!("no answer within {} s", (HEALTH_DB_WAIT * 2).as_secs())),
+                Unavailable::Unreachable {
+                    target: "the database".into(),
+                    detail: format!("no answer within {} s", (HEALTH_DB_WAIT * 2).as_secs()),
+                }
+                .into(),
             ))
         });
-    match outcome {
-        Ok((counts, chain)) => HttpResponse::Ok().json(serde_json::json!({
-            "status": "healthy",
-            "timestamp": now_epoch(),
-            "active_payments": counts.pending,
-            "total_payments": counts.total,
-            "database": "connected",
-            "broker": state.broker(),
-            "chain": chain_json(chain.as_ref()),
-            "version": env!("CARGO_PKG_VERSION"),
-        })),
+    // A background task of this process ended (it failed, panicked or gave
+    // up on an error retrying cannot cure): the process is about to exit
+    // so that it is restarted, and must not look healthy meanwhile.
+    let failure = state.tasks.failure();
+    let mut body = match outcome {
+        Ok((counts, chain)) => {
+            let mut body = serde_json::json!({
+                "status": "healthy",
+                "timestamp": now_epoch(),
+                "active_payments": counts.pending,
+                "total_payments": counts.total,
+                "database": "connected",
+                "broker": state.broker(),
+                "chain": chain_json(chain.as_ref()),
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            let Some(failure) = &failure else {
+                return HttpResponse::Ok().json(body);
+            };
+            body["status"] = "unhealthy".into();
+            body["error"] = failure.to_string().into();
+            body
+        }
         Err((connected, error)) => {
             // A pooled connection that turns out dead means the database
             // went away, not that it answers slowly.
-            let connected =
-                (connected && !matches!(error, DbError::ConnectionLost(_))) || matches!(error, DbError::PoolTimeout);
+            let connected = (connected && !matches!(error, DbError::Unavailable(Unavailable::ConnectionLost(_))))
+                || matches!(error, DbError::Unavailable(Unavailable::PoolTimeout));
             tracing::warn!(%error, "health check failed");
-            HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            serde_json::json!({
                 "status": "unhealthy",
                 "timestamp": now_epoch(),
                 "active_payments": null,
@@ -248,9 +266,13 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 "database": if connected { "connected" } else { "disconnected" },
                 "broker": state.broker(),
                 "version": env!("CARGO_PKG_VERSION"),
-            }))
+            })
         }
+    };
+    if let Some(failure) = failure {
+        body["failure"] = serde_json::json!(failure);
     }
+    HttpResponse::ServiceUnavailable().json(body)
 }
 
 async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tronpay_domain::UsdtAmount;
 use tronpay_domain::matching::MatchRules;
+use tronpay_runtime::Validate;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -62,9 +63,9 @@ impl Default for ApiSettings {
     }
 }
 
-impl ApiSettings {
+impl Validate for ApiSettings {
     /// Checks the values, naming the setting that is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.bind_addr()?;
         self.callback_policy()?;
         tronpay_domain::check_payment_ttl(self.payment_ttl_seconds)?;
@@ -82,7 +83,9 @@ impl ApiSettings {
         }
         Ok(())
     }
+}
 
+impl ApiSettings {
     /// The matching rules these settings choose.
     pub fn match_rules(&self) -> MatchRules {
         MatchRules {

@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use tronpay_bus::BusStatus;
 use tronpay_db::DbPool;
+use tronpay_runtime::supervise::TaskHealth;
 
 use crate::callback_guard::CallbackGuard;
 use crate::routes::{self, AppState};
@@ -30,8 +31,16 @@ pub struct Application {
 
 impl Application {
     /// `bus` is the broker status of the workers when they run in this
-    /// process (shown by `/health`).
-    pub fn build(settings: ApiSettings, pool: DbPool, bus: Option<BusHealth>) -> anyhow::Result<Self> {
+    /// process, and `tasks` whether one of this process's supervised tasks
+    /// failed (both shown by `/health`: a failed task makes it 503).
+    /// Errors: `BIND` or the callback policy is unusable, or the address
+    /// cannot be bound.
+    pub fn build(
+        settings: ApiSettings,
+        pool: DbPool,
+        bus: Option<BusHealth>,
+        tasks: Arc<TaskHealth>,
+    ) -> anyhow::Result<Self> {
         let addr = settings.bind_addr().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr).map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
         let port = listener.local_addr()?.port();
@@ -48,6 +57,7 @@ impl Application {
             settings,
             started: Instant::now(),
             bus,
+            tasks,
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -1,15 +1,18 @@
 //! The API's background work: applying `payment.detected`, the expiry sweep,
-//! the reconciler, and the outbox relay that publishes `callback.due`.
+//! the reconciler, and the outbox relay that publishes `callback.due`. Each
+//! is a supervised task ([`tronpay_runtime::supervise`]): the sweep and the
+//! relay give up on a database error retrying cannot cure (a missing table,
+//! a refused privilege) after a few tries, which fails the API.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer, stopped};
-use tronpay_db::DbPool;
+use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer};
+use tronpay_db::{DbError, DbPool};
 use tronpay_domain::events::PAYMENT_DETECTED;
 use tronpay_domain::matching::MatchRules;
+use tronpay_runtime::stopped;
+use tronpay_runtime::supervise::{Incurable, Tasks};
 
 use crate::{chain_events, expiry};
 
@@ -20,22 +23,25 @@ const RECONCILE_AFTER_SECONDS: i64 = 30;
 /// Batches of `payment.detected` applied at once (each holds a connection).
 const EVENT_WORKERS: usize = 4;
 
-/// Handles on the running workers and their broker status.
+/// The broker status of the running workers.
 pub struct Workers {
     pub relay: Arc<BusStatus>,
     pub consumer: Arc<BusStatus>,
-    handles: Vec<JoinHandle<()>>,
 }
 
 impl Workers {
-    /// Starts the workers; they run until `shutdown` turns true. `rules`
-    /// come from the API's settings ([`crate::ApiSettings::match_rules`]).
-    pub fn start(pool: DbPool, bus: BusSettings, rules: MatchRules, shutdown: watch::Receiver<bool>) -> Self {
+    /// Spawns the workers on `tasks` (the outbox relay, the
+    /// `payment.detected` consumer and its batch workers, the expiry sweep
+    /// with the reconciler); they run until the tasks' stop flag turns true.
+    /// `rules` come from the API's settings
+    /// ([`crate::ApiSettings::match_rules`]).
+    pub fn start(pool: DbPool, bus: BusSettings, rules: MatchRules, tasks: &mut Tasks) -> Self {
+        let shutdown = tasks.shutdown();
         let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-api relay");
         let waker = relay.waker();
         let relay_status = relay.status();
         let consumer_status = Arc::new(BusStatus::default());
-        let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
+        tasks.spawn("outbox relay", relay.run(shutdown.clone()));
 
         let queue = bus.queue("api", PAYMENT_DETECTED);
         let handler_waker = Arc::clone(&waker);
@@ -45,35 +51,53 @@ impl Workers {
             rules,
             EVENT_WORKERS,
             usize::from(bus.bus_prefetch),
+            tasks,
         );
-        handles.push(tokio::spawn(run_consumer(
-            bus,
-            queue,
-            "tronpay-api".into(),
-            move |incoming| {
-                let batcher = batcher.clone();
-                let waker = Arc::clone(&handler_waker);
-                async move {
-                    if batcher.handle(incoming).await? {
-                        waker.notify_one();
+        tasks.spawn(
+            "payment.detected consumer",
+            run_consumer(
+                bus,
+                queue,
+                "tronpay-api".into(),
+                move |incoming| {
+                    let batcher = batcher.clone();
+                    let waker = Arc::clone(&handler_waker);
+                    async move {
+                        if batcher.handle(incoming).await? {
+                            waker.notify_one();
+                        }
+                        Ok(())
                     }
-                    Ok(())
-                }
-            },
-            shutdown.clone(),
-            Arc::clone(&consumer_status),
-        )));
+                },
+                shutdown.clone(),
+                Arc::clone(&consumer_status),
+            ),
+        );
 
         let mut stop = shutdown;
-        handles.push(tokio::spawn(async move {
+        tasks.spawn("expiry sweep", async move {
+            // Each job gives up on its own: the expiry sweep succeeding says
+            // nothing about the reconciler's statements.
+            let (mut sweep_incurable, mut reconcile_incurable) = (Incurable::default(), Incurable::default());
             let mut rounds = 0u64;
+            // Addresses the reconciler, and payments the sweep, found they
+            // cannot apply or expire (see `reconcile` and `expiry::sweep`).
+            let mut skipped = std::collections::HashSet::new();
+            let mut unexpirable = std::collections::HashSet::new();
             loop {
                 rounds += 1;
                 // Every 10 s: transfers whose event was lost or given up on.
                 if rounds.is_multiple_of(5) {
-                    match chain_events::reconcile(&pool, &rules, RECONCILE_AFTER_SECONDS).await {
-                        Ok((_, true)) => waker.notify_one(),
-                        Ok(_) => {}
+                    match chain_events::reconcile(&pool, &rules, RECONCILE_AFTER_SECONDS, &mut skipped).await {
+                        Ok((_, enqueued)) => {
+                            reconcile_incurable.succeeded();
+                            if enqueued {
+                                waker.notify_one();
+                            }
+                        }
+                        Err(error) if reconcile_incurable.give_up(error.is_retryable()) => {
+                            return Err::<(), DbError>(error);
+                        }
                         Err(error) => tracing::warn!(%error, "reconciling transfers failed; retrying"),
                     }
                 }
@@ -84,8 +108,9 @@ impl Workers {
                     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(7);
                     let _ = tronpay_db::outbox::prune_processed(&mut conn, cutoff).await;
                 }
-                match expiry::sweep(&pool).await {
+                match expiry::sweep(&pool, &mut unexpirable).await {
                     Ok((expired, enqueued)) => {
+                        sweep_incurable.succeeded();
                         if expired > 0 {
                             tracing::info!(expired, "payments expired");
                         }
@@ -97,25 +122,18 @@ impl Workers {
                             continue;
                         }
                     }
+                    Err(error) if sweep_incurable.give_up(error.is_retryable()) => return Err(error),
                     Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                    _ = stopped(&mut stop) => return,
+                    _ = stopped(&mut stop) => return Ok(()),
                 }
             }
-        }));
+        });
         Self {
             relay: relay_status,
             consumer: consumer_status,
-            handles,
-        }
-    }
-
-    /// Waits for every worker to finish (after `shutdown` turned true).
-    pub async fn join(self) {
-        for handle in self.handles {
-            let _ = handle.await;
         }
     }
 }

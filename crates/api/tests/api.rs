@@ -32,7 +32,7 @@ impl TestApp {
         db.db_connect_timeout_seconds = 2;
         db.db_pool_timeout_seconds = 5;
         let pool = DbPool::new(&db, "tronpay-api-test").unwrap();
-        let app = Application::build(settings, pool, None).unwrap();
+        let app = Application::build(settings, pool, None, Default::default()).unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());

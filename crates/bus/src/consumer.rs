@@ -11,9 +11,10 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use tokio::sync::watch;
+use tronpay_runtime::stopped;
 
 use crate::BusError;
-use crate::settings::{BusSettings, BusStatus, reconnect_delay, stopped};
+use crate::settings::{BusSettings, BusStatus, reconnect_delay};
 use crate::topology::{self, QueueSpec};
 
 /// A delivered message.

@@ -20,7 +20,7 @@ pub mod topology;
 pub use consumer::{HandlerError, Incoming, run_consumer};
 pub use publisher::{Outgoing, Publisher};
 pub use relay::Relay;
-pub use settings::{BusSettings, BusStatus, stopped};
+pub use settings::{BusSettings, BusStatus};
 
 /// A broker failure.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,10 @@
 //! The outbox relay: publishes events written to the `outbox` table (with
 //! confirms) and marks them published in the same transaction that locked
 //! them. If the process dies after the broker confirmed but before the commit,
-//! the events are published again; consumers are idempotent.
+//! the events are published again; consumers are idempotent. A broker or a
+//! database that is down is waited for; a database error retrying cannot
+//! cure (the outbox table missing, a privilege refused) ends the relay after
+//! a few tries, so that its service reports it instead of looking healthy.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +12,12 @@ use std::time::{Duration, Instant};
 use diesel_async::AsyncConnection;
 use tokio::sync::{Notify, watch};
 use tronpay_db::{DbError, DbPool, outbox};
+use tronpay_runtime::stopped;
+use tronpay_runtime::supervise::Incurable;
 
 use crate::BusError;
 use crate::publisher::{Outgoing, Publisher};
-use crate::settings::{BusSettings, BusStatus, reconnect_delay, stopped};
+use crate::settings::{BusSettings, BusStatus, reconnect_delay};
 
 /// Events published per transaction.
 const BATCH: i64 = 500;
@@ -63,10 +68,15 @@ impl Relay {
         Arc::clone(&self.status)
     }
 
-    /// Publishes until `shutdown` turns true.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Publishes until `shutdown` turns true (`Ok`). Waits out a broker or
+    /// a database that is down; returns the database error that retrying
+    /// did not cure after [`tronpay_runtime::supervise::INCURABLE_TRIES`]
+    /// tries in a row (the outbox table missing, a privilege refused, a
+    /// statement the database rejects).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), DbError> {
         let mut publisher: Option<Publisher> = None;
         let mut failures = 0u32;
+        let mut incurable = Incurable::default();
         let mut pruned = Instant::now();
         while !*shutdown.borrow() {
             if !publisher.as_ref().is_some_and(Publisher::is_connected) {
@@ -89,13 +99,23 @@ impl Relay {
             }
             let Some(connected) = publisher.as_ref() else { continue };
             match self.drain(connected).await {
-                Ok(published) if published == BATCH as usize => continue,
-                Ok(_) => failures = 0,
+                Ok(published) => {
+                    incurable.succeeded();
+                    if published == BATCH as usize {
+                        continue;
+                    }
+                    failures = 0;
+                }
                 Err(error) => {
-                    tracing::warn!(%error, "outbox relay failed; retrying");
-                    if let RelayError::Bus(error) = &error {
-                        self.status.set_failed(error);
-                        publisher = None;
+                    match error {
+                        RelayError::Bus(error) => {
+                            tracing::warn!(%error, "outbox relay failed; retrying");
+                            self.status.set_failed(&error);
+                            publisher = None;
+                        }
+                        // The supervisor logs it and fails the service.
+                        RelayError::Db(error) if incurable.give_up(error.is_retryable()) => return Err(error),
+                        RelayError::Db(error) => tracing::warn!(%error, "outbox relay failed; retrying"),
                     }
                     failures = failures.saturating_add(1);
                     if self.pause(reconnect_delay(failures), &mut shutdown).await {
@@ -119,6 +139,7 @@ impl Relay {
             let _ = self.drain(&publisher).await;
             publisher.close().await;
         }
+        Ok(())
     }
 
     /// True when `shutdown` fired during the pause.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tronpay_runtime::Validate;
 
 #[derive(Clone, Deserialize)]
 #[serde(default)]
@@ -38,8 +39,10 @@ impl Default for BusSettings {
     }
 }
 
-impl BusSettings {
-    pub fn validate(&self) -> Result<(), String> {
+impl Validate for BusSettings {
+    /// Checks the URL, the CA file and the names, naming the setting that
+    /// is wrong.
+    fn validate(&self) -> Result<(), String> {
         self.rabbitmq_url
             .parse::<lapin::uri::AMQPUri>()
             .map_err(|error| format!("RABBITMQ_URL is not an AMQP URL: {error}"))?;
@@ -60,7 +63,9 @@ impl BusSettings {
         }
         Ok(())
     }
+}
 
+impl BusSettings {
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.bus_confirm_timeout_ms.max(1))
     }
@@ -72,7 +77,7 @@ impl BusSettings {
 
     /// The URL without its password, for logs.
     pub fn redacted_url(&self) -> String {
-        tronpay_db::settings::redact_url(&self.rabbitmq_url)
+        tronpay_runtime::redact_url(&self.rabbitmq_url)
     }
 }
 
@@ -115,15 +120,27 @@ impl BusStatus {
     }
 }
 
-/// Delay before reconnect attempt `attempt` (0-based): 0.5 s doubling to 30 s,
-/// with jitter so that many replicas do not reconnect in step.
+/// Delay before reconnect attempt `attempt` (0-based): a step of 0.5 s
+/// doubling to 30 s, jittered between half the step and the step so that
+/// many replicas do not reconnect in step ([`tronpay_domain::retry::backoff`]).
 pub fn reconnect_delay(attempt: u32) -> Duration {
-    let ceiling = 500u64.saturating_mul(1 << attempt.min(6)).min(30_000);
-    Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling))
+    tronpay_domain::retry::backoff(Duration::from_millis(500), Duration::from_secs(30), attempt)
 }
 
-/// Resolves once `shutdown` turns true (or its sender is gone). Unlike
-/// `wait_for`, it holds no borrow of the value afterwards.
-pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_double_from_half_a_second_to_thirty_and_are_jittered() {
+        for attempt in 0..20u32 {
+            let step = (Duration::from_millis(500) * 2u32.pow(attempt.min(6))).min(Duration::from_secs(30));
+            for _ in 0..100 {
+                let delay = reconnect_delay(attempt);
+                assert!(delay >= step / 2 && delay <= step, "attempt {attempt}: {delay:?}");
+            }
+        }
+        let spread: std::collections::HashSet<Duration> = (0..50).map(|_| reconnect_delay(8)).collect();
+        assert!(spread.len() > 10, "{spread:?}");
+    }
 }

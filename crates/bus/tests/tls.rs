@@ -7,6 +7,7 @@
 
 use tronpay_bus::{BusSettings, Outgoing, Publisher};
 use tronpay_domain::events::PAYMENT_DETECTED;
+use tronpay_runtime::Validate;
 use tronpay_testkit::TestBus;
 use tronpay_testkit::tls::{TestCa, TlsProxy, Upgrade};
 

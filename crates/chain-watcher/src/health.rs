@@ -4,7 +4,9 @@
 //! `status` is `healthy`, `degraded` (HTTP 200: the node is stalled,
 //! unreachable or refusing — `chain.problem` says which — so blocks are not
 //! followed, but restarting this process would not help) or `unhealthy`
-//! (HTTP 503: no database, or the scanner crashed).
+//! (HTTP 503: no database, or a task of this watcher ended — the scanner or
+//! the relay failed, panicked or gave up on an error retrying cannot cure;
+//! `failure` names it and the process is about to exit non-zero).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,32 +16,34 @@ use actix_web::dev::Server;
 use actix_web::{HttpResponse, web};
 use tronpay_bus::BusStatus;
 use tronpay_db::{DbPool, chain};
+use tronpay_runtime::supervise::TaskHealth;
 use tronpay_tron::NodeClient;
 
+use crate::Watcher;
 use crate::scanner::ScanStatus;
+
+/// The name the scanner task is supervised under.
+pub const SCANNER_TASK: &str = "scanner";
 
 struct State {
     pool: DbPool,
     scan: Arc<ScanStatus>,
     relay: Arc<BusStatus>,
     node: Arc<NodeClient>,
+    tasks: Arc<TaskHealth>,
 }
 
-/// Binds the health server (port 0 in tests) and returns it with its port.
-pub fn server(
-    bind: &str,
-    pool: DbPool,
-    scan: Arc<ScanStatus>,
-    relay: Arc<BusStatus>,
-    node: Arc<NodeClient>,
-) -> anyhow::Result<(Server, u16)> {
+/// Binds the health server of `watcher` (port 0 in tests) and returns it,
+/// not yet polled, with its port; `tasks` says whether a task failed.
+pub fn server(bind: &str, pool: DbPool, watcher: &Watcher, tasks: Arc<TaskHealth>) -> anyhow::Result<(Server, u16)> {
     Ok(tronpay_runtime::health::server(
         bind,
         State {
             pool,
-            scan,
-            relay,
-            node,
+            scan: Arc::clone(&watcher.scan),
+            relay: Arc::clone(&watcher.relay),
+            node: Arc::clone(&watcher.node),
+            tasks,
         },
         health,
     )?)
@@ -60,7 +64,10 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         }
         Err(_) => ("disconnected", None),
     };
-    let leader = state.scan.leader.load(Ordering::Relaxed);
+    let failure = state.tasks.failure();
+    // A failed task takes the process down; the scanner lock went with the
+    // scanner task (even one that panicked before it could say so).
+    let leader = state.scan.leader.load(Ordering::Relaxed) && failure.is_none();
     let chain_json = match chain {
         Some(chain) => serde_json::to_value(chain.health(chrono::Utc::now().naive_utc())).ok(),
         // Before the first successful poll there is no cursor yet; what the
@@ -76,14 +83,14 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         }),
     };
     let degraded = chain_json.as_ref().is_some_and(|chain| chain["status"] == "degraded");
-    let crashed = state.scan.failed.load(Ordering::Relaxed);
-    let healthy = database == "connected" && !crashed;
+    let crashed = failure.as_ref().is_some_and(|failure| failure.task == SCANNER_TASK);
+    let healthy = database == "connected" && failure.is_none();
     let status = match (healthy, degraded) {
         (false, _) => "unhealthy",
         (true, true) => "degraded",
         (true, false) => "healthy",
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": status,
         "database": database,
         "broker": if state.relay.connected() { "connected" } else { "disconnected" },
@@ -92,6 +99,9 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         "chain": chain_json,
         "version": env!("CARGO_PKG_VERSION"),
     });
+    if let Some(failure) = failure {
+        body["failure"] = serde_json::json!(failure);
+    }
     if healthy {
         HttpResponse::Ok().json(body)
     } else {

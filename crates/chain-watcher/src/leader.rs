@@ -50,7 +50,7 @@ impl Leadership {
             }
             tokio::select! {
                 _ = tokio::time::sleep(STANDBY_RETRY) => {}
-                _ = tronpay_bus::stopped(shutdown) => return None,
+                _ = tronpay_runtime::stopped(shutdown) => return None,
             }
         }
     }

@@ -6,7 +6,10 @@
 //! behind it fetches several blocks at once and still commits them in order.
 //! Blocks above the final height are scanned once each for early detection.
 //! Upstream faults back off and retry the same block; a block is never
-//! skipped.
+//! skipped. So does a database that is down; a database error retrying
+//! cannot cure (a missing table or column, a refused privilege) ends the
+//! scanner after a few tries ([`Stop::Failed`]), which fails the watcher
+//! (unhealthy, non-zero exit) so that a standby takes the role over.
 
 use std::ops::RangeInclusive;
 use std::sync::Arc;
@@ -17,8 +20,11 @@ use diesel_async::AsyncConnection;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
 use tronpay_db::chain::{self, FinalBlock, FoundTransfer};
+use tronpay_db::error::Conflict;
 use tronpay_db::{DbError, DbPool, payments};
 use tronpay_domain::TronAddress;
+use tronpay_runtime::stopped;
+use tronpay_runtime::supervise::Incurable;
 use tronpay_tron::{NodeClient, NodeError, TxInfo, usdt_transfers};
 
 use crate::leader::Leadership;
@@ -28,12 +34,11 @@ use crate::start;
 /// Most final blocks committed in one transaction while catching up.
 const COMMIT_BATCH: usize = 50;
 
-/// What the health endpoint shows about the scanner.
+/// What the health endpoint shows about the scanner (whether it failed is
+/// the supervisor's to say: [`tronpay_runtime::supervise::TaskHealth`]).
 #[derive(Debug, Default)]
 pub struct ScanStatus {
     pub leader: AtomicBool,
-    /// The scanner crashed (a bug): the process should be restarted.
-    pub failed: AtomicBool,
     pub head: AtomicI64,
     pub final_block: AtomicI64,
     pub cursor: AtomicI64,
@@ -45,6 +50,10 @@ pub enum Stop {
     Shutdown,
     /// The lock session died or another scanner moved the cursor.
     LostLeadership(String),
+    /// A database error that retrying did not cure (a missing table or
+    /// column, a refused privilege, a statement the database rejects): this
+    /// replica cannot scan, and must not look as if it could.
+    Failed(anyhow::Error),
 }
 
 pub struct Scanner {
@@ -86,10 +95,14 @@ impl Scanner {
         let Some(heads) = self.poll(shutdown).await else {
             return Stop::Shutdown;
         };
+        let mut incurable = Incurable::default();
         let state = loop {
             match self.cursor_or_start(&heads, shutdown).await {
                 Ok(Some(state)) => break state,
                 Ok(None) => return Stop::Shutdown,
+                Err(error) if incurable.give_up(error.is_retryable()) => {
+                    return Stop::Failed(anyhow::Error::new(error).context("reading the chain cursor"));
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot read the chain cursor; retrying");
                     if self.pause(Duration::from_secs(1), shutdown).await {
@@ -237,7 +250,7 @@ impl Scanner {
     async fn pause(&self, delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(delay) => false,
-            _ = tronpay_bus::stopped(shutdown) => true,
+            _ = stopped(shutdown) => true,
         }
     }
 
@@ -431,11 +444,17 @@ impl Scanner {
             }
             let committing = Instant::now();
             let mut failures = 0u32;
+            let mut incurable = Incurable::default();
             loop {
                 match self.commit(&batch).await {
                     Ok(()) => break,
-                    Err(DbError::Unavailable(message)) if message.contains("no longer at block") => {
-                        return Err(Stop::LostLeadership(message));
+                    Err(error @ DbError::Conflict(Conflict::CursorMoved { .. })) => {
+                        return Err(Stop::LostLeadership(error.to_string()));
+                    }
+                    Err(error) if incurable.give_up(error.is_retryable()) => {
+                        let (first, last) = (batch[0].number, batch.last().map_or(0, |block| block.number));
+                        let context = format!("committing final blocks {first} to {last}");
+                        return Err(Stop::Failed(anyhow::Error::new(error).context(context)));
                     }
                     Err(error) => {
                         tracing::warn!(first = batch[0].number, %error, "committing blocks failed; retrying them");

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tronpay_domain::TronAddress;
+use tronpay_runtime::Validate;
 use tronpay_tron::NodeSettings;
 
-#[derive(Debug, Clone, Deserialize)]
+/// Its `Debug` shows whether `TRONGRID_API_KEY` is set, never the key.
+#[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct WatcherSettings {
     /// `TRON_NODE_URL`: one or more (comma-separated) java-tron HTTP API base URLs.
@@ -49,6 +51,48 @@ pub struct WatcherSettings {
     pub instance_id: Option<String>,
 }
 
+impl std::fmt::Debug for WatcherSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Taken apart so that a new field does not compile until it is shown
+        // here (or deliberately hidden).
+        let Self {
+            tron_node_url,
+            trongrid_api_key,
+            usdt_trc20_contract_address,
+            polling_interval_seconds,
+            block_interval_ms,
+            confirmations,
+            scan_start_block,
+            scan_max_lookback_seconds,
+            node_stall_seconds,
+            detect_unconfirmed,
+            fetch_concurrency,
+            catchup_batch,
+            node_timeout_ms,
+            watcher_bind,
+            instance_id,
+        } = self;
+        let node_urls: Vec<String> = tron_node_url.split(',').map(tronpay_runtime::redact_url).collect();
+        f.debug_struct("WatcherSettings")
+            .field("tron_node_url", &node_urls.join(","))
+            .field("trongrid_api_key", &trongrid_api_key.as_ref().map(|_| "…"))
+            .field("usdt_trc20_contract_address", usdt_trc20_contract_address)
+            .field("polling_interval_seconds", polling_interval_seconds)
+            .field("block_interval_ms", block_interval_ms)
+            .field("confirmations", confirmations)
+            .field("scan_start_block", scan_start_block)
+            .field("scan_max_lookback_seconds", scan_max_lookback_seconds)
+            .field("node_stall_seconds", node_stall_seconds)
+            .field("detect_unconfirmed", detect_unconfirmed)
+            .field("fetch_concurrency", fetch_concurrency)
+            .field("catchup_batch", catchup_batch)
+            .field("node_timeout_ms", node_timeout_ms)
+            .field("watcher_bind", watcher_bind)
+            .field("instance_id", instance_id)
+            .finish()
+    }
+}
+
 impl Default for WatcherSettings {
     fn default() -> Self {
         Self {
@@ -71,8 +115,9 @@ impl Default for WatcherSettings {
     }
 }
 
-impl WatcherSettings {
-    pub fn validate(&self) -> Result<(), String> {
+impl Validate for WatcherSettings {
+    /// Checks every value, naming the setting that is wrong.
+    fn validate(&self) -> Result<(), String> {
         self.node_settings()?;
         self.usdt()?;
         if self.polling_interval_seconds == 0 {
@@ -101,7 +146,9 @@ impl WatcherSettings {
             .map_err(|_| format!("WATCHER_BIND must be an address and port, not {:?}", self.watcher_bind))?;
         Ok(())
     }
+}
 
+impl WatcherSettings {
     pub fn usdt(&self) -> Result<TronAddress, String> {
         TronAddress::parse(&self.usdt_trc20_contract_address)
             .map_err(|error| format!("USDT_TRC20_CONTRACT_ADDRESS is not a TRON address: {error}"))
@@ -123,5 +170,27 @@ impl WatcherSettings {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "watcher".into());
             format!("{host}:{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_trongrid_api_key() {
+        let settings = WatcherSettings {
+            trongrid_api_key: Some("3f6a9c1e-secret-key".into()),
+            tron_node_url: "https://node:hunter2@tron.example/,https://api.trongrid.io".into(),
+            ..WatcherSettings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("3f6a9c1e"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("trongrid_api_key: Some(\"…\")"), "{shown}");
+        assert!(shown.contains("api.trongrid.io"), "{shown}");
+        assert!(shown.contains("watcher_bind: \"127.0.0.1:5001\""), "{shown}");
+        let node = format!("{:?}", settings.node_settings().unwrap());
+        assert!(!node.contains("3f6a9c1e") && !node.contains("hunter2"), "{node}");
     }
 }

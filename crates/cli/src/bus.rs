@@ -16,8 +16,8 @@ pub enum BusCommand {
     },
 }
 
+/// Runs `command` with `bus`, already checked ([`tronpay_runtime::Settings::validated`]).
 pub async fn run(command: BusCommand, bus: &BusSettings) -> anyhow::Result<()> {
-    bus.validate().map_err(anyhow::Error::msg)?;
     let BusCommand::DeadLetters { show } = command;
     let connection = tronpay_bus::topology::open(bus, "tronpay-cli")
         .await

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use tronpay_db::error::Setup;
 use tronpay_db::pool::ConnectOptions;
 use tronpay_db::{AsyncPgConnection, DbError, DbSettings, logs, migrate, payments, stats};
 
@@ -42,8 +43,8 @@ pub enum DbCommand {
     },
 }
 
+/// Runs `command` with `db`, already checked ([`tronpay_runtime::Settings::validated`]).
 pub async fn run(command: DbCommand, settings: &tronpay_runtime::Settings, db: &DbSettings) -> anyhow::Result<()> {
-    db.validate().map_err(anyhow::Error::msg)?;
     match command {
         DbCommand::CreateTables => create_tables(db).await,
         DbCommand::Stats => show_stats(db).await,
@@ -82,7 +83,7 @@ pub async fn connect(db: &DbSettings) -> Result<AsyncPgConnection, DbError> {
 pub async fn connect_with_tables(db: &DbSettings) -> anyhow::Result<AsyncPgConnection> {
     let mut conn = connect(db).await?;
     if !stats::tables_exist(&mut conn).await? {
-        return Err(DbError::TablesMissing.into());
+        return Err(DbError::from(Setup::SchemaMissing("no tronpay tables in this database".into())).into());
     }
     Ok(conn)
 }

@@ -52,16 +52,14 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let settings = tronpay_runtime::Settings::load(cli.config.as_deref())?;
-        let mut db_settings: tronpay_db::DbSettings = settings.get()?;
-        if let Some(url) = cli.database_url {
-            db_settings.database_url = url;
-        }
+        let settings =
+            tronpay_runtime::Settings::load(cli.config.as_deref())?.with_override("database_url", cli.database_url)?;
+        // Each command checks only the settings it uses.
         match cli.command {
-            Command::Db(command) => db::run(command, &settings, &db_settings).await,
-            Command::Chain(command) => chain::run(command, &db_settings).await,
-            Command::Webhooks(command) => webhooks::run(command, &db_settings).await,
-            Command::Bus(command) => bus::run(command, &settings.get()?).await,
+            Command::Db(command) => db::run(command, &settings, &settings.validated()?).await,
+            Command::Chain(command) => chain::run(command, &settings.validated()?).await,
+            Command::Webhooks(command) => webhooks::run(command, &settings.validated()?).await,
+            Command::Bus(command) => bus::run(command, &settings.validated()?).await,
         }
     });
     match outcome {

@@ -28,8 +28,8 @@ pub enum WebhooksCommand {
     },
 }
 
+/// Runs `command` with `db`, already checked ([`tronpay_runtime::Settings::validated`]).
 pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()> {
-    db.validate().map_err(anyhow::Error::msg)?;
     let mut conn = crate::db::connect_with_tables(db).await?;
     match command {
         WebhooksCommand::Secret => {

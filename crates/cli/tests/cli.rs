@@ -424,7 +424,10 @@ async fn database_failures_are_one_clear_line() {
     let db = TestDb::empty().await;
     for command in ["stats", "export", "cleanup-logs"] {
         let output = tronpay(db.url(), dir.path(), &["db", command], "");
-        assert_clean_failure(&output, "tables are missing: run `tronpay db create-tables`");
+        assert_clean_failure(
+            &output,
+            "tables are missing or incomplete: run `tronpay db create-tables`",
+        );
     }
 
     // Roles are cluster-wide: give each its own name and drop it afterwards.

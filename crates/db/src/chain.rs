@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::events::{PAYMENT_DETECTED, PaymentDetected, TransferState};
 use tronpay_domain::{TronAddress, TxId, UsdtAmount};
 
-use crate::error::DbError;
+use crate::error::{Conflict, DbError};
 use crate::outbox;
 use crate::schema::chain_state;
 
@@ -68,7 +68,7 @@ pub async fn init(conn: &mut AsyncPgConnection, first_block: i64) -> Result<Chai
         .await?;
     state(conn)
         .await?
-        .ok_or_else(|| DbError::Unavailable("chain_state vanished".into()))
+        .ok_or_else(|| Conflict::Lost("chain_state was deleted while the cursor was being created".into()).into())
 }
 
 /// What a successful poll saw upstream: heights with their block times (UTC)
@@ -258,7 +258,8 @@ struct Stored {
 
 impl Stored {
     fn event(self, state: TransferState) -> Result<PaymentDetected, DbError> {
-        let corrupt = |what: &str| DbError::Unavailable(format!("stored transfer {} has an invalid {what}", self.txid));
+        let key = format!("{}:{}", self.txid, self.log_index);
+        let corrupt = |what: &str| DbError::corrupt("transfer", &key, format!("invalid {what}"));
         Ok(PaymentDetected {
             txid: TxId::parse(&self.txid).map_err(|_| corrupt("txid"))?,
             log_index: u32::try_from(self.log_index).map_err(|_| corrupt("log index"))?,
@@ -379,12 +380,9 @@ pub async fn commit_final_blocks(
         return Ok(Vec::new());
     };
     if blocks.windows(2).any(|pair| pair[1].number != pair[0].number + 1) {
-        return Err(DbError::Unavailable(
-            "final blocks must be committed in order, without gaps".into(),
-        ));
+        return Err(DbError::bug("final blocks must be committed in order, without gaps"));
     }
-    let height =
-        |number: u64| i64::try_from(number).map_err(|_| DbError::Unavailable(format!("block {number} out of range")));
+    let height = |number: u64| i64::try_from(number).map_err(|_| DbError::bug(format!("block {number} out of range")));
     let (first_height, last_height) = (height(first.number)?, height(last.number)?);
     let latest_time = blocks.iter().rev().find_map(|block| block.time_ms).map(to_naive);
     let moved = diesel::update(chain_state::table.filter(chain_state::cursor_block.eq(first_height - 1)))
@@ -401,10 +399,10 @@ pub async fn commit_final_blocks(
         .execute(conn)
         .await?;
     if moved != 1 {
-        return Err(DbError::Unavailable(format!(
-            "the cursor is no longer at block {} (another scanner?)",
-            first_height - 1
-        )));
+        return Err(Conflict::CursorMoved {
+            expected: first_height - 1,
+        }
+        .into());
     }
 
     let columns = columns(blocks.iter().flat_map(|block| &block.found));
@@ -438,7 +436,7 @@ pub async fn record_tip_block(
     number: u64,
     found: &[FoundTransfer],
 ) -> Result<Vec<PaymentDetected>, DbError> {
-    let height = i64::try_from(number).map_err(|_| DbError::Unavailable(format!("block {number} out of range")))?;
+    let height = i64::try_from(number).map_err(|_| DbError::bug(format!("block {number} out of range")))?;
     diesel::update(chain_state::table.filter(chain_state::tip_block.lt(height)))
         .set(chain_state::tip_block.eq(height))
         .execute(conn)

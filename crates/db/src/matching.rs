@@ -14,7 +14,7 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query};
 use diesel::sql_types::{Int4, Nullable, Numeric, Text, Timestamp, Untyped};
 
-use crate::error::DbError;
+use crate::error::{Conflict, DbError};
 use crate::models::{DbStatus, PaymentRow};
 use crate::prepared::{Prepared, Statement};
 use crate::schema::{payments, transfers};
@@ -127,17 +127,19 @@ pub async fn unapplied_confirmed(conn: &mut AsyncPgConnection, address: &str) ->
 }
 
 /// Addresses with confirmed transfers confirmed more than
-/// `older_than_seconds` ago and still not applied.
+/// `older_than_seconds` ago and still not applied, other than `excluded`.
 pub async fn addresses_with_unapplied(
     conn: &mut AsyncPgConnection,
     older_than_seconds: i64,
     limit: i64,
+    excluded: &[String],
 ) -> Result<Vec<String>, DbError> {
     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(older_than_seconds);
     Ok(transfers::table
         .filter(transfers::status.eq("confirmed"))
         .filter(transfers::applied_at.is_null())
         .filter(transfers::confirmed_at.lt(cutoff))
+        .filter(transfers::to_address.ne_all(excluded))
         .select(transfers::to_address)
         .distinct()
         .limit(limit)
@@ -148,7 +150,7 @@ pub async fn addresses_with_unapplied(
 /// A payment as matching sees it; `received_amount_usdt` holds the credits
 /// so far.
 pub fn candidate(row: &PaymentRow) -> Result<Candidate, DbError> {
-    let invalid = |error| DbError::Unavailable(format!("payment {} has an invalid amount: {error}", row.id));
+    let invalid = |error| DbError::corrupt("payment", &row.id, format!("invalid amount: {error}"));
     Ok(Candidate {
         id: row.id.clone(),
         status: row.status(),
@@ -176,7 +178,7 @@ pub async fn complete(
     .get_result::<PaymentRow>(conn)
     .await
     .optional()?;
-    row.ok_or_else(|| DbError::Unavailable(format!("payment {payment_id} is no longer pending")))
+    row.ok_or_else(|| Conflict::Lost(format!("payment {payment_id} is no longer pending")).into())
 }
 
 /// The completion, prepared once per connection.
@@ -222,7 +224,7 @@ pub async fn credit(
     .get_result(conn)
     .await
     .optional()?;
-    row.ok_or_else(|| DbError::Unavailable(format!("payment {payment_id} is no longer pending")))
+    row.ok_or_else(|| Conflict::Lost(format!("payment {payment_id} is no longer pending")).into())
 }
 
 /// Moves a pending payment to expired; `None` if it was not pending.

@@ -11,7 +11,7 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::error::DbError;
+use crate::error::{DbError, Setup};
 use crate::stats::relation_exists;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -31,12 +31,13 @@ pub async fn run_pending(mut conn: AsyncPgConnection) -> Result<Vec<String>, DbE
     if relation_exists(&mut conn, "payments").await?
         && !relation_exists(&mut conn, "__diesel_schema_migrations").await?
     {
-        return Err(DbError::Migration(
+        return Err(Setup::Migration(
             "this database already has a `payments` table not created by tronpay (the original service's?). \
              Export it with `python db_manager.py export --file payments.json`, point DATABASE_URL at a new \
              database, then run `tronpay db create-tables` and `tronpay db import --file payments.json`"
                 .into(),
-        ));
+        )
+        .into());
     }
     with_lock(conn, |wrapper| {
         let applied = wrapper.run_pending_migrations(MIGRATIONS)?;
@@ -98,8 +99,8 @@ where
                 diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).execute(wrapper)?;
                 work(wrapper)
             })
-            .map_err(|error| DbError::Migration(error.to_string()))
+            .map_err(|error| DbError::from(Setup::Migration(error.to_string())))
     })
     .await
-    .map_err(|error| DbError::Migration(format!("the migration task failed: {error}")))?
+    .map_err(|error| DbError::bug(format!("the migration task failed: {error}")))?
 }

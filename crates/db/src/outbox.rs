@@ -26,8 +26,8 @@ pub async fn insert(
     payload: &impl serde::Serialize,
 ) -> Result<Uuid, DbError> {
     let message_id = Uuid::new_v4();
-    let payload = serde_json::to_value(payload)
-        .map_err(|error| DbError::Unavailable(format!("event not serializable: {error}")))?;
+    let payload =
+        serde_json::to_value(payload).map_err(|error| DbError::bug(format!("event not serializable: {error}")))?;
     diesel::insert_into(outbox::table)
         .values((
             outbox::message_id.eq(message_id),
@@ -53,7 +53,7 @@ pub async fn insert_many<T: serde::Serialize>(
         .iter()
         .map(serde_json::to_string)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| DbError::Unavailable(format!("event not serializable: {error}")))?;
+        .map_err(|error| DbError::bug(format!("event not serializable: {error}")))?;
     diesel::sql_query(
         "INSERT INTO outbox (message_id, routing_key, payload) \
          SELECT id, $2, payload::jsonb FROM unnest($1::uuid[], $3::text[]) AS t(id, payload)",

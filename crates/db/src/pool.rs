@@ -10,8 +10,9 @@ use diesel::ConnectionError;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt;
+use tronpay_runtime::Validate;
 
-use crate::error::{DbError, classify_connect_error};
+use crate::error::{DbError, Setup, Unavailable, classify_connect_error};
 use crate::settings::DbSettings;
 
 type Manager = AsyncDieselConnectionManager<AsyncPgConnection>;
@@ -44,16 +45,16 @@ impl ConnectOptions {
 /// missing database, too many connections) into a [`DbError`] whose text an
 /// operator can act on.
 pub async fn connect(url: &str, options: &ConnectOptions) -> Result<AsyncPgConnection, DbError> {
-    let (url, tls) = crate::tls::split_url(url).map_err(DbError::InvalidUrl)?;
+    let (url, tls) = crate::tls::split_url(url).map_err(Setup::InvalidUrl)?;
     let mut config: tokio_postgres::Config = url
         .parse()
-        .map_err(|error: tokio_postgres::Error| DbError::InvalidUrl(error.to_string()))?;
+        .map_err(|error: tokio_postgres::Error| Setup::InvalidUrl(error.to_string()))?;
     if let Some(mode) = tls.ssl_mode() {
         config.ssl_mode(mode);
     }
     config.connect_timeout(options.connect_timeout);
     config.application_name(&options.application_name);
-    let mut conn = match tls.client_config(config.get_ssl_mode()).map_err(DbError::InvalidUrl)? {
+    let mut conn = match tls.client_config(config.get_ssl_mode()).map_err(Setup::InvalidUrl)? {
         None => establish(&config, tokio_postgres::NoTls, options).await?,
         Some(client_config) => establish(&config, crate::tls::MakeRustls(client_config), options).await?,
     };
@@ -85,14 +86,14 @@ where
     // a server that accepts and then never answers the startup.
     let connected = tokio::time::timeout(options.connect_timeout, config.connect(tls))
         .await
-        .map_err(|_| DbError::Unreachable {
+        .map_err(|_| Unavailable::Unreachable {
             target: target.clone(),
             detail: format!("no answer within {} s", options.connect_timeout.as_secs()),
         })?;
     let (client, connection) = connected.map_err(|error| classify_connect_error(&error, &target, &user, &database))?;
     AsyncPgConnection::try_from_client_and_connection(client, connection)
         .await
-        .map_err(|error| DbError::Unavailable(error.to_string()))
+        .map_err(|error| DbError::from(Unavailable::Other(error.to_string())))
 }
 
 /// `host:port/database` of the first host, for messages (never the password).
@@ -122,7 +123,7 @@ impl DbPool {
     /// Builds the pool; no connection is opened until the first checkout, so
     /// a service starts even while PostgreSQL is down and recovers by itself.
     pub fn new(settings: &DbSettings, application_name: &str) -> Result<Self, DbError> {
-        settings.validate().map_err(DbError::InvalidUrl)?;
+        settings.validate().map_err(Setup::InvalidUrl)?;
         let options = Arc::new(ConnectOptions::new(settings, application_name));
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         manager_config.custom_setup = Box::new(move |url| {
@@ -167,7 +168,7 @@ impl DbPool {
                 })
             }))
             .build()
-            .map_err(|error| DbError::Unavailable(error.to_string()))?;
+            .map_err(|error| DbError::from(Unavailable::Other(error.to_string())))?;
         Ok(Self {
             pool,
             settings: Arc::new(settings.clone()),

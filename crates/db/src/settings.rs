@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tronpay_runtime::{Validate, redact_url};
 
 /// `DATABASE_URL` and the pool settings. Defaults are the original
 /// service's SQLAlchemy pool: 10 connections plus 20 overflow, recycled
@@ -66,8 +67,23 @@ impl DbSettings {
         }
     }
 
-    /// Checks the values, naming the setting that is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn max_connections(&self) -> usize {
+        self.db_pool_size + self.db_max_overflow
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.db_connect_timeout_seconds)
+    }
+
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_secs(self.db_pool_timeout_seconds)
+    }
+}
+
+impl Validate for DbSettings {
+    /// Checks the URL (and its TLS parameters) and the pool bounds, naming
+    /// the setting that is wrong.
+    fn validate(&self) -> Result<(), String> {
         if self.database_url.trim().is_empty() {
             return Err("DATABASE_URL is empty".into());
         }
@@ -92,18 +108,6 @@ impl DbSettings {
         }
         Ok(())
     }
-
-    pub fn max_connections(&self) -> usize {
-        self.db_pool_size + self.db_max_overflow
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_secs(self.db_connect_timeout_seconds)
-    }
-
-    pub fn pool_timeout(&self) -> Duration {
-        Duration::from_secs(self.db_pool_timeout_seconds)
-    }
 }
 
 impl fmt::Debug for DbSettings {
@@ -118,51 +122,12 @@ impl fmt::Debug for DbSettings {
     }
 }
 
-/// The connection string with any password replaced by `***`, for logs and
-/// messages: the URL's `user:password@`, a `password=` query parameter, or a
-/// `password=` item of a `key=value` connection string.
-pub fn redact_url(text: &str) -> String {
-    if let Ok(mut url) = url::Url::parse(text) {
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
-        }
-        if url.query_pairs().any(|(key, _)| key == "password") {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(key, value)| {
-                    let value = if key == "password" {
-                        "***".to_owned()
-                    } else {
-                        value.into_owned()
-                    };
-                    (key.into_owned(), value)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        return url.to_string();
-    }
-    text.split_whitespace()
-        .map(|item| match item.split_once('=') {
-            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
-            _ => item.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn passwords_never_print() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db?x=1"),
-            "postgres://u:***@h:5432/db?x=1"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         let settings = DbSettings::for_url("postgres://u:secret@h/db");
         assert!(!format!("{settings:?}").contains("secret"));
     }

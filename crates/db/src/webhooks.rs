@@ -86,7 +86,7 @@ pub async fn enqueue(
     event: WebhookEvent,
     transfer: Option<EventTransfer<'_>>,
 ) -> Result<Option<Uuid>, DbError> {
-    let invalid = |error| DbError::Unavailable(format!("payment {} has an invalid amount: {error}", payment.id));
+    let invalid = |error| DbError::corrupt("payment", &payment.id, format!("invalid amount: {error}"));
     let received = match event {
         WebhookEvent::Completed => payment.received_amount().map_err(invalid)?,
         // For detections and late transfers, the amount of that transfer.
@@ -108,7 +108,8 @@ pub async fn enqueue(
         status: payment.status().as_str(),
         event: event.as_str(),
     };
-    let body = serde_json::to_string(&body).map_err(|error| DbError::Unavailable(format!("webhook body: {error}")))?;
+    let body = serde_json::to_string(&body)
+        .map_err(|error| DbError::bug(format!("webhook body not serializable: {error}")))?;
     let delivery_id = Uuid::new_v4();
     let webhook_id = format!("msg_{}", delivery_id.simple());
     let row = InsertDelivery {

@@ -51,7 +51,10 @@ async fn overflow_connections_are_opened_under_load_and_closed_when_idle() {
     }
     assert_eq!(pool.status().size, 5);
     // Base size plus overflow is the ceiling: a sixth request waits, then fails.
-    assert!(matches!(pool.get().await, Err(DbError::PoolTimeout)));
+    assert!(matches!(
+        pool.get().await,
+        Err(DbError::Unavailable(tronpay_db::error::Unavailable::PoolTimeout))
+    ));
 
     drop(held);
     assert_eq!(pool.trim_overflow(), 3);

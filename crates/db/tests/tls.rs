@@ -8,6 +8,7 @@
 use diesel::sql_types::Integer;
 use diesel_async::RunQueryDsl;
 use tronpay_db::{DbPool, DbSettings, migrate};
+use tronpay_runtime::Validate;
 use tronpay_testkit::TestDb;
 use tronpay_testkit::tls::{TestCa, TlsProxy, Upgrade};
 

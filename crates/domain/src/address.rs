@@ -9,7 +9,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest, Sha256};
 
 /// Version byte of every mainnet (and testnet) TRON account address.
 pub const ADDRESS_PREFIX: u8 = 0x41;
@@ -34,26 +33,37 @@ pub enum AddressError {
 }
 
 impl TronAddress {
-    /// Parses the Base58Check text form (`T…`), verifying the checksum.
+    /// Parses the Base58Check text form (`T…`, 34 characters), verifying the
+    /// checksum.
+    ///
+    /// # Errors
+    ///
+    /// [`AddressError::Length`] unless 34 characters, [`AddressError::Alphabet`]
+    /// for a character outside Base58, [`AddressError::Checksum`] when the
+    /// checksum does not match, [`AddressError::Version`] when the payload is
+    /// not `0x41` + 20 bytes.
     pub fn parse(text: &str) -> Result<Self, AddressError> {
         if text.len() != 34 {
             return Err(AddressError::Length);
         }
-        let raw = bs58::decode(text).into_vec().map_err(|_| AddressError::Alphabet)?;
-        // 34 Base58 characters always decode to 25 bytes when the first is `T`;
-        // any other length means a different kind of key or a leading `1`.
-        if raw.len() != 25 {
-            return Err(AddressError::Version);
-        }
-        let (payload, checksum) = raw.split_at(21);
-        if payload[0] != ADDRESS_PREFIX {
-            return Err(AddressError::Version);
-        }
-        if checksum != &double_sha256(payload)[..4] {
-            return Err(AddressError::Checksum);
-        }
-        let mut bytes = [0u8; 21];
-        bytes.copy_from_slice(payload);
+        // Room for `0x41 ‖ 20 bytes ‖ checksum`: a longer decoding is some
+        // other kind of key and fails for want of room, a shorter one (a
+        // leading `1`) has the wrong version byte.
+        let mut raw = [0u8; 25];
+        let len = bs58::decode(text)
+            .with_check(Some(ADDRESS_PREFIX))
+            .onto(&mut raw)
+            .map_err(|error| match error {
+                bs58::decode::Error::InvalidCharacter { .. } | bs58::decode::Error::NonAsciiCharacter { .. } => {
+                    AddressError::Alphabet
+                }
+                bs58::decode::Error::InvalidChecksum { .. } => AddressError::Checksum,
+                _ => AddressError::Version,
+            })?;
+        let bytes: [u8; 21] = raw
+            .get(..len)
+            .and_then(|payload| payload.try_into().ok())
+            .ok_or(AddressError::Version)?;
         Ok(Self(bytes))
     }
 
@@ -73,19 +83,25 @@ impl TronAddress {
         Self(full)
     }
 
-    /// Parses hex: 42 digits (`41…`, as java-tron prints addresses) or 40
-    /// digits (the EVM form, as in `log[].address` and topics).
+    /// Parses hex, upper or lower case, with or without `0x`: 42 digits
+    /// (`41…`, as java-tron prints addresses) or 40 digits (the EVM form, as
+    /// in `log[].address` and topics).
+    ///
+    /// # Errors
+    ///
+    /// [`AddressError::Hex`] for another length or a non-hex digit,
+    /// [`AddressError::Version`] when 21 bytes do not start with `0x41`.
     pub fn from_hex(hex: &str) -> Result<Self, AddressError> {
         let hex = hex.strip_prefix("0x").unwrap_or(hex);
         match hex.len() {
             42 => {
                 let mut bytes = [0u8; 21];
-                decode_hex(hex, &mut bytes).ok_or(AddressError::Hex)?;
+                hex::decode_to_slice(hex, &mut bytes).map_err(|_| AddressError::Hex)?;
                 Self::from_bytes(bytes)
             }
             40 => {
                 let mut bytes = [0u8; 20];
-                decode_hex(hex, &mut bytes).ok_or(AddressError::Hex)?;
+                hex::decode_to_slice(hex, &mut bytes).map_err(|_| AddressError::Hex)?;
                 Ok(Self::from_evm_bytes(bytes))
             }
             _ => Err(AddressError::Hex),
@@ -99,44 +115,13 @@ impl TronAddress {
 
     /// The 21-byte form as 42 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(42);
-        for byte in self.0 {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        out
+        hex::encode(self.0)
     }
 
-    /// The Base58Check text form.
+    /// The Base58Check text form (34 characters starting with `T`).
     pub fn to_base58(&self) -> String {
-        let mut raw = [0u8; 25];
-        raw[..21].copy_from_slice(&self.0);
-        raw[21..].copy_from_slice(&double_sha256(&self.0)[..4]);
-        bs58::encode(raw).into_string()
+        bs58::encode(self.0).with_check().into_string()
     }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
-    let digits = hex.as_bytes();
-    if digits.len() != out.len() * 2 {
-        return None;
-    }
-    for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let high = char::from(pair[0]).to_digit(16)?;
-        let low = char::from(pair[1]).to_digit(16)?;
-        *slot = u8::try_from(high * 16 + low).ok()?;
-    }
-    Some(())
-}
-
-fn double_sha256(data: &[u8]) -> [u8; 32] {
-    let once = Sha256::digest(data);
-    let twice = Sha256::digest(once);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&twice);
-    out
 }
 
 impl fmt::Display for TronAddress {
@@ -288,12 +273,27 @@ mod tests {
     }
 
     #[test]
+    fn a_good_checksum_over_another_payload_is_a_version_error() {
+        // Another version byte under a valid checksum: only the kind is wrong.
+        let other_version = bs58::encode([0x42; 21]).with_check().into_string();
+        assert_eq!(other_version.len(), 34, "{other_version}");
+        assert_eq!(TronAddress::parse(&other_version), Err(AddressError::Version));
+        // Non-ASCII text of the right byte length is not Base58.
+        assert_eq!(
+            TronAddress::parse("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLjé"),
+            Err(AddressError::Alphabet)
+        );
+    }
+
+    #[test]
     fn hex_forms_are_checked() {
         assert_eq!(
             TronAddress::from_hex("42a614f803b6fd780986a42c78ec9c7f77e6ded13c"),
             Err(AddressError::Version)
         );
         assert_eq!(TronAddress::from_hex("zz"), Err(AddressError::Hex));
+        let upper = TronAddress::from_hex("0x41A614F803B6FD780986A42C78EC9C7F77E6DED13C").unwrap();
+        assert_eq!(upper.to_hex(), "41a614f803b6fd780986a42c78ec9c7f77e6ded13c");
         assert_eq!(
             TronAddress::from_hex("41a614f803b6fd780986a42c78ec9c7f77e6ded1zz"),
             Err(AddressError::Hex)

@@ -10,12 +10,14 @@ pub mod callback;
 pub mod events;
 pub mod matching;
 pub mod payment;
+pub mod retry;
 pub mod signing;
 
 pub use address::{AddressError, TronAddress};
 pub use amount::{AmountError, JsonAmount, UsdtAmount};
-pub use callback::{AddressPolicy, CallbackUrl, CallbackUrlError, Cidr, NonPublicReason, classify_ip};
+pub use callback::{AddressPolicy, CallbackUrl, CallbackUrlError, NonPublicReason, classify_ip};
 pub use payment::{
     ExpectedAmountError, MAX_EXPECTED_AMOUNT, MIN_EXPECTED_AMOUNT, OrderId, OrderIdError, PaymentStatus, TxId,
     TxIdError, check_payment_ttl, expected_amount,
 };
+pub use retry::parse_retry_after;

@@ -14,42 +14,39 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::watch;
-use tronpay_api::startup::BusHealth;
-use tronpay_api::workers::Workers;
-use tronpay_api::{ApiSettings, Application};
+use tronpay_api::ApiSettings;
 use tronpay_bus::BusSettings;
-use tronpay_chain_watcher::{Watcher, WatcherSettings, health};
-use tronpay_db::{DbPool, DbSettings};
+use tronpay_chain_watcher::WatcherSettings;
+use tronpay_db::DbSettings;
 use tronpay_domain::TronAddress;
+use tronpay_runtime::Validate;
 use tronpay_webhook_dispatcher::DispatcherSettings;
 
 pub use tronpay_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 pub use tronpay_testkit::{FaultyProxy, TestBus, TestDb, http_client, rabbitmq_url};
 
-/// A service on its own multi-thread runtime: `stop` shuts it down
+/// A service on its own multi-thread runtime, run as its binary runs it
+/// (`start`, then `run_until` a stop signal): `stop` shuts it down
 /// gracefully, `kill` drops everything at once, as a crash would.
 struct ServiceRuntime {
     runtime: Option<tokio::runtime::Runtime>,
     stop: watch::Sender<bool>,
-    http: Option<actix_web::dev::ServerHandle>,
+    /// The service's `run_until` (its error with its causes), on its runtime.
+    running: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
 impl ServiceRuntime {
-    fn new() -> (Self, watch::Receiver<bool>) {
+    fn new() -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let (stop, stopped) = watch::channel(false);
-        (
-            Self {
-                runtime: Some(runtime),
-                stop,
-                http: None,
-            },
-            stopped,
-        )
+        Self {
+            runtime: Some(runtime),
+            stop: watch::channel(false).0,
+            running: None,
+        }
     }
 
     /// Runs `setup` on the service's runtime and returns its output.
@@ -58,19 +55,31 @@ impl ServiceRuntime {
         handle.spawn(setup).await.expect("service setup")
     }
 
+    /// What the service's `run_until` waits for: [`Self::stop`].
+    fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.stop.subscribe();
+        async move { tronpay_runtime::stopped(&mut stop).await }
+    }
+
     fn kill(&mut self) {
-        if let Some(http) = self.http.take() {
-            drop(http.stop(false));
-        }
+        self.running = None;
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
 
+    /// Stops it the way SIGTERM does and waits for it to finish; a service
+    /// whose task failed meanwhile fails the test.
     async fn stop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(http) = self.http.take() {
-            http.stop(true).await;
+        self.stop.send_replace(true);
+        if let Some(running) = self.running.take() {
+            let outcome = tokio::time::timeout(Duration::from_secs(60), running)
+                .await
+                .expect("the service stops within 60 s")
+                .expect("the service's run_until");
+            if let Err(error) = outcome {
+                panic!("the service failed: {error}");
+            }
         }
         if let Some(runtime) = self.runtime.take() {
             // Blocking shutdown is not allowed on an async thread.
@@ -86,6 +95,20 @@ impl Drop for ServiceRuntime {
     }
 }
 
+/// A service's `run_until`, its error as text with its causes.
+async fn until<E: std::fmt::Display>(run: impl Future<Output = Result<(), E>>) -> Result<(), String> {
+    run.await.map_err(|error| format!("{error:#}"))
+}
+
+/// The database settings of the tests' services: short timeouts.
+fn test_db_settings(database_url: &str) -> DbSettings {
+    DbSettings {
+        db_connect_timeout_seconds: 2,
+        db_pool_timeout_seconds: 5,
+        ..DbSettings::for_url(database_url)
+    }
+}
+
 /// A running API (HTTP, event consumer, expiry sweep, outbox relay).
 pub struct ApiInstance {
     pub url: String,
@@ -95,41 +118,26 @@ pub struct ApiInstance {
 impl ApiInstance {
     /// Starts on a free port; `tweak` adjusts the settings.
     pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut ApiSettings)) -> Self {
-        let mut settings = ApiSettings {
+        let mut api = ApiSettings {
             bind: "127.0.0.1:0".into(),
             api_workers: Some(2),
             ..ApiSettings::default()
         };
-        tweak(&mut settings);
-        let (mut service, stopped) = ServiceRuntime::new();
-        let db = DbSettings {
-            db_connect_timeout_seconds: 2,
-            db_pool_timeout_seconds: 5,
-            ..DbSettings::for_url(database_url)
+        tweak(&mut api);
+        let config = tronpay_api::Config {
+            api,
+            db: test_db_settings(database_url),
+            bus: bus.clone(),
         };
-        let bus = bus.clone();
-        let process_events = settings.api_process_events;
-        let rules = settings.match_rules();
-        let (port, http) = service
+        let mut service = ServiceRuntime::new();
+        let shutdown = service.shutdown();
+        let (port, running) = service
             .run(async move {
-                let pool = DbPool::new(&db, "tronpay-api-test").unwrap();
-                let health = process_events.then(|| {
-                    let workers = Workers::start(pool.clone(), bus, rules, stopped);
-                    let health = BusHealth {
-                        consumer: workers.consumer.clone(),
-                        relay: workers.relay.clone(),
-                    };
-                    tokio::spawn(workers.join());
-                    health
-                });
-                let application = Application::build(settings, pool, health).unwrap();
-                let port = application.port();
-                let http = application.handle();
-                tokio::spawn(application.run_until_stopped());
-                (port, http)
+                let running = tronpay_api::start(config).unwrap();
+                (running.port(), tokio::spawn(until(running.run_until(shutdown))))
             })
             .await;
-        service.http = Some(http);
+        service.running = Some(running);
         Self {
             url: format!("http://127.0.0.1:{port}"),
             service,
@@ -160,7 +168,7 @@ impl WatcherInstance {
         node_url: &str,
         tweak: impl FnOnce(&mut WatcherSettings),
     ) -> Self {
-        let mut settings = WatcherSettings {
+        let mut watcher = WatcherSettings {
             tron_node_url: node_url.into(),
             block_interval_ms: 100,
             polling_interval_seconds: 1,
@@ -170,35 +178,22 @@ impl WatcherInstance {
             watcher_bind: "127.0.0.1:0".into(),
             ..WatcherSettings::default()
         };
-        tweak(&mut settings);
-        settings.validate().unwrap();
-        let (mut service, stopped) = ServiceRuntime::new();
-        let db = DbSettings {
-            db_connect_timeout_seconds: 2,
-            db_pool_timeout_seconds: 5,
-            ..DbSettings::for_url(database_url)
+        tweak(&mut watcher);
+        watcher.validate().unwrap();
+        let config = tronpay_chain_watcher::Config {
+            watcher,
+            db: test_db_settings(database_url),
+            bus: bus.clone(),
         };
-        let bus = bus.clone();
-        let (port, http) = service
+        let mut service = ServiceRuntime::new();
+        let shutdown = service.shutdown();
+        let (port, running) = service
             .run(async move {
-                let pool = DbPool::new(&db, "tronpay-chain-watcher-test").unwrap();
-                let bind = settings.watcher_bind.clone();
-                let watcher = Watcher::start(settings, db, pool.clone(), bus, stopped).unwrap();
-                let (server, port) = health::server(
-                    &bind,
-                    pool,
-                    watcher.scan.clone(),
-                    watcher.relay.clone(),
-                    watcher.node.clone(),
-                )
-                .unwrap();
-                let http = server.handle();
-                tokio::spawn(server);
-                tokio::spawn(watcher.join());
-                (port, http)
+                let running = tronpay_chain_watcher::start(config).unwrap();
+                (running.port(), tokio::spawn(until(running.run_until(shutdown))))
             })
             .await;
-        service.http = Some(http);
+        service.running = Some(running);
         Self {
             health_url: format!("http://127.0.0.1:{port}/health"),
             service,
@@ -240,31 +235,32 @@ impl DispatcherInstance {
     /// Starts with a fast retry schedule, a 1 s timeout and private
     /// addresses allowed (receivers run on localhost); `tweak` adjusts that.
     pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut DispatcherSettings)) -> Self {
-        let mut settings = DispatcherSettings {
+        let mut dispatcher = DispatcherSettings {
             webhook_secret: Some(TEST_WEBHOOK_SECRET.into()),
             webhook_retry_schedule: "200ms,200ms,200ms".into(),
             webhook_timeout_ms: 1_000,
             webhook_republish_seconds: 1,
             callback_allow_private: true,
+            dispatcher_bind: "127.0.0.1:0".into(),
             ..DispatcherSettings::default()
         };
-        tweak(&mut settings);
-        let (service, stopped) = ServiceRuntime::new();
-        let db = DbSettings {
-            db_connect_timeout_seconds: 2,
-            db_pool_timeout_seconds: 5,
-            ..DbSettings::for_url(database_url)
+        tweak(&mut dispatcher);
+        let config = tronpay_webhook_dispatcher::Config {
+            dispatcher,
+            db: test_db_settings(database_url),
+            bus: bus.clone(),
         };
-        let bus = bus.clone();
-        service
+        let mut service = ServiceRuntime::new();
+        let shutdown = service.shutdown();
+        // The setup hands back the running service's join handle, on purpose.
+        #[allow(clippy::async_yields_async)]
+        let running = service
             .run(async move {
-                let pool = DbPool::new(&db, "tronpay-webhook-dispatcher-test").unwrap();
-                let running = tronpay_webhook_dispatcher::start(settings, pool, bus, stopped)
-                    .await
-                    .unwrap();
-                tokio::spawn(running.join());
+                let running = tronpay_webhook_dispatcher::start(config).await.unwrap();
+                tokio::spawn(until(running.run_until(shutdown)))
             })
             .await;
+        service.running = Some(running);
         Self { service }
     }
 

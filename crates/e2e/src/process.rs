@@ -39,6 +39,12 @@ pub struct PgBouncer {
 
 impl PgBouncer {
     pub fn start(server: &url::Url) -> Self {
+        Self::start_with(server, &[])
+    }
+
+    /// Started with some `[pgbouncer]` settings changed (e.g.
+    /// `("default_pool_size", "1")`).
+    pub fn start_with(server: &url::Url, settings: &[(&str, &str)]) -> Self {
         let binary = std::env::var("TRONPAY_PGBOUNCER").unwrap_or_else(|_| "pgbouncer".into());
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -51,7 +57,7 @@ impl PgBouncer {
             server.username()
         };
         std::fs::write(dir.path().join("users.txt"), format!("\"{user}\" \"\"\n")).expect("users.txt");
-        let config = format!(
+        let mut config = format!(
             "[databases]\n* = host={host} port={server_port}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\n\
              listen_port = {port}\nunix_socket_dir =\nauth_type = trust\nauth_file = {users}\n\
              pool_mode = transaction\nmax_prepared_statements = 200\ndefault_pool_size = 20\n\
@@ -60,6 +66,14 @@ impl PgBouncer {
             server_port = server.port().unwrap_or(5432),
             users = dir.path().join("users.txt").display(),
         );
+        for (key, value) in settings {
+            config = config
+                .lines()
+                .filter(|line| line.split('=').next().map(str::trim) != Some(*key))
+                .map(|line| format!("{line}\n"))
+                .collect();
+            config.push_str(&format!("{key} = {value}\n"));
+        }
         let ini = dir.path().join("pgbouncer.ini");
         std::fs::write(&ini, config).expect("pgbouncer.ini");
         let log = std::fs::File::create(dir.path().join("pgbouncer.log")).expect("the log file");

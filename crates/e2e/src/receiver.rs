@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
@@ -11,8 +11,11 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 #[derive(Debug, Clone)]
 pub enum Reply {
     Status(u16),
-    /// 429 or 503 with `Retry-After`.
+    /// 429 or 503 with `Retry-After` in seconds.
     RetryAfter(u16, u64),
+    /// 429 or 503 with `Retry-After` as the HTTP-date this long after the
+    /// answer (whole seconds, so up to a second less).
+    RetryAt(u16, Duration),
     /// 302 to this location.
     Redirect(String),
     /// Holds the request this long, then answers 200.
@@ -112,6 +115,11 @@ async fn answer(request: HttpRequest, body: web::Bytes, script: web::Data<Arc<Mu
         Some(Reply::RetryAfter(status, seconds)) => {
             HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
                 .insert_header(("Retry-After", seconds.to_string()))
+                .finish()
+        }
+        Some(Reply::RetryAt(status, after)) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                .insert_header(("Retry-After", httpdate::fmt_http_date(SystemTime::now() + after)))
                 .finish()
         }
         Some(Reply::Redirect(location)) => HttpResponse::Found().insert_header(("Location", location)).finish(),

@@ -431,15 +431,115 @@ async fn deliveries_in_hand_are_applied_together_and_a_bad_one_holds_back_none()
 
     // Through the batcher, as the consumer uses it: concurrent deliveries,
     // each answered.
+    let mut tasks = tronpay_runtime::supervise::Tasks::new();
     let batcher = tronpay_api::chain_events::Batcher::start(
         pool.clone(),
         std::sync::Arc::new(Attempts::default()),
         MatchRules::default(),
         2,
         64,
+        &mut tasks,
     );
     let (through, _) = paid(10).await;
     let answers = futures_util::future::join_all(through.iter().map(|incoming| batcher.handle(incoming.clone()))).await;
     assert!(answers.iter().all(|answer| matches!(answer, Ok(true))), "{answers:?}");
     assert_eq!(completions().await, json!({"n": 49, "payments": 49}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_row_is_skipped_and_dead_lettered_and_the_reconciler_goes_on() {
+    use tronpay_api::chain_events::{Attempts, handle, reconcile};
+    use tronpay_bus::HandlerError;
+
+    let stack = Stack::without_watcher(|api| api.api_process_events = false).await;
+    let pool = tronpay_db::DbPool::new(&stack.db.settings(), "test").unwrap();
+    // Two addresses with a confirmed transfer waiting; the first one's
+    // payment has an amount no payment can have (a corrupt row).
+    let (bad, bad_address) = stack.payment("10").await;
+    // (The schema refuses such an amount; a restore from elsewhere might not.)
+    execute(
+        &stack,
+        &format!(
+            "ALTER TABLE payments DROP CONSTRAINT ck_payments_expected_amount_positive; \
+             UPDATE payments SET expected_amount_usdt = -10 WHERE id = '{bad}'"
+        ),
+    )
+    .await;
+    let (good, good_address) = stack.payment("10").await;
+    let bad_txid = format!("{:064x}", 1);
+    for (txid, address) in [(bad_txid.clone(), bad_address), (format!("{:064x}", 2), good_address)] {
+        confirmed_transfer(
+            &stack,
+            &txid,
+            &address.to_base58(),
+            "10",
+            100,
+            "now() AT TIME ZONE 'utc'",
+            60,
+        )
+        .await;
+    }
+
+    // Its event is dead-lettered at once (not retried as if the database
+    // were down), naming the row.
+    let outcome = handle(
+        &pool,
+        &Attempts::default(),
+        &RULES,
+        &detected_event(&bad_txid, bad_address, "10", 100),
+    )
+    .await;
+    match outcome {
+        Err(HandlerError::Reject(reason)) => assert!(reason.contains(&bad), "{reason}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+
+    // The reconciler's round goes past it, completes the other payment, and
+    // leaves the bad address out of later rounds.
+    let mut skipped = std::collections::HashSet::new();
+    let (handled, _) = reconcile(&pool, &RULES, 0, &mut skipped).await.unwrap();
+    assert_eq!(handled, 2);
+    assert_eq!(payment_status(&stack.api.url, &good).await["status"], "completed");
+    assert_eq!(skipped, std::collections::HashSet::from([bad_address.to_base58()]));
+    let (handled, _) = reconcile(&pool, &RULES, 0, &mut skipped).await.unwrap();
+    assert_eq!(handled, 0, "the skipped address is not tried again");
+    assert_eq!(
+        sql_values(
+            &stack.db,
+            &format!("SELECT applied_at FROM transfers WHERE txid = '{bad_txid}'")
+        )
+        .await,
+        [json!({"applied_at": null})]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_payment_does_not_stop_the_others_from_expiring() {
+    let stack = Stack::without_watcher(|api| api.api_process_events = false).await;
+    let pool = tronpay_db::DbPool::new(&stack.db.settings(), "test").unwrap();
+    let (bad, _) = stack.payment("10").await;
+    let (good, _) = stack.payment("10").await;
+    // Both past their deadline, the chain past both; the bad one asked for
+    // an expiry webhook, whose body needs its (unreadable) amount.
+    execute(
+        &stack,
+        &format!(
+            "ALTER TABLE payments DROP CONSTRAINT ck_payments_expected_amount_positive; \
+             UPDATE payments SET expected_amount_usdt = -10, notify_events = '{{payment.expired}}' WHERE id = '{bad}'; \
+             UPDATE payments SET expires_at = created_at - interval '1 hour' WHERE id IN ('{bad}', '{good}'); \
+             INSERT INTO chain_state (cursor_block, cursor_block_time, tip_block) VALUES (100, now() AT TIME ZONE 'utc', 100);"
+        ),
+    )
+    .await;
+    let mut skipped = std::collections::HashSet::new();
+    let (expired, _) = tronpay_api::expiry::sweep(&pool, &mut skipped).await.unwrap();
+    assert_eq!(expired, 1);
+    assert_eq!(payment_status(&stack.api.url, &good).await["status"], "expired");
+    assert_eq!(
+        sql_values(&stack.db, &format!("SELECT status FROM payments WHERE id = '{bad}'")).await,
+        [json!({"status": "pending"})]
+    );
+    assert_eq!(skipped, std::collections::HashSet::from([bad.clone()]));
+    // Later sweeps leave it out instead of failing on it again.
+    assert_eq!(tronpay_api::expiry::sweep(&pool, &mut skipped).await.unwrap().0, 0);
 }

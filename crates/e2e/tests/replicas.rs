@@ -316,3 +316,49 @@ async fn two_of_each_lose_one(db: &TestDb, database_url: &str, extra: &[(&'stati
     assert!(status.success(), "watcher: {status}");
     sandbox.kill();
 }
+
+/// PgBouncer answers for PostgreSQL when its own pool cannot serve: those
+/// errors are the database being unavailable (retry), never a bug.
+#[tokio::test(flavor = "multi_thread")]
+async fn pgbouncer_errors_are_the_database_being_unavailable() {
+    use diesel_async::RunQueryDsl;
+    use tronpay_db::DbError;
+
+    let proxy = tronpay_e2e::FaultyProxy::for_postgres().await;
+    let server = url::Url::parse(&proxy.proxied_url(tronpay_testkit::server_url().as_str())).unwrap();
+    let bouncer = PgBouncer::start_with(&server, &[("default_pool_size", "1"), ("query_wait_timeout", "1")]);
+    let db = TestDb::new().await;
+    let url = bouncer.url_for(db.url());
+    let options = tronpay_db::pool::ConnectOptions::new(&db.settings(), "tronpay-pgbouncer-errors");
+    let mut holder = tronpay_db::connect(&url, &options).await.unwrap();
+    let mut waiter = tronpay_db::connect(&url, &options).await.unwrap();
+    let query = async |conn: &mut tronpay_db::AsyncPgConnection| -> Result<usize, DbError> {
+        Ok(diesel::sql_query("SELECT 1").execute(conn).await?)
+    };
+
+    // The one server connection is held in a transaction: the other client's
+    // query waits for it past query_wait_timeout.
+    diesel::sql_query("BEGIN").execute(&mut holder).await.unwrap();
+    query(&mut holder).await.unwrap();
+    let error = query(&mut waiter).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    drop(holder);
+
+    // PostgreSQL goes away behind PgBouncer: whatever PgBouncer answers
+    // (its server connection crashed, it cannot connect, its logins keep
+    // failing), it is unavailable.
+    proxy.cut();
+    for _ in 0..3 {
+        let mut conn = match tronpay_db::connect(&url, &options).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                assert!(error.is_unavailable(), "{error:?}");
+                continue;
+            }
+        };
+        let error = query(&mut conn).await.unwrap_err();
+        assert!(error.is_unavailable(), "{error:?}");
+    }
+    let error = query(&mut waiter).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+}

@@ -142,6 +142,25 @@ async fn failures_are_retried_with_one_webhook_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
+    // The test schedule would retry after 200 ms; the receiver asks for 3 s
+    // by date, which is 2 to 3 s from its answer.
+    let receiver = Receiver::start(vec![Reply::RetryAt(429, Duration::from_secs(3))]).await;
+    let id = paid_payment(&stack, &receiver.url, "4").await;
+    received_at_least(&receiver, 1).await;
+    let first = std::time::Instant::now();
+    received_at_least(&receiver, 2).await;
+    let waited = first.elapsed();
+    assert!(waited >= Duration::from_millis(1800), "retried after {waited:?}");
+    let row = delivery(&stack, &id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("delivered"), Some(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn gone_stops_and_the_schedule_ends_in_dead() {
     let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
     let gone = Receiver::start(vec![Reply::Status(410)]).await;

@@ -1,9 +1,12 @@
-//! What every tronpay binary does at start: read `.env`, layer its
-//! configuration (defaults, optional file, environment), set up logging, and
-//! wait for SIGINT/SIGTERM.
+//! What every tronpay binary shares: read `.env`, layer its configuration
+//! (defaults, optional file, environment) and check it once ([`Validate`]),
+//! set up logging, wait for SIGINT/SIGTERM, supervise its long-running tasks
+//! ([`supervise`]), and keep passwords out of what it prints
+//! ([`redact_url`]).
 
 #[cfg(feature = "http")]
 pub mod health;
+pub mod supervise;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -13,8 +16,28 @@ use tracing_subscriber::EnvFilter;
 
 /// A setting that is missing, malformed or out of range.
 #[derive(Debug, thiserror::Error)]
-#[error("configuration error: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// The configuration could not be read or a value has the wrong type:
+    /// "DB_POOL_SIZE is invalid: invalid digit found in string".
+    #[error("configuration error: {0}")]
+    Load(String),
+    /// A value was read but [`Validate`] refused it: "invalid setting:
+    /// DB_POOL_SIZE must be between 2 and 1000".
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+/// Settings that check their own values once, at start.
+///
+/// Each component's settings struct implements it; services load them with
+/// [`Settings::validated`], so a bad value stops the process before anything
+/// starts, with one line naming the setting.
+pub trait Validate {
+    /// `Ok` when every value is usable; otherwise the message names the
+    /// environment variable and what is wrong with it, e.g.
+    /// `"DB_POOL_SIZE must be between 2 and 1000"`.
+    fn validate(&self) -> Result<(), String>;
+}
 
 /// The layered configuration every component reads its settings from.
 ///
@@ -41,24 +64,50 @@ impl Settings {
         let mut builder = config::Config::builder();
         if let Some(file) = &file {
             if !file.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+                return Err(ConfigError::Load(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
             }
             builder = builder.add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
         }
         let config = builder
             .add_source(config::Environment::default())
             .build()
-            .map_err(|error| ConfigError(error.to_string()))?;
+            .map_err(|error| ConfigError::Load(error.to_string()))?;
+        Ok(Self { config })
+    }
+
+    /// The same configuration with `key` (a lowercase setting name such as
+    /// `bind`) set to `value` above every layer — a command-line flag that
+    /// overrides its variable. `None` changes nothing.
+    pub fn with_override(self, key: &str, value: Option<String>) -> Result<Self, ConfigError> {
+        let Some(value) = value else { return Ok(self) };
+        let config = config::Config::builder()
+            .add_source(self.config)
+            .set_override(key, value)
+            .and_then(|builder| builder.build())
+            .map_err(|error| ConfigError::Load(error.to_string()))?;
         Ok(Self { config })
     }
 
     /// Deserializes one component's settings (a struct whose fields are the
-    /// lowercase setting names, with `#[serde(default)]`).
+    /// lowercase setting names, with `#[serde(default)]`), unchecked; see
+    /// [`Self::validated`].
     pub fn get<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         self.config
             .clone()
             .try_deserialize()
-            .map_err(|error| ConfigError(describe(&error)))
+            .map_err(|error| ConfigError::Load(describe(&error)))
+    }
+
+    /// Deserializes one component's settings and checks them: a value of the
+    /// wrong type is [`ConfigError::Load`], one its [`Validate`] refuses is
+    /// [`ConfigError::Invalid`] ("invalid setting: …").
+    pub fn validated<T: DeserializeOwned + Validate>(&self) -> Result<T, ConfigError> {
+        let settings: T = self.get()?;
+        settings.validate().map_err(ConfigError::Invalid)?;
+        Ok(settings)
     }
 }
 
@@ -133,6 +182,47 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Resolves once `shutdown` turns true (or its sender is gone). Unlike
+/// `wait_for`, it holds no borrow of the value afterwards, so it can sit in a
+/// `select!` beside code that reads the receiver.
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// The connection string with any password replaced by `***`, for logs and
+/// messages: the URL's `user:password@` (PostgreSQL, AMQP, HTTP), a
+/// `password=` query parameter, or a `password=` item of a `key=value`
+/// (libpq) connection string. Anything else is returned unchanged.
+pub fn redact_url(text: &str) -> String {
+    if let Ok(mut url) = url::Url::parse(text) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        if url.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if key == "password" {
+                        "***".to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return url.to_string();
+    }
+    text.split_whitespace()
+        .map(|item| match item.split_once('=') {
+            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
+            _ => item.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The exit code for what a service's `run` returned; a failure is printed
 /// as one line on stderr, `<name>: <the error and its causes>`.
 pub fn exit_code<E: std::fmt::Display>(name: &str, outcome: Result<(), E>) -> std::process::ExitCode {
@@ -153,6 +243,85 @@ mod tests {
     struct Example {
         #[allow(dead_code)]
         db_pool_size: usize,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Bounded {
+        db_pool_size: usize,
+    }
+
+    impl Validate for Bounded {
+        fn validate(&self) -> Result<(), String> {
+            if self.db_pool_size < 2 {
+                return Err("DB_POOL_SIZE must be at least 2".into());
+            }
+            Ok(())
+        }
+    }
+
+    fn with(key: &str, value: &str) -> Settings {
+        let config = config::Config::builder()
+            .set_override(key, value)
+            .unwrap()
+            .build()
+            .unwrap();
+        Settings { config }
+    }
+
+    #[test]
+    fn validated_settings_say_which_one_is_invalid() {
+        let error = with("db_pool_size", "1").validated::<Bounded>().unwrap_err();
+        assert_eq!(error.to_string(), "invalid setting: DB_POOL_SIZE must be at least 2");
+        let error = with("db_pool_size", "ten").validated::<Bounded>().unwrap_err();
+        assert!(matches!(error, ConfigError::Load(_)), "{error}");
+        assert_eq!(
+            with("db_pool_size", "4").validated::<Bounded>().unwrap().db_pool_size,
+            4
+        );
+    }
+
+    #[test]
+    fn an_override_beats_every_layer() {
+        let settings = with("db_pool_size", "1")
+            .with_override("db_pool_size", Some("8".into()))
+            .unwrap();
+        assert_eq!(settings.validated::<Bounded>().unwrap().db_pool_size, 8);
+        let unchanged = with("db_pool_size", "3").with_override("db_pool_size", None).unwrap();
+        assert_eq!(unchanged.get::<Bounded>().unwrap().db_pool_size, 3);
+    }
+
+    #[test]
+    fn passwords_never_print() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db?x=1"),
+            "postgres://u:***@h:5432/db?x=1"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=secret"),
+            "postgres://h/db?user=u&password=***"
+        );
+        assert_eq!(
+            redact_url("host=h user=u password=secret"),
+            "host=h user=u password=***"
+        );
+    }
+
+    #[tokio::test]
+    async fn stopped_resolves_when_the_flag_turns_true() {
+        let (stop, mut shutdown) = tokio::sync::watch::channel(false);
+        let waiting = tokio::spawn(async move { stopped(&mut shutdown).await });
+        stop.send(true).unwrap();
+        waiting.await.unwrap();
+        // A dropped sender counts as stopped.
+        let (stop, mut shutdown) = tokio::sync::watch::channel(false);
+        drop(stop);
+        stopped(&mut shutdown).await;
     }
 
     #[test]

@@ -533,19 +533,25 @@ pub(crate) fn mix(seed: u64, value: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
-
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
+    ::hex::encode(bytes)
 }
 
+/// Appends the lowercase hex of `bytes` to `out`. The render paths call this
+/// for every id, address and word of a block, so the digits go through a
+/// stack buffer instead of a `String` per call.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    for byte in bytes {
-        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    let mut digits = [0u8; 128];
+    out.reserve(bytes.len() * 2);
+    for chunk in bytes.chunks(digits.len() / 2) {
+        let digits = &mut digits[..chunk.len() * 2];
+        // Neither can fail: the buffer is twice the chunk, and hex is ASCII.
+        if ::hex::encode_to_slice(chunk, digits).is_ok()
+            && let Ok(text) = std::str::from_utf8(digits)
+        {
+            out.push_str(text);
+        }
     }
 }
 
@@ -566,6 +572,21 @@ mod tests {
             spender: None,
             failed: false,
         }
+    }
+
+    #[test]
+    fn push_hex_appends_lowercase_digits_across_its_buffer() {
+        let mut out = String::from("0x");
+        push_hex(&mut out, &[0x00, 0x0f, 0xa0, 0xff]);
+        assert_eq!(out, "0x000fa0ff");
+        // Longer than the stack buffer holds at once (a revert message).
+        let long: Vec<u8> = (0..=255).collect();
+        let mut out = String::new();
+        push_hex(&mut out, &long);
+        assert_eq!(out, hex(&long));
+        assert_eq!(&out[..6], "000102");
+        assert_eq!(&out[out.len() - 4..], "feff");
+        assert_eq!(hex(&[]), "");
     }
 
     #[test]

@@ -64,8 +64,9 @@ pub fn router_address() -> TronAddress {
     TronAddress::from_evm_bytes(named_address("tronpay-sandbox router"))
 }
 
-/// How to run a sandbox.
-#[derive(Debug, Clone)]
+/// How to run a sandbox. Its `Debug` shows whether a webhook secret is set,
+/// never the secret.
+#[derive(Clone)]
 pub struct SandboxConfig {
     /// Address to listen on; `127.0.0.1:0` picks a free port.
     pub bind: String,
@@ -84,6 +85,21 @@ pub struct SandboxConfig {
     /// The `whsec_…` secret the built-in webhook receiver checks signatures
     /// with (`/sandbox/webhooks`).
     pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("bind", &self.bind)
+            .field("block_ms", &self.block_ms)
+            .field("solid_lag", &self.solid_lag)
+            .field("seed", &self.seed)
+            .field("usdt_contract", &self.usdt_contract)
+            .field("start_height", &self.start_height)
+            .field("workers", &self.workers)
+            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "whsec_…"))
+            .finish()
+    }
 }
 
 impl Default for SandboxConfig {
@@ -115,6 +131,19 @@ impl SandboxConfig {
 
 /// Starts sandboxes.
 pub struct Sandbox;
+
+/// The sandbox as its binary runs it: starts `config`, logs
+/// `tronpay-sandbox ready` with its URL and seed, serves until `shutdown`
+/// resolves, then stops. Errors: the address cannot be bound.
+pub async fn run(config: SandboxConfig, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let sandbox = Sandbox::start(config).await?;
+    tracing::info!(url = %sandbox.url(), seed = sandbox.seed(), "tronpay-sandbox ready");
+    shutdown.await;
+    tracing::info!("shutdown signal received");
+    sandbox.stop().await;
+    tracing::info!("tronpay-sandbox stopped");
+    Ok(())
+}
 
 impl Sandbox {
     /// Binds `config.bind` and starts serving (on the current tokio runtime)
@@ -277,5 +306,21 @@ impl Drop for RunningSandbox {
             // The stop command is sent at once; nobody waits for it here.
             drop(self.handle.stop(false));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_never_shows_the_webhook_secret() {
+        let config = SandboxConfig {
+            webhook_secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            ..SandboxConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("MfKQ9r8G"), "{shown}");
+        assert!(shown.contains("webhook_secret: Some(\"whsec_…\")"), "{shown}");
     }
 }

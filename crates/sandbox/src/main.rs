@@ -3,7 +3,7 @@
 use clap::Parser;
 use tronpay_domain::TronAddress;
 use tronpay_runtime::{LogSettings, Settings, init_logging, shutdown_signal};
-use tronpay_sandbox::{Sandbox, SandboxConfig};
+use tronpay_sandbox::SandboxConfig;
 
 #[derive(Parser)]
 #[command(
@@ -55,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
         .and_then(|settings| settings.get::<LogSettings>())
         .unwrap_or_default();
     init_logging(&logging);
-    let sandbox = Sandbox::start(SandboxConfig {
+    let config = SandboxConfig {
         bind: args.bind,
         block_ms: args.block_ms,
         solid_lag: args.solid_lag,
@@ -64,12 +64,6 @@ async fn run() -> anyhow::Result<()> {
         start_height: args.start_height,
         workers: args.workers,
         webhook_secret: args.webhook_secret,
-    })
-    .await?;
-    tracing::info!(url = %sandbox.url(), seed = sandbox.seed(), "tronpay-sandbox ready");
-    shutdown_signal().await;
-    tracing::info!("shutdown signal received");
-    sandbox.stop().await;
-    tracing::info!("tronpay-sandbox stopped");
-    Ok(())
+    };
+    tronpay_sandbox::run(config, shutdown_signal()).await
 }

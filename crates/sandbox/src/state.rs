@@ -43,7 +43,7 @@ pub struct Output {
 /// A USDT transfer to put into the next block.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferRequest {
-    /// The payer; the sandbox's fixed payer ([`crate::DEFAULT_PAYER`]) when absent.
+    /// The payer; the sandbox's fixed payer ([`crate::default_payer`]) when absent.
     pub from: Option<TronAddress>,
     /// One output for a plain `transfer()`; for a router call, one or more.
     pub outputs: Vec<Output>,
@@ -448,10 +448,10 @@ impl Shared {
 
 fn txid_bytes(txid: &TxId) -> Hash {
     let mut hash = [0u8; 32];
-    for (slot, pair) in hash.iter_mut().zip(txid.as_str().as_bytes().chunks_exact(2)) {
-        let high = char::from(pair[0]).to_digit(16).unwrap_or(0);
-        let low = char::from(pair[1]).to_digit(16).unwrap_or(0);
-        *slot = u8::try_from(high * 16 + low).unwrap_or(0);
+    // A `TxId` is 64 hex digits by construction, so this cannot fail; if it
+    // did, the zero hash matches no transaction.
+    if ::hex::decode_to_slice(txid.as_str(), &mut hash).is_err() {
+        return [0u8; 32];
     }
     hash
 }

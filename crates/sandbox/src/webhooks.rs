@@ -55,7 +55,8 @@ fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
 }
 
 /// Whether `signatures` (space-separated `v1,…`) hold one made with `secret`
-/// over this message, with a timestamp close to now.
+/// over this message, with a timestamp close to now. Signatures are compared
+/// in constant time ([`WebhookSecret::verify`]).
 fn verify(secret: &WebhookSecret, id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> bool {
     let Ok(seconds) = timestamp.parse::<i64>() else {
         return false;
@@ -63,8 +64,7 @@ fn verify(secret: &WebhookSecret, id: &str, timestamp: &str, signatures: &str, b
     if (chrono::Utc::now().timestamp() - seconds).abs() > TOLERANCE_SECONDS {
         return false;
     }
-    let expected = secret.sign(id, seconds, body);
-    signatures.split(' ').any(|signature| signature == expected)
+    secret.verify(id, seconds, body, signatures)
 }
 
 async fn receive(request: HttpRequest, body: web::Bytes, inbox: web::Data<Inbox>) -> HttpResponse {

@@ -110,6 +110,16 @@ impl ServiceProcess {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(sent.success(), "SIGTERM to {}", self.name);
+        self.exits_within(limit, "of SIGTERM")
+    }
+
+    /// Waits for the process to exit by itself (a service that gave up);
+    /// it must within `limit` (else it is killed and the test fails).
+    pub fn exited_within(&mut self, limit: Duration) -> ExitStatus {
+        self.exits_within(limit, "without being asked to")
+    }
+
+    fn exits_within(&mut self, limit: Duration, why: &str) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -122,7 +132,7 @@ impl ServiceProcess {
             if started.elapsed() > limit {
                 self.kill();
                 panic!(
-                    "{} did not stop within {limit:?} of SIGTERM:\n{}",
+                    "{} did not stop within {limit:?} {why}:\n{}",
                     self.name,
                     tail(&self.log)
                 );

@@ -10,6 +10,7 @@
 //! showing a chain that looks current.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,8 +20,9 @@ use url::Url;
 
 use crate::types::{Block, TxInfo};
 
-/// Where and how to reach the nodes.
-#[derive(Debug, Clone)]
+/// Where and how to reach the nodes. Its `Debug` shows whether an API key
+/// is set, never the key.
+#[derive(Clone)]
 pub struct NodeSettings {
     /// One or more base URLs; on failure the next one is tried.
     pub urls: Vec<Url>,
@@ -35,6 +37,28 @@ pub struct NodeSettings {
     /// same head (or final) block, by this process's clock, before it counts
     /// as stalled (mainnet makes a block every 3 s).
     pub stall_after: Duration,
+}
+
+impl fmt::Debug for NodeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeSettings")
+            .field("urls", &self.urls.iter().map(without_password).collect::<Vec<_>>())
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .field("timeout", &self.timeout)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("stall_after", &self.stall_after)
+            .finish()
+    }
+}
+
+/// `url` as text, with `***` for a password in it.
+fn without_password(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.into()
 }
 
 impl NodeSettings {
@@ -471,8 +495,7 @@ impl NodeClient {
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .and_then(|value| tronpay_domain::parse_retry_after(value, SystemTime::now()));
             return Err(NodeError::Http {
                 url: shown,
                 status: status.as_u16(),
@@ -498,14 +521,13 @@ impl NodeClient {
         }
     }
 
-    /// The delay before retrying after `failures` consecutive failures, with
-    /// full jitter, at least what the node asked for.
+    /// The delay before retrying after `failures` consecutive failures (0
+    /// for the first retry): `min_backoff` doubled per failure up to
+    /// `max_backoff`, jittered between half that step and the step
+    /// ([`tronpay_domain::retry::backoff`]); but at least what the node asked
+    /// for with `Retry-After`, up to four times `max_backoff`.
     pub fn backoff(&self, failures: u32, error: &NodeError) -> Duration {
-        let base = self.settings.min_backoff.as_millis().max(1);
-        let cap = self.settings.max_backoff.as_millis().max(base);
-        let ceiling = base.saturating_mul(1u128 << failures.min(20)).min(cap);
-        let ceiling = u64::try_from(ceiling).unwrap_or(u64::MAX);
-        let jittered = Duration::from_millis(fastrand::u64(ceiling / 2..=ceiling));
+        let jittered = tronpay_domain::retry::backoff(self.settings.min_backoff, self.settings.max_backoff, failures);
         match error.retry_after() {
             Some(asked) => jittered.max(asked.min(self.settings.max_backoff * 4)),
             None => jittered,
@@ -613,6 +635,29 @@ mod tests {
     }
 
     #[test]
+    fn debug_never_shows_the_api_key_or_a_url_password() {
+        let settings = NodeSettings {
+            urls: NodeSettings::parse_urls("https://node:hunter2@tron.example/,https://api.trongrid.io").unwrap(),
+            api_key: Some("3f6a9c1e-secret-key".into()),
+            timeout: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            stall_after: Duration::from_secs(30),
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("3f6a9c1e"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("api_key: Some(\"…\")"), "{shown}");
+        assert!(shown.contains("https://node:***@tron.example/"), "{shown}");
+        assert!(shown.contains("https://api.trongrid.io/"), "{shown}");
+        let without = NodeSettings {
+            api_key: None,
+            ..settings
+        };
+        assert!(format!("{without:?}").contains("api_key: None"));
+    }
+
+    #[test]
     fn backoff_grows_is_jittered_and_honours_retry_after() {
         let client = client("http://127.0.0.1:1", Duration::from_secs(30));
         let error = NodeError::Garbage {
@@ -623,12 +668,20 @@ mod tests {
             let delay = client.backoff(failures, &error);
             assert!(delay <= Duration::from_secs(5), "{delay:?}");
         }
-        assert!(client.backoff(0, &error) <= Duration::from_millis(100));
-        let limited = NodeError::Http {
+        let first = client.backoff(0, &error);
+        assert!(
+            first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+            "{first:?}"
+        );
+        let late = client.backoff(29, &error);
+        assert!(late >= Duration::from_millis(2500), "{late:?}");
+        let limited = |seconds| NodeError::Http {
             url: "u".into(),
             status: 429,
-            retry_after: Some(Duration::from_secs(3)),
+            retry_after: Some(Duration::from_secs(seconds)),
         };
-        assert!(client.backoff(0, &limited) >= Duration::from_secs(3));
+        assert!(client.backoff(0, &limited(3)) >= Duration::from_secs(3));
+        // A node asking for more than four times the cap gets the four.
+        assert_eq!(client.backoff(0, &limited(3600)), Duration::from_secs(20));
     }
 }

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::{Notify, Semaphore, watch};
-use tronpay_bus::{HandlerError, Incoming, stopped};
+use tronpay_bus::{HandlerError, Incoming};
 use tronpay_db::deliveries::{self, Attempt, Claimed, Outcome};
 use tronpay_db::{DbError, DbPool};
 use tronpay_domain::events::CallbackDue;
 use tronpay_domain::signing::{WebhookSecret, signature_header};
 use tronpay_domain::{AddressPolicy, CallbackUrl};
+use tronpay_runtime::stopped;
 use uuid::Uuid;
 
 use crate::client;
@@ -303,8 +304,7 @@ impl Dispatcher {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|value| tronpay_domain::parse_retry_after(value, std::time::SystemTime::now()));
         let (body, stalled) = read_some(response).await;
         // Headers then a body that never ends hold the slot like no answer.
         let ended = if stalled { Ended::TimedOut } else { Ended::Answered };

@@ -7,6 +7,13 @@
 //! the same attempt twice. Capacity is shared fairly between destinations
 //! ([`lanes`]): one origin never holds every slot, and origins that time out
 //! use a lane of their own.
+//!
+//! [`run`] is the whole service: it builds everything from a [`Config`] and
+//! runs until shutdown. Its tasks are supervised
+//! ([`tronpay_runtime::supervise`]): if the consumer, the sweep or the relay
+//! ends any other way (an error retrying cannot cure, a panic), `/health`
+//! turns `unhealthy` naming it and `run` returns the failure, so the process
+//! exits non-zero and is restarted.
 
 pub mod client;
 pub mod deliver;
@@ -14,15 +21,20 @@ pub mod health;
 pub mod lanes;
 pub mod settings;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use actix_web::dev::ServerHandle;
+use anyhow::Context;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
-use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer, stopped};
-use tronpay_db::{DbPool, deliveries};
+use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer};
+use tronpay_db::{DbError, DbPool, DbSettings, deliveries};
 use tronpay_domain::events::CALLBACK_DUE;
 use tronpay_domain::signing::WebhookSecret;
+use tronpay_runtime::supervise::{self, Incurable, TaskOutcome, Tasks};
+use tronpay_runtime::{ConfigError, Settings, Validate, stopped};
 
 pub use settings::DispatcherSettings;
 
@@ -32,31 +44,88 @@ use crate::lanes::{Lanes, Limits, PARKED_IN_ALL, PARKED_PER_ORIGIN};
 /// How often due deliveries are looked for and secrets reloaded.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// A running dispatcher's tasks and broker status.
+/// Everything the dispatcher reads at start, each part checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dispatcher: DispatcherSettings,
+    pub db: DbSettings,
+    pub bus: BusSettings,
+}
+
+impl Config {
+    /// Reads the dispatcher's, the database's and the broker's settings from
+    /// the layered configuration; an error names the bad setting.
+    pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            dispatcher: settings.validated()?,
+            db: settings.validated()?,
+            bus: settings.validated()?,
+        })
+    }
+}
+
+/// A started dispatcher: its tasks run and its health endpoint is bound.
 pub struct Running {
-    /// The `callback.due` consumer's connection state (for health).
-    pub consumer: Arc<BusStatus>,
-    /// The outbox relay's connection state (for health).
-    pub relay: Arc<BusStatus>,
-    handles: Vec<JoinHandle<()>>,
+    port: u16,
+    tasks: Tasks,
     dispatcher: Arc<Dispatcher>,
+    http: ServerHandle,
+    server: JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
-    /// Waits until the tasks have stopped (after `shutdown`), then for the
-    /// attempts still in flight on their own tasks (started from a parked
-    /// queue) to finish and be recorded — at most a lease (the timeout +
-    /// 10 s), after which another dispatcher may make them again anyway.
-    pub async fn join(self) {
-        for handle in self.handles {
-            let _ = handle.await;
+    /// The health endpoint's port (the one bound when `DISPATCHER_BIND`
+    /// asks for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Supervises one more task with the dispatcher's own (see
+    /// [`Tasks::spawn`]): its failure fails the dispatcher.
+    pub fn spawn<F>(&mut self, name: &str, task: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: TaskOutcome + Send + 'static,
+    {
+        self.tasks.spawn(name, task);
+    }
+
+    /// Runs until `shutdown` resolves or a task fails. Then the tasks stop,
+    /// and the attempts still in flight on their own tasks (started from a
+    /// parked queue) finish and are recorded — waited for at most a lease
+    /// (the timeout + 10 s), after which another dispatcher may make them
+    /// again anyway. After a failure `/health` answers 503 naming it, stays
+    /// up for [`supervise::FAILURE_GRACE`], and the failure is returned.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        let failure = self.tasks.until_failure_or(shutdown.as_mut()).await;
+        let failed_at = tokio::time::Instant::now();
+        if failure.is_none() {
+            tracing::info!("shutdown signal received; finishing the deliveries in hand");
         }
-        let deadline = tokio::time::Instant::now() + self.dispatcher.timeout + Duration::from_secs(10);
+        let outcome = self.tasks.stop().await;
+        self.dispatcher.finish_attempts().await;
+        if failure.is_some() {
+            // `shutdown` has not resolved yet (it may not be polled again
+            // once it has).
+            supervise::linger(failed_at, shutdown.as_mut()).await;
+        }
+        self.http.stop(true).await;
+        let _ = self.server.await;
+        tracing::info!("tronpay-webhook-dispatcher stopped");
+        Ok(outcome?)
+    }
+}
+
+impl Dispatcher {
+    /// Waits for the attempts in flight to finish, at most a lease.
+    async fn finish_attempts(&self) {
+        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(10);
         loop {
-            let ended = self.dispatcher.ended.notified();
+            let ended = self.ended.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
-            if self.dispatcher.attempts_in_flight() == 0 || tokio::time::timeout_at(deadline, ended).await.is_err() {
+            if self.attempts_in_flight() == 0 || tokio::time::timeout_at(deadline, ended).await.is_err() {
                 return;
             }
         }
@@ -82,16 +151,26 @@ async fn load_secrets(pool: &DbPool, configured: Option<&WebhookSecret>) -> anyh
         .collect()
 }
 
-/// Starts the consumer, the sweep and the relay; they stop when `shutdown`
-/// turns true. Fails if the database is unreachable at start (the secret
-/// must be known before anything is signed).
-pub async fn start(
-    settings: DispatcherSettings,
-    pool: DbPool,
-    bus: BusSettings,
-    shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Running> {
-    settings.validate().map_err(anyhow::Error::msg)?;
+/// Builds the dispatcher from `config` on the current runtime: the pool,
+/// the signing secrets, the `callback.due` consumer, the sweep, the outbox
+/// relay, pool maintenance and the health endpoint on `DISPATCHER_BIND`.
+/// Errors: an invalid setting, a database unreachable at start (the secret
+/// must be known before anything is signed), or the address cannot be
+/// bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let Config {
+        dispatcher: settings,
+        db,
+        bus,
+    } = config;
+    settings
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid setting")?;
+    let pool = DbPool::new(&db, "tronpay-webhook-dispatcher")?;
+    let mut tasks = Tasks::new();
+    let shutdown = tasks.shutdown();
+    let bind = settings.dispatcher_bind.clone();
     let configured = settings.secret().map_err(anyhow::Error::msg)?;
     let secrets = Arc::new(RwLock::new(load_secrets(&pool, configured.as_ref()).await?));
     let policy = settings.policy().map_err(anyhow::Error::msg)?;
@@ -118,7 +197,7 @@ pub async fn start(
     let waker = relay.waker();
     let relay_status = relay.status();
     let consumer_status = Arc::new(BusStatus::default());
-    let mut handles = vec![tokio::spawn(relay.run(shutdown.clone()))];
+    tasks.spawn("outbox relay", relay.run(shutdown.clone()));
     let queue = bus.queue("webhook-dispatcher", CALLBACK_DUE);
     let handler = Arc::clone(&dispatcher);
     // Enough messages in hand for both lanes to be full and one more to be
@@ -129,29 +208,40 @@ pub async fn start(
         bus_prefetch: bus.bus_prefetch.max(u16::try_from(lanes).unwrap_or(u16::MAX)),
         ..bus
     };
-    handles.push(tokio::spawn(run_consumer(
-        prefetch_bus,
-        queue,
-        "tronpay-webhook-dispatcher".into(),
-        move |incoming| {
-            let dispatcher = Arc::clone(&handler);
-            async move { dispatcher.handle(&incoming).await }
-        },
-        shutdown.clone(),
-        Arc::clone(&consumer_status),
-    )));
+    tasks.spawn(
+        "callback.due consumer",
+        run_consumer(
+            prefetch_bus,
+            queue,
+            "tronpay-webhook-dispatcher".into(),
+            move |incoming| {
+                let dispatcher = Arc::clone(&handler);
+                async move { dispatcher.handle(&incoming).await }
+            },
+            shutdown.clone(),
+            Arc::clone(&consumer_status),
+        ),
+    );
 
     let republish = Duration::from_secs(settings.webhook_republish_seconds);
     let mut stop = shutdown;
-    handles.push(tokio::spawn(async move {
+    let sweep_pool = pool.clone();
+    tasks.spawn("delivery sweep", async move {
+        let pool = sweep_pool;
+        let mut incurable = Incurable::default();
         loop {
             match pool.get().await {
                 Ok(mut conn) => {
                     match deliveries::republish_due(&mut conn, republish, 500).await {
-                        Ok(0) => {}
                         Ok(count) => {
-                            tracing::debug!(count, "due deliveries republished");
-                            waker.notify_one();
+                            incurable.succeeded();
+                            if count > 0 {
+                                tracing::debug!(count, "due deliveries republished");
+                                waker.notify_one();
+                            }
+                        }
+                        Err(error) if incurable.give_up(error.is_retryable()) => {
+                            return Err::<(), DbError>(error);
                         }
                         Err(error) => tracing::warn!(%error, "the delivery sweep failed"),
                     }
@@ -173,14 +263,31 @@ pub async fn start(
             }
             tokio::select! {
                 _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                _ = stopped(&mut stop) => return,
+                _ = stopped(&mut stop) => return Ok(()),
             }
         }
-    }));
+    });
+    let maintenance = pool.clone().maintain({
+        let mut stop = tasks.shutdown();
+        async move { stopped(&mut stop).await }
+    });
+    tasks.spawn("pool maintenance", maintenance);
+    let (server, port) = health::server(&bind, pool, consumer_status, relay_status, tasks.health())?;
     Ok(Running {
-        consumer: consumer_status,
-        relay: relay_status,
-        handles,
+        port,
+        tasks,
         dispatcher,
+        http: server.handle(),
+        server: tokio::spawn(server),
     })
+}
+
+/// The whole dispatcher: [`start`], then [`Running::run_until`] `shutdown`.
+/// Logs `tronpay-webhook-dispatcher health endpoint listening` with the
+/// port. Errors: what `start` refuses, or the failure of a task.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let bind = config.dispatcher.dispatcher_bind.clone();
+    let running = start(config).await?;
+    tracing::info!(bind = %bind, port = running.port(), "tronpay-webhook-dispatcher health endpoint listening");
+    running.run_until(shutdown).await
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tronpay_domain::AddressPolicy;
 use tronpay_domain::signing::WebhookSecret;
+use tronpay_runtime::Validate;
 
 #[derive(Clone, Deserialize)]
 #[serde(default)]
@@ -71,9 +72,9 @@ impl std::fmt::Debug for DispatcherSettings {
     }
 }
 
-impl DispatcherSettings {
+impl Validate for DispatcherSettings {
     /// Checks every setting; the error names the bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         self.schedule()?;
         self.policy()?;
         self.secret()?;
@@ -103,7 +104,9 @@ impl DispatcherSettings {
         })?;
         Ok(())
     }
+}
 
+impl DispatcherSettings {
     /// The retry delays; an error names `WEBHOOK_RETRY_SCHEDULE`.
     pub fn schedule(&self) -> Result<Vec<Duration>, String> {
         let schedule: Vec<Duration> = self
