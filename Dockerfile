@@ -55,7 +55,7 @@ WORKDIR /src
 COPY --from=planner /plan/ ./
 # The same command as the real build below, so dependencies are compiled with
 # the same profile and the same unified feature set and are reused as-is.
-RUN cargo build --release --locked -p tronpay-api -p tronpay-chain-watcher -p tronpay-webhook-dispatcher -p tronpay-sandbox -p tronpay-cli
+RUN cargo build --release --locked --workspace
 COPY crates crates
 # tronpay-db embeds the migrations at compile time.
 COPY migrations migrations
@@ -63,7 +63,7 @@ COPY migrations migrations
 # be older than the stub build above; cargo would then consider the stubs
 # fresh and ship them. Touching the real sources forces the rebuild.
 RUN find crates migrations -type f -exec touch {} +
-RUN cargo build --release --locked -p tronpay-api -p tronpay-chain-watcher -p tronpay-webhook-dispatcher -p tronpay-sandbox -p tronpay-cli
+RUN cargo build --release --locked --workspace
 
 # ---------------------------------------------------------------------------
 # 3. runtime: the five binaries on Debian slim (glibc matches the build

@@ -2,9 +2,14 @@
 
 .PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks build fmt lint check
 
-# The release build of every deployable binary. `make up` and the Dockerfile
-# run exactly this command (a test checks the Dockerfile's copy).
-RELEASE_BUILD = cargo build --release --locked -p tronpay-api -p tronpay-chain-watcher -p tronpay-webhook-dispatcher -p tronpay-sandbox -p tronpay-cli
+# The one release build: every binary of the workspace (the services, the
+# sandbox, the CLI, tronpay-bench). `make up`, `make bench-*` and the
+# Dockerfile run exactly this command (a test checks the Dockerfile's copy).
+# Cargo unifies features over the packages a build asks for, so builds of
+# different package sets compile the shared crates again; with one set, each
+# of them — and `cargo build --release --workspace` — finds the others' work
+# fresh.
+RELEASE_BUILD = cargo build --release --locked --workspace
 
 up:            ## run tronpay locally (API on 127.0.0.1:5000)
 	@scripts/up.sh
@@ -35,7 +40,7 @@ bench-api:     ## the API over HTTP
 bench-chain:   ## the chain watcher: catch-up and latency
 	@scripts/bench-chain.sh
 
-build:         ## the release binaries (as make up and the Dockerfile build them)
+build:         ## the release binaries (as make up, make bench-* and the Dockerfile build them)
 	$(RELEASE_BUILD)
 
 fmt:

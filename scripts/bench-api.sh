@@ -12,12 +12,11 @@ DB=tronpay_bench
 
 server="$(pg_server_url)"
 ensure_postgres "$server"
-echo "==> building release binaries"
-cargo build --release --quiet -p tronpay-api -p tronpay-cli -p tronpay-bench
+release_build
 
 db_url="$(url_with_database "$server" "$DB")"
 psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-DATABASE_URL="$db_url" ./target/release/tronpay db create-tables >/dev/null
+DATABASE_URL="$db_url" "$RELEASE_DIR/tronpay" db create-tables >/dev/null
 
 work="$(mktemp -d)"
 cleanup() {
@@ -29,25 +28,22 @@ trap cleanup EXIT
 
 # Per-request logging is turned down to warnings: the figure is the
 # service's, not the terminal's.
-DATABASE_URL="$db_url" RUST_LOG="${BENCH_API_LOG:-warn}" BIND="127.0.0.1:$PORT" ./target/release/tronpay-api >"$work/api.log" 2>&1 &
+DATABASE_URL="$db_url" RUST_LOG="${BENCH_API_LOG:-warn}" BIND="127.0.0.1:$PORT" "$RELEASE_DIR/tronpay-api" >"$work/api.log" 2>&1 &
 api_pid=$!
-for _ in $(seq 1 50); do
-  curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+wait_http "http://127.0.0.1:$PORT/health" 10 tronpay-api "$work/api.log"
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 echo "==> $SECONDS_PER_RUN s per run after a 2 s warm-up, $CONNECTIONS connections, API and PostgreSQL on this machine"
-./target/release/tronpay-bench create --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" \
+"$RELEASE_DIR/tronpay-bench" create --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" \
   --connections "$CONNECTIONS" --ids-out "$work/ids.txt"
-./target/release/tronpay-bench status --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" \
+"$RELEASE_DIR/tronpay-bench" status --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" \
   --connections "$CONNECTIONS" --ids "$work/ids.txt"
 
 # Export streams: peak memory stays flat whatever the table size.
 if [ -x /usr/bin/time ]; then
   rows="$(psql "$db_url" -qAtc 'SELECT count(*) FROM payments')"
   start=$(date +%s.%N)
-  peak_kib="$( { DATABASE_URL="$db_url" /usr/bin/time -f '%M' ./target/release/tronpay db export --file "$work/export.json" >/dev/null; } 2>&1 | tail -n1)"
+  peak_kib="$( { DATABASE_URL="$db_url" /usr/bin/time -f '%M' "$RELEASE_DIR/tronpay" db export --file "$work/export.json" >/dev/null; } 2>&1 | tail -n1)"
   end=$(date +%s.%N)
   size_kib=$(( $(stat -c %s "$work/export.json") / 1024 ))
   python3 -c "print(f'tronpay db export: {int($rows)} payments in {$end - $start:.1f} s, file {$size_kib/1024:.0f} MiB, peak RSS {$peak_kib/1024:.1f} MiB')"

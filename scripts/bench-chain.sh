@@ -10,19 +10,18 @@ cd "$(dirname "$0")/.."
 DB=tronpay_bench_chain
 server="$(pg_server_url)"
 ensure_postgres "$server"
-echo "==> building release binaries"
-cargo build --release --quiet -p tronpay-api -p tronpay-cli -p tronpay-bench -p tronpay-chain-watcher -p tronpay-sandbox
+release_build
 db_url="$(url_with_database "$server" "$DB")"
 fresh_db() {
   psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-  DATABASE_URL="$db_url" ./target/release/tronpay db create-tables >/dev/null
+  DATABASE_URL="$db_url" "$RELEASE_DIR/tronpay" db create-tables >/dev/null
 }
 trap 'psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 run() {
   fresh_db
-  ./target/release/tronpay-bench chain --database-url "$db_url" --rabbitmq-url "${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" "$@"
+  "$RELEASE_DIR/tronpay-bench" chain --bin-dir "$RELEASE_DIR" --database-url "$db_url" --rabbitmq-url "${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" "$@"
 }
 echo "==> 3,000 blocks x 200 transfers, 100,000 watched addresses, no payment among them (scanning only)"
 run --hits-per-block 0 --catch-up-only

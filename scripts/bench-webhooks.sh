@@ -13,11 +13,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 DB=tronpay_bench_webhooks
-bin="${CARGO_TARGET_DIR:-target}/release"
+bin="$RELEASE_DIR"
 server="$(pg_server_url)"
 ensure_postgres "$server"
-echo "==> building release binaries"
-cargo build --release --quiet -p tronpay-cli -p tronpay-bench -p tronpay-webhook-dispatcher
+release_build
 db_url="$(url_with_database "$server" "$DB")"
 psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 trap 'psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT

@@ -70,15 +70,25 @@ ensure_rabbitmq() {
   return 1
 }
 
-# Waits until GET $1 answers 2xx (up to $2 seconds); says which log to read.
+# The release binaries, built as `make build` (the Makefile's RELEASE_BUILD)
+# builds them: `make up`, the benchmarks and the image ask cargo for the same
+# packages, so none rebuilds what another built. They land in $RELEASE_DIR.
+RELEASE_DIR="${CARGO_TARGET_DIR:-target}/release"
+release_build() {
+  echo "==> building release binaries (make build)"
+  "${MAKE:-make}" --no-print-directory -s build
+}
+
+# Waits until GET $1 answers 2xx (up to $2 seconds); says which log to read
+# ($4, default the log make up keeps for service $3).
 wait_http() {
-  local url="$1" seconds="$2" name="$3"
+  local url="$1" seconds="$2" name="$3" log="${4:-$STATE_DIR/logs/$3.log}"
   for _ in $(seq 1 $((seconds * 5))); do
     curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
     sleep 0.2
   done
-  echo "error: $name did not answer $url within ${seconds}s; see $STATE_DIR/logs/$name.log" >&2
-  tail -n 20 "$STATE_DIR/logs/$name.log" >&2 || true
+  echo "error: $name did not answer $url within ${seconds}s; see $log" >&2
+  tail -n 20 "$log" >&2 || true
   return 1
 }
 

@@ -94,9 +94,8 @@ ensure_rabbitmq "$RABBITMQ_URL"
 if [ -n "${TRONPAY_BIN_DIR:-}" ]; then
   bin="$TRONPAY_BIN_DIR"
 else
-  echo "==> building release binaries (make build)"
-  "${MAKE:-make}" --no-print-directory -s build
-  bin=target/release
+  release_build
+  bin="$RELEASE_DIR"
 fi
 
 dbname="$(python3 -c 'import sys,urllib.parse as u; print(u.urlsplit(sys.argv[1]).path.lstrip("/"))' "$DATABASE_URL")"
@@ -126,8 +125,10 @@ start() {
 if [ -n "${WEBHOOK_SECRET:-}" ]; then
   secret="$WEBHOOK_SECRET"
 else
-  secret="$("$bin/tronpay" webhooks secret | grep -m1 '^whsec_' || true)"
-  [ -n "$secret" ] || secret="$("$bin/tronpay" webhooks rotate-secret | grep -m1 '^whsec_')"
+  # (`sed -n 1p`, not `grep -m1`: a reader that stops early could close the
+  # pipe before tronpay has printed its last line, which then fails.)
+  secret="$("$bin/tronpay" webhooks secret | grep '^whsec_' | sed -n 1p || true)"
+  [ -n "$secret" ] || secret="$("$bin/tronpay" webhooks rotate-secret | grep '^whsec_' | sed -n 1p)"
 fi
 
 if ! running tronpay-sandbox; then

@@ -376,12 +376,13 @@ class DockerfileTest(unittest.TestCase):
         self.assertEqual(self.in_stage(build_stage, "RUN")[-1], expected)
 
     def test_release_build_produces_the_binaries(self):
-        packages = re.findall(r"-p\s+(\S+)", self.release_build())
+        build = self.release_build()
+        packages = re.findall(r"-p\s+(\S+)", build)
         binaries = set()
         for manifest in (ROOT / "crates").glob("*/Cargo.toml"):
             text = manifest.read_text(encoding="utf-8")
             name = re.search(r'^name\s*=\s*"([^"]+)"', text, re.M).group(1)
-            if name in packages:
+            if name in packages or "--workspace" in build.split():
                 binaries |= set(re.findall(r'\[\[bin\]\]\s*\nname\s*=\s*"([^"]+)"', text))
         self.assertEqual(set(BINARIES) - binaries, set(), "RELEASE_BUILD does not build these binaries")
 

@@ -11,6 +11,7 @@ use tronpay_db::error::DbErrorKind;
 use tronpay_db::webhooks;
 use tronpay_db::{DbError, DbPool, logs, matching};
 use tronpay_domain::events::WebhookEvent;
+use tronpay_domain::{LogEvent, PaymentId};
 
 /// Payments expired per transaction.
 const BATCH: i64 = 500;
@@ -54,14 +55,15 @@ pub async fn sweep(pool: &DbPool, skipped: &mut HashSet<String>) -> Result<(usiz
             let mut enqueued = false;
             let mut expired = 0;
             for Due { id } in due {
+                let id = PaymentId::from(id);
                 let outcome = conn
                     .transaction::<_, DbError, _>(async |conn| {
                         let Some(payment) = matching::expire(conn, &id).await? else {
                             return Ok(None);
                         };
-                        logs::insert(conn, &id, "expired", "Payment expired due to timeout", None).await?;
+                        logs::insert(conn, &id, LogEvent::Expired, "Payment expired due to timeout", None).await?;
                         let mut enqueued = false;
-                        if webhooks::wants(&payment, WebhookEvent::Expired) {
+                        if payment.wants(WebhookEvent::Expired) {
                             enqueued = webhooks::enqueue(conn, &payment, WebhookEvent::Expired, None)
                                 .await?
                                 .is_some();
@@ -77,7 +79,7 @@ pub async fn sweep(pool: &DbPool, skipped: &mut HashSet<String>) -> Result<(usiz
                     Ok(None) => {}
                     Err(error) if matches!(error.kind(), DbErrorKind::Corrupt | DbErrorKind::Bug) => {
                         tracing::error!(payment = %id, %error, "this payment cannot be expired; skipping it");
-                        bad.push(id);
+                        bad.push(id.to_string());
                     }
                     Err(error) => return Err(error),
                 }

@@ -1,47 +1,21 @@
 //! The endpoints of the original service, with its JSON shapes.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tronpay_db::chain::{self, ChainState};
 use tronpay_db::error::Unavailable;
-use tronpay_db::models::{EpochSeconds, PaymentView};
+use tronpay_db::models::epoch_seconds;
 use tronpay_db::payments::{self, CreateError, NewPayment};
-use tronpay_db::{DbError, DbPool, stats};
+use tronpay_db::{DbError, stats};
 use tronpay_domain::JsonAmount;
-use tronpay_runtime::supervise::TaskHealth;
+use tronpay_domain::wire::EpochSeconds;
 
-use crate::callback_guard::CallbackGuard;
 use crate::error::{ApiError, text};
 use crate::request::CreatePaymentRequest;
-use crate::settings::ApiSettings;
-use crate::startup::BusHealth;
-
-/// What every handler shares.
-pub struct AppState {
-    pub pool: DbPool,
-    pub settings: ApiSettings,
-    pub callback_guard: CallbackGuard,
-    pub started: Instant,
-    pub bus: Option<BusHealth>,
-    /// The first failure of this process's supervised tasks, if any.
-    pub tasks: Arc<TaskHealth>,
-}
-
-impl AppState {
-    /// `connected`, `disconnected`, or `null` when this process runs no
-    /// broker workers.
-    fn broker(&self) -> serde_json::Value {
-        match &self.bus {
-            Some(bus) if bus.consumer.connected() && bus.relay.connected() => "connected".into(),
-            Some(_) => "disconnected".into(),
-            None => serde_json::Value::Null,
-        }
-    }
-}
+use crate::state::AppState;
 
 /// The chain as the watcher last recorded it, for `/health` and `/stats`
 /// (`status: degraded` when the node is stalled or unreachable; the API's
@@ -166,7 +140,7 @@ async fn create_payment(
         payment_id: &id,
         status: "watching",
         message: "Payment watch created successfully. Waiting for transaction.",
-        expires_at: EpochSeconds(created.expires_at),
+        expires_at: epoch_seconds(created.expires_at),
     }))
 }
 
@@ -181,7 +155,8 @@ async fn payment_status(state: web::Data<AppState>, path: web::Path<String>) -> 
     let row = payments::find(&mut conn, &id).await?;
     drop(conn);
     let row = row.ok_or(ApiError::NotFound(text::PAYMENT_NOT_FOUND))?;
-    let view = PaymentView::new(&row)
+    let view = row
+        .view()
         .map_err(|error| ApiError::Internal(anyhow::anyhow!("payment {} has an invalid amount: {error}", row.id)))?;
     Ok(HttpResponse::Ok().json(view))
 }

@@ -7,20 +7,13 @@ use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
-use tronpay_bus::BusStatus;
 use tronpay_db::DbPool;
 use tronpay_runtime::supervise::TaskHealth;
 
 use crate::callback_guard::CallbackGuard;
-use crate::routes::{self, AppState};
+use crate::routes;
 use crate::settings::ApiSettings;
-
-/// Broker status of the consumer and the outbox relay.
-#[derive(Clone)]
-pub struct BusHealth {
-    pub consumer: Arc<BusStatus>,
-    pub relay: Arc<BusStatus>,
-}
+use crate::state::{AppState, BusHealth};
 
 /// The API bound to its port, not yet serving. Tests bind port 0 and read
 /// the port back.

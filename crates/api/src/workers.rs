@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer};
 use tronpay_db::{DbError, DbPool};
-use tronpay_domain::events::PAYMENT_DETECTED;
 use tronpay_domain::matching::MatchRules;
 use tronpay_runtime::stopped;
 use tronpay_runtime::supervise::{Incurable, Tasks};
@@ -43,7 +42,7 @@ impl Workers {
         let consumer_status = Arc::new(BusStatus::default());
         tasks.spawn("outbox relay", relay.run(shutdown.clone()));
 
-        let queue = bus.queue("api", PAYMENT_DETECTED);
+        let queue = bus.queue(tronpay_bus::topology::Queue::ApiPaymentDetected);
         let handler_waker = Arc::clone(&waker);
         let batcher = chain_events::Batcher::start(
             pool.clone(),

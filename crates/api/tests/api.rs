@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tronpay_api::{ApiSettings, Application};
 use tronpay_db::DbPool;
-use tronpay_testkit::{FaultyProxy, TestDb};
+use tronpay_testkit::{FaultyProxy, PAYMENT_STATUS_FIELDS, TestDb, eventually};
 
 const ADDRESS: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
 const CALLBACK: &str = "https://shop.example.com/hook";
@@ -41,6 +41,14 @@ impl TestApp {
             client: tronpay_testkit::http_client(),
             handle,
         }
+    }
+
+    /// Started on a fresh database of its own (returned with it: the
+    /// database lives as long as the test holds it).
+    async fn fresh(tweak: impl FnOnce(&mut ApiSettings)) -> (TestDb, Self) {
+        let db = TestDb::new().await;
+        let app = Self::start(db.url(), tweak).await;
+        (db, app)
     }
 
     async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
@@ -104,8 +112,7 @@ async fn assert_error(app: &TestApp, body: &Value, status: u16, text: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_row_of_the_error_table() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_db, app) = TestApp::fresh(|_| {}).await;
 
     for raw in ["", "not json", "{", "[]", "{}", "42"] {
         let (status, text) = app.post_raw("/create_payment", raw).await;
@@ -207,8 +214,7 @@ async fn every_row_of_the_error_table() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn validations_the_original_lacked_answer_400_with_a_clear_text() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_db, app) = TestApp::fresh(|_| {}).await;
 
     let body = with(payment("o-precise"), "expected_amount_usdt", json!(12.3456789));
     assert_error(
@@ -250,8 +256,7 @@ async fn validations_the_original_lacked_answer_400_with_a_clear_text() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn private_callbacks_are_accepted_when_allowed() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |settings| settings.callback_allow_private = true).await;
+    let (_db, app) = TestApp::fresh(|settings| settings.callback_allow_private = true).await;
     let (status, _) = app
         .create(&with(
             payment("o-local"),
@@ -264,8 +269,7 @@ async fn private_callbacks_are_accepted_when_allowed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unresolvable_callback_host_does_not_block_a_payment() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_db, app) = TestApp::fresh(|_| {}).await;
     let body = with(
         payment("o-dns"),
         "callback_url",
@@ -276,8 +280,7 @@ async fn an_unresolvable_callback_host_does_not_block_a_payment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_bodies_get_413_not_500() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |settings| settings.max_body_bytes = 4096).await;
+    let (_db, app) = TestApp::fresh(|settings| settings.max_body_bytes = 4096).await;
     let huge = format!(r#"{{"order_id":"{}"}}"#, "x".repeat(10_000));
     let (status, text) = app.post_raw("/create_payment", huge.clone()).await;
     assert_eq!(status, 413);
@@ -302,8 +305,7 @@ async fn oversized_bodies_get_413_not_500() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn amounts_round_trip_exactly() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (db, app) = TestApp::fresh(|_| {}).await;
     let client = db.client().await;
     for (index, (sent, shown, stored)) in [
         ("0.01", "0.01", "0.010000"),
@@ -347,8 +349,7 @@ async fn amounts_round_trip_exactly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_then_status_has_the_original_shape() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |settings| settings.payment_ttl_seconds = 3600).await;
+    let (db, app) = TestApp::fresh(|settings| settings.payment_ttl_seconds = 3600).await;
     let (status, created) = app.create(&payment("order-42")).await;
     assert_eq!(status, 201);
     assert_eq!(created["status"], "watching");
@@ -362,17 +363,7 @@ async fn create_then_status_has_the_original_shape() {
     let (status, body) = app.get(&format!("/payment_status/{id}")).await;
     assert_eq!(status, 200);
     let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
-    let mut expected = vec![
-        "id",
-        "wallet_address",
-        "expected_amount_usdt",
-        "order_id",
-        "status",
-        "transaction_hash",
-        "received_amount_usdt",
-        "created_at",
-        "completed_at",
-    ];
+    let mut expected = PAYMENT_STATUS_FIELDS.to_vec();
     expected.sort_unstable();
     let mut keys = keys;
     keys.sort_unstable();
@@ -410,8 +401,7 @@ async fn create_then_status_has_the_original_shape() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_valid_address_vector_is_accepted() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_db, app) = TestApp::fresh(|_| {}).await;
     for (index, address) in [
         "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t",
         "TBREsCfBdPyD612xZnwvGPux7osbXvtzLh",
@@ -441,8 +431,7 @@ async fn every_valid_address_vector_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_creates_of_one_order_make_one_payment() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (db, app) = TestApp::fresh(|_| {}).await;
     let body = payment("race-1");
     let requests = (0..50).map(|_| app.create(&body));
     let outcomes = futures_util::future::join_all(requests).await;
@@ -468,8 +457,7 @@ async fn fifty_concurrent_creates_of_one_order_make_one_payment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_id_can_be_used_again_once_its_payment_is_no_longer_pending() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (db, app) = TestApp::fresh(|_| {}).await;
     assert_eq!(app.create(&payment("again")).await.0, 201);
     db.client()
         .await
@@ -482,8 +470,7 @@ async fn an_order_id_can_be_used_again_once_its_payment_is_no_longer_pending() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_and_stats_report_counts() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |settings| settings.polling_interval_seconds = 7).await;
+    let (db, app) = TestApp::fresh(|settings| settings.polling_interval_seconds = 7).await;
     for order in ["a", "b", "c"] {
         assert_eq!(app.create(&payment(order)).await.0, 201);
     }
@@ -547,16 +534,12 @@ async fn health_reports_a_lost_database_and_recovers_by_itself() {
     assert_eq!(app.get("/health/live").await.0, 200);
 
     proxy.restore();
-    let mut health = (0, Value::Null);
-    for _ in 0..50 {
-        health = app.get("/health").await;
-        if health.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert_eq!(health.0, 200, "health did not recover: {}", health.1);
-    assert_eq!(health.1["database"], "connected");
+    let health = eventually(Duration::from_secs(10), "/health to recover", || async {
+        let (status, health) = app.get("/health").await;
+        (status == 200).then_some(health)
+    })
+    .await;
+    assert_eq!(health["database"], "connected");
     assert_eq!(app.create(&payment("after")).await.0, 201);
 }
 
@@ -577,8 +560,7 @@ async fn health_says_when_the_tables_are_missing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reset_under_a_running_api_never_gives_500() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (db, app) = TestApp::fresh(|_| {}).await;
     let (_, created) = app.create(&payment("before-reset")).await;
     let id = created["payment_id"].as_str().unwrap().to_owned();
     assert_eq!(app.get(&format!("/payment_status/{id}")).await.0, 200);
@@ -600,8 +582,7 @@ async fn a_reset_under_a_running_api_never_gives_500() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn head_requests_are_answered_without_a_body() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_db, app) = TestApp::fresh(|_| {}).await;
     let response = app.client.head(format!("{}/health", app.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.unwrap().is_empty());
@@ -609,8 +590,7 @@ async fn head_requests_are_answered_without_a_body() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_paths_and_methods_answer_json() {
-    let db = TestDb::new().await;
-    let app = TestApp::start(db.url(), |_| {}).await;
+    let (_db, app) = TestApp::fresh(|_| {}).await;
     let (status, body) = app.get("/nope").await;
     assert_eq!(status, 404);
     assert!(body["error"].is_string());

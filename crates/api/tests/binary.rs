@@ -8,39 +8,34 @@ use std::process::Command;
 use std::time::Duration;
 
 use tronpay_testkit::TestDb;
-use tronpay_testkit::process::ServiceProcess;
+use tronpay_testkit::process::{ServiceProcess, assert_refused, service_command};
 
 fn api() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-api"));
-    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
-    command
+    service_command(env!("CARGO_BIN_EXE_tronpay-api"))
 }
 
 #[test]
 fn bad_settings_are_refused_at_start_naming_the_variable() {
-    for (name, value, expected) in [
-        ("PAYMENT_TTL_SECONDS", "abc", "PAYMENT_TTL_SECONDS is invalid"),
-        ("PAYMENT_TTL_SECONDS", "5", "PAYMENT_TTL_SECONDS must be between"),
-        ("DB_POOL_SIZE", "1", "DB_POOL_SIZE must be between 2 and 1000"),
-        (
-            "DB_MAX_OVERFLOW",
-            "18446744073709551615",
-            "DB_MAX_OVERFLOW must be at most 1000",
-        ),
-        ("BIND", "nowhere", "BIND must be an address and port"),
-        (
-            "DATABASE_URL",
-            "mysql:://x",
-            "DATABASE_URL is not a valid PostgreSQL URL",
-        ),
-        ("CALLBACK_ALLOW_PRIVATE", "maybe", "CALLBACK_ALLOW_PRIVATE is invalid"),
-    ] {
-        let output = api().env(name, value).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{name}={value} was accepted");
-        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    }
+    assert_refused(
+        api,
+        &[
+            ("PAYMENT_TTL_SECONDS", "abc", "PAYMENT_TTL_SECONDS is invalid"),
+            ("PAYMENT_TTL_SECONDS", "5", "PAYMENT_TTL_SECONDS must be between"),
+            ("DB_POOL_SIZE", "1", "DB_POOL_SIZE must be between 2 and 1000"),
+            (
+                "DB_MAX_OVERFLOW",
+                "18446744073709551615",
+                "DB_MAX_OVERFLOW must be at most 1000",
+            ),
+            ("BIND", "nowhere", "BIND must be an address and port"),
+            (
+                "DATABASE_URL",
+                "mysql:://x",
+                "DATABASE_URL is not a valid PostgreSQL URL",
+            ),
+            ("CALLBACK_ALLOW_PRIVATE", "maybe", "CALLBACK_ALLOW_PRIVATE is invalid"),
+        ],
+    );
 }
 
 #[test]

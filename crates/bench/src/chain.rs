@@ -5,27 +5,19 @@
 //! `tronpay-api` (release binaries from `--bin-dir`), against PostgreSQL and
 //! RabbitMQ.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use tronpay_domain::TronAddress;
 
-use crate::Service;
+use crate::{Service, Setup};
 
 #[derive(clap::Args, Clone)]
 pub struct ChainArgs {
-    /// Where the release binaries are.
-    #[arg(long, default_value = "target/release")]
-    pub bin_dir: PathBuf,
-    /// An empty database with the tronpay tables.
-    #[arg(long)]
-    pub database_url: String,
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    pub rabbitmq_url: String,
+    #[command(flatten)]
+    setup: Setup,
     /// Pending payments (each on its own address) the watcher checks every
     /// transfer against.
     #[arg(long, default_value_t = 100_000)]
@@ -57,24 +49,6 @@ pub struct ChainArgs {
     pub port: u16,
 }
 
-fn spawn(args: &ChainArgs, binary: &str, cli: &[String], env: &[(&str, String)]) -> anyhow::Result<Service> {
-    let path = args.bin_dir.join(binary);
-    let mut command = Command::new(&path);
-    command
-        .args(cli)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env("RUST_LOG", "warn");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    Ok(Service(
-        command
-            .spawn()
-            .with_context(|| format!("starting {}", path.display()))?,
-    ))
-}
-
 struct Bench {
     args: ChainArgs,
     http: reqwest::Client,
@@ -91,11 +65,9 @@ const CATCH_UP_SEED: u64 = 7;
 const LATENCY_SEED: u64 = 8;
 
 pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
-    let (db, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
     let bench = Bench {
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
-        db,
+        db: args.setup.connect().await?,
         port: AtomicU16::new(args.port),
         args,
     };
@@ -225,7 +197,7 @@ impl Bench {
     fn bus(&self, phase: &str) -> tronpay_bus::BusSettings {
         let name = format!("tronpay-bench.{phase}.{}", std::process::id());
         tronpay_bus::BusSettings {
-            rabbitmq_url: self.args.rabbitmq_url.clone(),
+            rabbitmq_url: self.args.setup.rabbitmq_url.clone(),
             bus_exchange: name.clone(),
             bus_queue_prefix: name,
             ..tronpay_bus::BusSettings::default()
@@ -259,8 +231,6 @@ impl Bench {
         let port = self.port.load(Ordering::Relaxed);
         let common = |extra: Vec<(&'static str, String)>| {
             let mut env = vec![
-                ("DATABASE_URL", self.args.database_url.clone()),
-                ("RABBITMQ_URL", self.args.rabbitmq_url.clone()),
                 ("BUS_EXCHANGE", bus.bus_exchange.clone()),
                 ("BUS_QUEUE_PREFIX", bus.bus_queue_prefix.clone()),
             ];
@@ -278,9 +248,8 @@ impl Bench {
         if let Some(start) = start {
             watcher_env.push(("SCAN_START_BLOCK", start.to_string()));
         }
-        let watcher = spawn(&self.args, "tronpay-chain-watcher", &[], &watcher_env)?;
-        let api = spawn(
-            &self.args,
+        let watcher = self.args.setup.start("tronpay-chain-watcher", &[], &watcher_env)?;
+        let api = self.args.setup.start(
             "tronpay-api",
             &[],
             &common(vec![("BIND", format!("127.0.0.1:{}", port + 2))]),
@@ -292,8 +261,7 @@ impl Bench {
     /// on demand), chain `seed`.
     fn sandbox(&self, block_ms: u64, seed: u64) -> anyhow::Result<Service> {
         let args = &self.args;
-        spawn(
-            args,
+        args.setup.start(
             "tronpay-sandbox",
             &[
                 "--bind".into(),

@@ -37,6 +37,49 @@ impl Drop for Service {
     }
 }
 
+/// The release binaries a scenario runs and the servers they use (the
+/// chain and webhooks scenarios).
+#[derive(clap::Args, Clone)]
+struct Setup {
+    /// Where the release binaries are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// An empty database with the tronpay tables.
+    #[arg(long)]
+    database_url: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    rabbitmq_url: String,
+}
+
+impl Setup {
+    /// Starts `binary` from `--bin-dir` with `args`, on the database and the
+    /// broker, logging warnings only (its output discarded), with `env` set
+    /// as well.
+    fn start(&self, binary: &str, args: &[String], env: &[(&str, String)]) -> anyhow::Result<Service> {
+        let path = self.bin_dir.join(binary);
+        let mut command = std::process::Command::new(&path);
+        command
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .env("RABBITMQ_URL", &self.rabbitmq_url)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(key, value)| (key, value)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", path.display()))?;
+        Ok(Service(child))
+    }
+
+    /// A connection to the database, for writing and checking rows.
+    async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (db, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(db)
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "tronpay-bench", about = "HTTP load generator for the tronpay API")]
 struct Args {

@@ -9,28 +9,21 @@
 //! delivers them to receivers in this process.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use tokio::io::AsyncReadExt;
 
-use crate::Service;
+use crate::{Service, Setup};
 
 #[derive(clap::Args, Clone)]
 pub struct WebhookArgs {
-    #[arg(long, default_value = "target/release")]
-    pub bin_dir: PathBuf,
-    /// An empty database with the tronpay tables.
-    #[arg(long)]
-    pub database_url: String,
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    pub rabbitmq_url: String,
+    #[command(flatten)]
+    setup: Setup,
     /// Completions written at once (throughput).
     #[arg(long, default_value_t = 10_000)]
     pub burst: u32,
@@ -157,27 +150,15 @@ impl Hanging {
 /// Starts a dispatcher with its own exchange and queues; `settings` are
 /// extra environment variables.
 async fn start_dispatcher(args: &WebhookArgs, bus: &str, settings: &[(&str, String)]) -> anyhow::Result<Service> {
-    let path = args.bin_dir.join("tronpay-webhook-dispatcher");
-    let mut command = Command::new(&path);
-    command
-        .env("DATABASE_URL", &args.database_url)
-        .env("RABBITMQ_URL", &args.rabbitmq_url)
-        .env("BUS_EXCHANGE", bus)
-        .env("BUS_QUEUE_PREFIX", bus)
-        .env("CALLBACK_ALLOW_PRIVATE", "true")
-        .env("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-        .env("DISPATCHER_BIND", format!("127.0.0.1:{}", args.port))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (name, value) in settings {
-        command.env(name, value);
-    }
-    let dispatcher = Service(
-        command
-            .spawn()
-            .with_context(|| format!("starting {}", path.display()))?,
-    );
+    let mut env = vec![
+        ("BUS_EXCHANGE", bus.to_owned()),
+        ("BUS_QUEUE_PREFIX", bus.to_owned()),
+        ("CALLBACK_ALLOW_PRIVATE", "true".to_owned()),
+        ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned()),
+        ("DISPATCHER_BIND", format!("127.0.0.1:{}", args.port)),
+    ];
+    env.extend(settings.iter().cloned());
+    let dispatcher = args.setup.start("tronpay-webhook-dispatcher", &[], &env)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(dispatcher)
 }
@@ -219,8 +200,7 @@ async fn delivered(db: &tokio_postgres::Client, tag: &str) -> anyhow::Result<i64
 }
 
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
-    let (db, connection) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let db = args.setup.connect().await?;
 
     let arrivals: Arrivals = Arc::default();
     let shared = web::Data::new(Arc::clone(&arrivals));

@@ -23,22 +23,48 @@ impl QueueSpec {
     }
 }
 
-impl BusSettings {
-    /// The queue `service` consumes `routing_key` from.
-    pub fn queue(&self, service: &str, routing_key: &str) -> QueueSpec {
-        QueueSpec {
-            name: format!("{}.{service}.{routing_key}", self.bus_queue_prefix),
-            routing_key: routing_key.into(),
+/// Every queue of the system: which service consumes which event. The one
+/// place queue names come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// `payment.detected`, consumed by the API (matching).
+    ApiPaymentDetected,
+    /// `callback.due`, consumed by the webhook dispatcher.
+    DispatcherCallbackDue,
+}
+
+impl Queue {
+    pub const ALL: [Self; 2] = [Self::ApiPaymentDetected, Self::DispatcherCallbackDue];
+
+    /// The consuming service, as it appears in the queue's name.
+    pub fn consumer(self) -> &'static str {
+        match self {
+            Self::ApiPaymentDetected => "api",
+            Self::DispatcherCallbackDue => "webhook-dispatcher",
         }
     }
 
-    /// Every queue of the system: `payment.detected` for the API,
-    /// `callback.due` for the webhook dispatcher.
+    /// The routing key (event type) it receives.
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            Self::ApiPaymentDetected => PAYMENT_DETECTED,
+            Self::DispatcherCallbackDue => CALLBACK_DUE,
+        }
+    }
+}
+
+impl BusSettings {
+    /// The queue's name and routing key: `<BUS_QUEUE_PREFIX>.<consumer>.<routing key>`.
+    pub fn queue(&self, queue: Queue) -> QueueSpec {
+        QueueSpec {
+            name: format!("{}.{}.{}", self.bus_queue_prefix, queue.consumer(), queue.routing_key()),
+            routing_key: queue.routing_key().into(),
+        }
+    }
+
+    /// Every queue of the system ([`Queue::ALL`]).
     pub fn all_queues(&self) -> Vec<QueueSpec> {
-        vec![
-            self.queue("api", PAYMENT_DETECTED),
-            self.queue("webhook-dispatcher", CALLBACK_DUE),
-        ]
+        Queue::ALL.into_iter().map(|queue| self.queue(queue)).collect()
     }
 
     pub fn dead_letter_exchange(&self) -> String {

@@ -42,7 +42,7 @@ async fn events_cross_a_tls_connection_checked_against_a_private_ca() {
         .unwrap();
     publisher.close().await;
     assert!(proxy.handshakes() >= 1, "the connection went through TLS");
-    let queue = bus.settings.queue("api", PAYMENT_DETECTED);
+    let queue = bus.settings.queue(tronpay_bus::topology::Queue::ApiPaymentDetected);
     assert_eq!(bus.depth(&queue.name).await, 1, "the event reached the broker");
 }
 

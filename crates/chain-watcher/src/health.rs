@@ -6,17 +6,18 @@
 //! followed, but restarting this process would not help) or `unhealthy`
 //! (HTTP 503: no database, or a task of this watcher ended — the scanner or
 //! the relay failed, panicked or gave up on an error retrying cannot cure;
-//! `failure` names it and the process is about to exit non-zero).
+//! `failure` names it and the process is about to exit non-zero), by the
+//! rules every service shares ([`tronpay_runtime::health`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use tronpay_bus::BusStatus;
 use tronpay_db::{DbPool, chain};
-use tronpay_runtime::supervise::TaskHealth;
+use tronpay_runtime::health::{self, Report};
+use tronpay_runtime::supervise::{TaskFailure, TaskHealth};
 use tronpay_tron::NodeClient;
 
 use crate::Watcher;
@@ -30,45 +31,31 @@ struct State {
     scan: Arc<ScanStatus>,
     relay: Arc<BusStatus>,
     node: Arc<NodeClient>,
-    tasks: Arc<TaskHealth>,
 }
 
 /// Binds the health server of `watcher` (port 0 in tests) and returns it,
 /// not yet polled, with its port; `tasks` says whether a task failed.
-pub fn server(bind: &str, pool: DbPool, watcher: &Watcher, tasks: Arc<TaskHealth>) -> anyhow::Result<(Server, u16)> {
-    Ok(tronpay_runtime::health::server(
-        bind,
-        State {
-            pool,
-            scan: Arc::clone(&watcher.scan),
-            relay: Arc::clone(&watcher.relay),
-            node: Arc::clone(&watcher.node),
-            tasks,
-        },
-        health,
-    )?)
+pub fn server(bind: &str, pool: DbPool, watcher: &Watcher, tasks: Arc<TaskHealth>) -> std::io::Result<(Server, u16)> {
+    let state = State {
+        pool,
+        scan: Arc::clone(&watcher.scan),
+        relay: Arc::clone(&watcher.relay),
+        node: Arc::clone(&watcher.node),
+    };
+    health::server(bind, state, tasks, report)
 }
 
-async fn health(state: web::Data<State>) -> HttpResponse {
-    let wait = Duration::from_secs(2);
-    let chain_state = tokio::time::timeout(wait, async {
-        let mut conn = state.pool.get_within(wait).await?;
+async fn report(state: web::Data<State>, failure: Option<TaskFailure>) -> Report {
+    let chain = health::database(async {
+        let mut conn = state.pool.get_within(health::DATABASE_WAIT).await?;
         chain::state(&mut conn).await
     })
     .await;
-    let (database, chain) = match chain_state {
-        Ok(Ok(chain)) => ("connected", chain),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "health: database unavailable");
-            ("disconnected", None)
-        }
-        Err(_) => ("disconnected", None),
-    };
-    let failure = state.tasks.failure();
+    let database = chain.is_some();
     // A failed task takes the process down; the scanner lock went with the
     // scanner task (even one that panicked before it could say so).
     let leader = state.scan.leader.load(Ordering::Relaxed) && failure.is_none();
-    let chain_json = match chain {
+    let chain = match chain.flatten() {
         Some(chain) => serde_json::to_value(chain.health(chrono::Utc::now().naive_utc())).ok(),
         // Before the first successful poll there is no cursor yet; what the
         // node answered so far is all there is to show.
@@ -82,29 +69,14 @@ async fn health(state: web::Data<State>) -> HttpResponse {
             })
         }),
     };
-    let degraded = chain_json.as_ref().is_some_and(|chain| chain["status"] == "degraded");
-    let crashed = failure.as_ref().is_some_and(|failure| failure.task == SCANNER_TASK);
-    let healthy = database == "connected" && failure.is_none();
-    let status = match (healthy, degraded) {
-        (false, _) => "unhealthy",
-        (true, true) => "degraded",
-        (true, false) => "healthy",
-    };
-    let mut body = serde_json::json!({
-        "status": status,
-        "database": database,
-        "broker": if state.relay.connected() { "connected" } else { "disconnected" },
-        "leader": leader,
-        "scanner_crashed": crashed,
-        "chain": chain_json,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    if let Some(failure) = failure {
-        body["failure"] = serde_json::json!(failure);
-    }
-    if healthy {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    Report {
+        database,
+        degraded: chain.as_ref().is_some_and(|chain| chain["status"] == "degraded"),
+        body: serde_json::json!({
+            "broker": if state.relay.connected() { "connected" } else { "disconnected" },
+            "leader": leader,
+            "scanner_crashed": failure.is_some_and(|failure| failure.task == SCANNER_TASK),
+            "chain": chain,
+        }),
     }
 }

@@ -14,11 +14,10 @@ use std::time::Duration;
 use diesel::sql_types::Bool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::watch;
+use tronpay_db::locks::Lock;
 use tronpay_db::pool::ConnectOptions;
 use tronpay_db::{DbError, DbSettings};
 
-/// Key of the scanner's advisory lock ("tronpay" + 2).
-const SCANNER_LOCK_KEY: i64 = 0x7472_6f6e_7061_7902;
 /// How often a standby tries to take over.
 const STANDBY_RETRY: Duration = Duration::from_secs(2);
 
@@ -72,11 +71,9 @@ impl Leadership {
              WHERE current_setting('server_version_num')::int >= 170000",
         )
         .await?;
-        let locked: Locked = diesel::sql_query(format!(
-            "SELECT pg_try_advisory_xact_lock({SCANNER_LOCK_KEY}) AS locked"
-        ))
-        .get_result(&mut conn)
-        .await?;
+        let locked: Locked = diesel::sql_query(Lock::Scanner.sql("pg_try_advisory_xact_lock"))
+            .get_result(&mut conn)
+            .await?;
         if !locked.locked {
             // End the transaction cleanly: behind PgBouncer, a client that
             // leaves mid-transaction costs it a server connection.

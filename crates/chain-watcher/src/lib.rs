@@ -21,38 +21,29 @@ pub mod start;
 use std::future::Future;
 use std::sync::Arc;
 
-use actix_web::dev::ServerHandle;
-use tokio::task::JoinHandle;
 use tronpay_bus::{BusSettings, BusStatus, Relay};
 use tronpay_db::{DbPool, DbSettings};
-use tronpay_runtime::supervise::{self, TaskOutcome, Tasks};
-use tronpay_runtime::{ConfigError, Settings};
+use tronpay_runtime::ServiceConfig;
+use tronpay_runtime::service::{Binary, Serving};
+use tronpay_runtime::supervise::Tasks;
 use tronpay_tron::NodeClient;
 
 pub use settings::WatcherSettings;
+pub use tronpay_runtime::service::Running;
 
 use crate::leader::Leadership;
 use crate::scanner::{ScanStatus, Scanner, Stop};
 
-/// Everything the watcher reads at start, each part checked.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub watcher: WatcherSettings,
-    pub db: DbSettings,
-    pub bus: BusSettings,
-}
+/// The service's name: its binary, its database connections'
+/// `application_name`, its log lines.
+pub const NAME: &str = "tronpay-chain-watcher";
 
-impl Config {
-    /// Reads the watcher's, the database's and the broker's settings from
-    /// the layered configuration; an error names the bad setting.
-    pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
-        Ok(Self {
-            watcher: settings.validated()?,
-            db: settings.validated()?,
-            bus: settings.validated()?,
-        })
-    }
-}
+/// Its command line (`--config`, `--bind`).
+pub const BINARY: Binary = Binary::new(NAME, "tronpay chain watcher", "WATCHER_BIND");
+
+/// Everything the watcher reads at start, each part checked: `service` is
+/// its own settings.
+pub type Config = ServiceConfig<WatcherSettings, DbSettings, BusSettings>;
 
 /// A watcher's shared status, read by its health endpoint.
 pub struct Watcher {
@@ -78,7 +69,7 @@ impl Watcher {
             NodeClient::new(settings.node_settings().map_err(anyhow::Error::msg)?).map_err(anyhow::Error::msg)?,
         );
         let usdt = settings.usdt().map_err(anyhow::Error::msg)?;
-        let relay = Relay::new(pool.clone(), bus, "tronpay-chain-watcher relay");
+        let relay = Relay::new(pool.clone(), bus, format!("{NAME} relay"));
         let relay_status = relay.status();
         let scan = Arc::new(ScanStatus::default());
         let scanner = Scanner {
@@ -115,87 +106,41 @@ impl Watcher {
     }
 }
 
-/// A started watcher: its tasks run and its health endpoint is bound.
-pub struct Running {
-    port: u16,
-    tasks: Tasks,
-    http: ServerHandle,
-    server: JoinHandle<std::io::Result<()>>,
-}
-
 /// Builds the watcher from `config` on the current runtime: the pool (no
 /// connection yet: a database that is down is waited for), the scanner
 /// supervisor, the outbox relay, pool maintenance and the health endpoint
-/// on `WATCHER_BIND`. Errors: unusable node settings, or the address cannot
-/// be bound.
+/// on `WATCHER_BIND`. [`Running::run_until`] then runs it: on SIGTERM the
+/// scanner commits the block in hand and the relay publishes what was
+/// committed. Errors: unusable node settings, or the address cannot be
+/// bound.
 pub fn start(config: Config) -> anyhow::Result<Running> {
-    let Config { watcher, db, bus } = config;
-    let pool = DbPool::new(&db, "tronpay-chain-watcher")?;
+    let Config {
+        service: watcher,
+        db,
+        bus,
+    } = config;
+    let pool = DbPool::new(&db, NAME)?;
     let mut tasks = Tasks::new();
     let bind = watcher.watcher_bind.clone();
     let running = Watcher::start(watcher, db, pool.clone(), bus, &mut tasks)?;
-    let maintenance = pool.clone().maintain({
-        let mut stop = tasks.shutdown();
-        async move { tronpay_runtime::stopped(&mut stop).await }
-    });
-    tasks.spawn("pool maintenance", maintenance);
+    tasks.spawn("pool maintenance", pool.clone().maintain(tasks.stopped()));
     let (server, port) = health::server(&bind, pool, &running, tasks.health())?;
-    Ok(Running {
-        port,
-        http: server.handle(),
-        server: tokio::spawn(server),
+    Ok(Running::new(
+        NAME,
+        Serving::Health,
         tasks,
-    })
-}
-
-impl Running {
-    /// The health endpoint's port (the one bound when `WATCHER_BIND` asks
-    /// for port 0).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Supervises one more task with the watcher's own (see
-    /// [`Tasks::spawn`]): its failure fails the watcher.
-    pub fn spawn<F>(&mut self, name: &str, task: F)
-    where
-        F: Future + Send + 'static,
-        F::Output: TaskOutcome + Send + 'static,
-    {
-        self.tasks.spawn(name, task);
-    }
-
-    /// Runs until `shutdown` resolves (`Ok` once the block in hand is
-    /// committed and the relay published what was committed) or a task
-    /// fails: then `/health` answers 503 naming it, the other tasks stop,
-    /// the health endpoint stays up for
-    /// [`supervise::FAILURE_GRACE`], and the failure is returned.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        tokio::pin!(shutdown);
-        let failure = self.tasks.until_failure_or(shutdown.as_mut()).await;
-        let failed_at = tokio::time::Instant::now();
-        if failure.is_none() {
-            tracing::info!("stopping; finishing the block in hand");
-        }
-        let outcome = self.tasks.stop().await;
-        if failure.is_some() {
-            // `shutdown` has not resolved yet (it may not be polled again
-            // once it has).
-            supervise::linger(failed_at, shutdown.as_mut()).await;
-        }
-        self.http.stop(true).await;
-        let _ = self.server.await;
-        tracing::info!("tronpay-chain-watcher stopped");
-        Ok(outcome?)
-    }
+        port,
+        server.handle(),
+        server,
+    ))
 }
 
 /// The whole watcher: [`start()`], then [`Running::run_until`] `shutdown`.
 /// Logs `tronpay-chain-watcher health endpoint listening` with the port.
 /// Errors: what `start` refuses, or the failure of a task.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let bind = config.watcher.watcher_bind.clone();
+    let bind = config.service.watcher_bind.clone();
     let running = start(config)?;
     tracing::info!(bind = %bind, port = running.port(), "tronpay-chain-watcher health endpoint listening");
-    running.run_until(shutdown).await
+    Ok(running.run_until(shutdown).await?)
 }

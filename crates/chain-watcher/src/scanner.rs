@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use diesel_async::AsyncConnection;
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
-use tronpay_db::chain::{self, FinalBlock, FoundTransfer};
+use tronpay_db::chain::{self, FinalBlock};
 use tronpay_db::error::Conflict;
 use tronpay_db::{DbError, DbPool, payments};
-use tronpay_domain::TronAddress;
+use tronpay_domain::{Transfer, TronAddress};
 use tronpay_runtime::stopped;
 use tronpay_runtime::supervise::Incurable;
 use tronpay_tron::{NodeClient, NodeError, TxInfo, usdt_transfers};
@@ -381,25 +381,15 @@ impl Scanner {
         }
     }
 
-    fn found(&self, infos: &[TxInfo], number: u64) -> (Vec<FoundTransfer>, Option<i64>) {
+    /// The USDT transfers of a block's receipts and the block's time (when
+    /// it has any receipt to date it); malformed logs are logged and skipped.
+    fn found(&self, infos: &[TxInfo], number: u64) -> (Vec<Transfer>, Option<i64>) {
         let (transfers, skipped) = usdt_transfers(infos, &self.usdt);
         for skip in skipped {
             tracing::warn!(block = number, txid = %skip.txid, log_index = skip.log_index, "skipped a USDT Transfer log: {}", skip.reason);
         }
         let time = infos.iter().map(|info| info.block_timestamp).find(|time| *time > 0);
-        let found = transfers
-            .into_iter()
-            .map(|transfer| FoundTransfer {
-                txid: transfer.txid,
-                log_index: transfer.log_index,
-                from: transfer.from,
-                to: transfer.to,
-                amount: transfer.amount,
-                block_number: transfer.block_number,
-                block_time_ms: transfer.block_time_ms,
-            })
-            .collect();
-        (found, time)
+        (transfers, time)
     }
 
     /// Processes final blocks in order, fetching ahead concurrently; returns

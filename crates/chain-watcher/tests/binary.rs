@@ -8,36 +8,31 @@ use std::process::Command;
 use std::time::Duration;
 
 use tronpay_sandbox::{Sandbox, SandboxConfig};
-use tronpay_testkit::process::ServiceProcess;
-use tronpay_testkit::{TestBus, TestDb, http_client};
+use tronpay_testkit::process::{ServiceProcess, assert_refused, service_command};
+use tronpay_testkit::{TestBus, TestDb, eventually, get_json, http_client};
 
 fn watcher() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-chain-watcher"));
-    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
-    command
+    service_command(env!("CARGO_BIN_EXE_tronpay-chain-watcher"))
 }
 
 #[test]
 fn bad_settings_are_refused_at_start_naming_the_variable() {
-    for (name, value, expected) in [
-        ("TRON_NODE_URL", "ftp://node", "TRON_NODE_URL"),
-        ("TRON_NODE_URL", "", "TRON_NODE_URL is empty"),
-        (
-            "USDT_TRC20_CONTRACT_ADDRESS",
-            "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u",
-            "USDT_TRC20_CONTRACT_ADDRESS",
-        ),
-        ("CONFIRMATIONS", "many", "CONFIRMATIONS is invalid"),
-        ("FETCH_CONCURRENCY", "0", "FETCH_CONCURRENCY must be between 1 and 64"),
-        ("RABBITMQ_URL", "http://nope", "RABBITMQ_URL is not an AMQP URL"),
-        ("WATCHER_BIND", "somewhere", "WATCHER_BIND must be an address and port"),
-    ] {
-        let output = watcher().env(name, value).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{name}={value} was accepted");
-        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    }
+    assert_refused(
+        watcher,
+        &[
+            ("TRON_NODE_URL", "ftp://node", "TRON_NODE_URL"),
+            ("TRON_NODE_URL", "", "TRON_NODE_URL is empty"),
+            (
+                "USDT_TRC20_CONTRACT_ADDRESS",
+                "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u",
+                "USDT_TRC20_CONTRACT_ADDRESS",
+            ),
+            ("CONFIRMATIONS", "many", "CONFIRMATIONS is invalid"),
+            ("FETCH_CONCURRENCY", "0", "FETCH_CONCURRENCY must be between 1 and 64"),
+            ("RABBITMQ_URL", "http://nope", "RABBITMQ_URL is not an AMQP URL"),
+            ("WATCHER_BIND", "somewhere", "WATCHER_BIND must be an address and port"),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,9 +45,7 @@ async fn sigterm_stops_the_watcher_cleanly() {
     command
         .env("DATABASE_URL", db.url())
         .env("TRON_NODE_URL", sandbox.url())
-        .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
-        .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
-        .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+        .envs(bus.env())
         .env("WATCHER_BIND", "127.0.0.1:0");
     let mut process = ServiceProcess::spawn(
         "watcher",
@@ -62,16 +55,15 @@ async fn sigterm_stops_the_watcher_cleanly() {
     );
     let port = process.port;
     let url = format!("http://127.0.0.1:{port}/health");
-    let mut leader = false;
-    for _ in 0..100 {
-        let health: serde_json::Value = http_client().get(&url).send().await.unwrap().json().await.unwrap();
-        if health["leader"] == true && health["chain"]["cursor_block"].is_i64() {
-            leader = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(leader, "the only watcher becomes the scanner");
+    eventually(
+        Duration::from_secs(10),
+        "the only watcher to become the scanner",
+        || async {
+            let health = get_json(&url).await;
+            (health["leader"] == true && health["chain"]["cursor_block"].is_i64()).then_some(())
+        },
+    )
+    .await;
     let live = http_client().get(format!("{url}/live")).send().await.unwrap();
     assert_eq!(live.status(), 200, "liveness for orchestrators");
 

@@ -6,17 +6,17 @@
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::future::Future;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tronpay_chain_watcher::WatcherSettings;
 use tronpay_domain::TronAddress;
 use tronpay_sandbox::{Sandbox, SandboxConfig};
 use tronpay_testkit::process::ServiceProcess;
-use tronpay_testkit::{TestBus, TestDb, http_client};
+use tronpay_testkit::supervision::a_panicking_task_fails;
+use tronpay_testkit::{TestBus, TestDb, eventually, http_client};
 
 /// A watcher process on `db`, `bus` and `node`, its health endpoint on a
 /// free port.
@@ -25,9 +25,7 @@ fn start_watcher(name: &str, db: &TestDb, bus: &TestBus, node: &str, dir: &Path)
     command
         .env("DATABASE_URL", db.url())
         .env("TRON_NODE_URL", node)
-        .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
-        .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
-        .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+        .envs(bus.env())
         .env("WATCHER_BIND", "127.0.0.1:0")
         .env("INSTANCE_ID", name)
         .env("BLOCK_INTERVAL_MS", "100")
@@ -47,24 +45,6 @@ async fn health(watcher: &ServiceProcess) -> Option<(u16, Value)> {
         .ok()?;
     let status = response.status().as_u16();
     Some((status, response.json().await.ok()?))
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or panics with `what`
-/// after `limit` (a bound for something that must happen, not a timing
-/// assertion).
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "gave up after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,50 +150,22 @@ async fn a_scanner_that_cannot_record_a_payment_is_unhealthy_exits_non_zero_and_
     assert!(status.success(), "exit status {status}");
 }
 
-async fn doomed() {
-    panic!("a bug in a background task");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_task_makes_the_watcher_unhealthy_and_run_return_the_failure() {
-    let db = TestDb::new().await;
-    let bus = TestBus::new();
     let sandbox = Sandbox::start(SandboxConfig::ephemeral()).await.unwrap();
-    let config = tronpay_chain_watcher::Config {
-        watcher: WatcherSettings {
+    a_panicking_task_fails(async |db, bus| {
+        let watcher = WatcherSettings {
             tron_node_url: sandbox.url(),
             watcher_bind: "127.0.0.1:0".into(),
             node_stall_seconds: 3_600,
             ..WatcherSettings::default()
-        },
-        db: db.settings(),
-        bus: bus.settings.clone(),
-    };
-    let mut running = tronpay_chain_watcher::start(config).unwrap();
-    let url = format!("http://127.0.0.1:{}/health", running.port());
-    running.spawn("doomed", doomed());
-    // No shutdown is ever asked for: only the failure ends it.
-    let outcome = tokio::spawn(running.run_until(std::future::pending()));
-
-    let body = eventually(Duration::from_secs(30), "/health to answer 503", || async {
-        let response = http_client().get(&url).send().await.ok()?;
-        (response.status() == 503).then_some(response.json::<Value>().await.ok()?)
+        };
+        let config = tronpay_chain_watcher::Config {
+            service: watcher,
+            db,
+            bus,
+        };
+        tronpay_chain_watcher::start(config).unwrap()
     })
     .await;
-    assert_eq!(body["status"], "unhealthy", "{body}");
-    assert_eq!(body["failure"]["task"], "doomed", "{body}");
-    assert_eq!(
-        body["failure"]["reason"], "panicked: a bug in a background task",
-        "{body}"
-    );
-
-    let error = tokio::time::timeout(Duration::from_secs(60), outcome)
-        .await
-        .expect("run_until returns after a failure")
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "the doomed task panicked: a bug in a background task"
-    );
 }

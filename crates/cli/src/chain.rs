@@ -92,18 +92,19 @@ pub async fn run(command: ChainCommand, db: &DbSettings) -> anyhow::Result<()> {
                 );
             }
             for row in rows {
+                let transfer = &row.transfer;
                 println!(
                     "{} #{} block {} {} -> {} {} USDT {} {}",
-                    row.txid,
-                    row.log_index,
-                    row.block_number,
-                    row.from_address,
-                    row.to_address,
-                    row.amount_usdt.normalized(),
+                    transfer.id.txid,
+                    transfer.id.log_index,
+                    transfer.block_number,
+                    transfer.from,
+                    transfer.to,
+                    transfer.amount,
                     row.status,
-                    match (&row.match_kind, &row.payment_id) {
+                    match (row.match_kind, &row.payment_id) {
                         (Some(kind), Some(payment)) => format!("{kind} payment {payment}"),
-                        (Some(kind), None) => kind.clone(),
+                        (Some(kind), None) => kind.to_string(),
                         (None, _) => "not applied yet".into(),
                     }
                 );

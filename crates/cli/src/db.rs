@@ -119,7 +119,7 @@ async fn show_stats(db: &DbSettings) -> anyhow::Result<()> {
         println!();
         println!("Recent Payments:");
         for payment in recent {
-            let short: String = payment.id.chars().take(8).collect();
+            let short: String = payment.id.as_str().chars().take(8).collect();
             println!(
                 "  {short}... | {} | {} | {}",
                 payment.order_id,

@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tronpay_db::models::{EpochSeconds, PaymentRow, PaymentView};
+use tronpay_db::models::{PaymentRow, epoch_seconds};
 use tronpay_db::{AsyncPgConnection, payments};
+use tronpay_domain::wire::{EpochSeconds, PaymentView};
 
 const PAGE: i64 = 1_000;
 
@@ -73,7 +74,7 @@ pub async fn run(mut conn: AsyncPgConnection, file: Option<PathBuf>) -> anyhow::
                 progress.set_position(written);
                 match page.last() {
                     Some(last) if page.len() == usize::try_from(PAGE).unwrap_or(usize::MAX) => {
-                        after = Some((last.created_at, last.id.clone()));
+                        after = Some((last.created_at, last.id.to_string()));
                     }
                     _ => break,
                 }
@@ -97,13 +98,15 @@ pub async fn run(mut conn: AsyncPgConnection, file: Option<PathBuf>) -> anyhow::
 /// Writes one payment, pretty-printed and indented as an array element.
 fn write_payment(out: &mut impl Write, row: &PaymentRow, first: bool) -> anyhow::Result<()> {
     let payment = ExportedPayment {
-        public: PaymentView::new(row).with_context(|| format!("payment {} has an invalid amount", row.id))?,
+        public: row
+            .view()
+            .with_context(|| format!("payment {} has an invalid amount", row.id))?,
         callback_url: &row.callback_url,
         last_checked_timestamp: row.last_checked_timestamp,
         callback_attempts: row.callback_attempts,
-        last_callback_attempt: row.last_callback_attempt.map(EpochSeconds),
+        last_callback_attempt: row.last_callback_attempt.map(epoch_seconds),
         callback_success: row.callback_success,
-        expires_at: EpochSeconds(row.expires_at),
+        expires_at: epoch_seconds(row.expires_at),
         notify_events: &row.notify_events,
     };
     let text = serde_json::to_string_pretty(&payment)?;

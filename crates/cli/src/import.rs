@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tronpay_db::models::{DbStatus, PaymentRow};
 use tronpay_db::{AsyncPgConnection, payments};
 use tronpay_domain::amount::parse_decimal;
-use tronpay_domain::{CallbackUrl, OrderId, PaymentStatus, TronAddress, UsdtAmount};
+use tronpay_domain::{CallbackUrl, OrderId, PaymentId, PaymentStatus, TronAddress, UsdtAmount};
 
 const BATCH: usize = 500;
 
@@ -157,7 +157,7 @@ impl<'de> Visitor<'de> for PaymentsSeed<'_, '_> {
             match to_row(&fields, self.visitor.ttl_seconds) {
                 Ok(row) => {
                     if TronAddress::parse(&row.wallet_address).is_err() {
-                        self.summary.bad_checksum.push(row.id.clone());
+                        self.summary.bad_checksum.push(row.id.to_string());
                     }
                     batch.push(row);
                 }
@@ -227,10 +227,7 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
             .transpose()
     };
 
-    let id = required("id")?;
-    if id.is_empty() || id.chars().count() > 36 {
-        return Err("id must be 1 to 36 characters".into());
-    }
+    let id = PaymentId::parse(&required("id")?).map_err(|_| "id must be 1 to 36 printable characters".to_owned())?;
     let status = required("status")?
         .parse::<PaymentStatus>()
         .map_err(|error| error.to_string())?;

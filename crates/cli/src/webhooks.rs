@@ -1,7 +1,8 @@
 //! `tronpay webhooks …`: the signing secret and the deliveries.
 
 use clap::Subcommand;
-use tronpay_db::{DbSettings, deliveries};
+use tronpay_db::{DbSettings, deliveries, secrets};
+use tronpay_domain::DeliveryId;
 use tronpay_domain::signing::WebhookSecret;
 
 #[derive(Subcommand)]
@@ -37,7 +38,7 @@ pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()
                 println!("WEBHOOK_SECRET is set in this environment; the dispatcher signs with it.");
                 return Ok(());
             }
-            let secrets = deliveries::secrets(&mut conn).await?;
+            let secrets = secrets::secrets(&mut conn).await?;
             if secrets.is_empty() {
                 println!("No secret yet: the webhook dispatcher generates one on its first start.");
             }
@@ -47,7 +48,7 @@ pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()
         }
         WebhooksCommand::RotateSecret => {
             let secret = WebhookSecret::generate().map_err(anyhow::Error::msg)?;
-            deliveries::rotate_secret(&mut conn, secret.expose(), std::time::Duration::from_secs(24 * 3600)).await?;
+            secrets::rotate_secret(&mut conn, secret.expose(), std::time::Duration::from_secs(24 * 3600)).await?;
             println!("{}", secret.expose());
             println!(
                 "New signing secret stored. Webhooks carry signatures with both secrets for 24 hours; switch your receivers within that time."
@@ -77,7 +78,7 @@ pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()
         }
         WebhooksCommand::Retry { id, all_dead } => {
             let ids = match (id, all_dead) {
-                (Some(id), false) => Some(vec![id]),
+                (Some(id), false) => Some(vec![DeliveryId(id)]),
                 (None, true) => None,
                 _ => anyhow::bail!("give a delivery id or --all-dead"),
             };

@@ -7,22 +7,36 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use tronpay_testkit::TestDb;
+use tronpay_testkit::{PAYMENT_STATUS_FIELDS, TestDb};
 
-/// Runs `tronpay` with `DATABASE_URL` set, in `dir`, feeding `stdin`.
-fn tronpay(database_url: &str, dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tronpay"))
+/// `tronpay args` with `DATABASE_URL` set, in `dir`, its output captured.
+fn command(database_url: &str, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay"));
+    command
         .args(args)
         .current_dir(dir)
         .env("DATABASE_URL", database_url)
         .env_remove("TRONPAY_CONFIG")
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `tronpay` with `DATABASE_URL` set, in `dir`, feeding `stdin`.
+fn tronpay(database_url: &str, dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = command(database_url, dir, args)
+        .stdin(Stdio::piped())
         .spawn()
         .expect("run tronpay");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// [`tronpay`] with nothing on stdin, which must succeed.
+fn tronpay_ok(database_url: &str, dir: &Path, args: &[&str]) -> Output {
+    let output = tronpay(database_url, dir, args, "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    output
 }
 
 fn stdout(output: &Output) -> String {
@@ -87,13 +101,11 @@ async fn dump(db: &TestDb) -> Vec<String> {
 async fn create_tables_is_idempotent_and_test_reports_the_schema() {
     let db = TestDb::empty().await;
     let dir = tempfile::tempdir().unwrap();
-    let output = tronpay(db.url(), dir.path(), &["db", "test"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "test"]);
     assert!(stdout(&output).contains("Database connection successful!"));
     assert!(stdout(&output).contains("tables: missing: run `tronpay db create-tables`"));
 
-    let output = tronpay(db.url(), dir.path(), &["db", "create-tables"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "create-tables"]);
     assert!(stdout(&output).contains("created successfully"));
     let output = tronpay(db.url(), dir.path(), &["db", "create-tables"], "");
     assert!(output.status.success());
@@ -112,8 +124,7 @@ async fn stats_counts_payments_by_status() {
     let db = TestDb::new().await;
     insert_payments(&db, 30).await;
     let dir = tempfile::tempdir().unwrap();
-    let output = tronpay(db.url(), dir.path(), &["db", "stats"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "stats"]);
     let text = stdout(&output);
     for line in [
         "Total Payments: 30",
@@ -144,22 +155,13 @@ async fn cleanup_logs_deletes_only_old_rows() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let output = tronpay(db.url(), dir.path(), &["db", "cleanup-logs", "--days", "30"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "cleanup-logs", "--days", "30"]);
     assert!(
         stdout(&output).contains("Cleaned up 2 old log entries"),
         "{}",
         stdout(&output)
     );
-    let left: Vec<String> = db
-        .client()
-        .await
-        .query("SELECT message FROM payment_logs ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let left: Vec<String> = db.column("SELECT message FROM payment_logs ORDER BY id").await;
     assert_eq!(left, ["recent", "new"]);
 }
 
@@ -170,8 +172,7 @@ async fn export_reset_import_gives_back_the_same_rows() {
     let before = dump(&db).await;
     let dir = tempfile::tempdir().unwrap();
 
-    let output = tronpay(db.url(), dir.path(), &["db", "export", "--file", "backup.json"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "export", "--file", "backup.json"]);
     assert!(stdout(&output).contains("Exported 2500 payments to backup.json"));
     assert!(!dir.path().join("backup.json.partial").exists());
     let export: serde_json::Value =
@@ -179,31 +180,21 @@ async fn export_reset_import_gives_back_the_same_rows() {
     assert_eq!(export["total_payments"], 2500);
     assert!(export["export_date"].is_string());
     let first = &export["payments"][0];
-    for field in [
-        "id",
-        "wallet_address",
-        "expected_amount_usdt",
-        "order_id",
-        "status",
-        "transaction_hash",
-        "received_amount_usdt",
-        "created_at",
-        "completed_at",
+    let callback_fields = [
         "callback_url",
         "last_checked_timestamp",
         "callback_attempts",
         "last_callback_attempt",
         "callback_success",
-    ] {
+    ];
+    for field in PAYMENT_STATUS_FIELDS.into_iter().chain(callback_fields) {
         assert!(first.get(field).is_some(), "exported payments carry {field}");
     }
 
-    let output = tronpay(db.url(), dir.path(), &["db", "reset", "--yes"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    tronpay_ok(db.url(), dir.path(), &["db", "reset", "--yes"]);
     assert!(dump(&db).await.is_empty());
 
-    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "backup.json"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "import", "--file", "backup.json"]);
     assert!(
         stdout(&output).contains("Imported 2500 payments"),
         "{}",
@@ -212,8 +203,7 @@ async fn export_reset_import_gives_back_the_same_rows() {
     assert_eq!(dump(&db).await, before, "the rows came back identical");
 
     // Importing again changes nothing.
-    let output = tronpay(db.url(), dir.path(), &["db", "import", "--file", "backup.json"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "import", "--file", "backup.json"]);
     assert!(
         stdout(&output).contains("Imported 0 payments (2500 already present"),
         "{}",
@@ -235,13 +225,11 @@ async fn the_original_services_export_imports_exactly() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/original_export.json");
-    let output = tronpay(
+    let output = tronpay_ok(
         db.url(),
         dir.path(),
         &["db", "import", "--file", fixture.to_str().unwrap()],
-        "",
     );
-    assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("Imported 4 payments"), "{}", stdout(&output));
     let rows = db
         .client()
@@ -462,15 +450,7 @@ fn uuid_suffix(name: &str) -> &str {
 /// Runs `tronpay` and returns its output and its own peak resident memory
 /// (VmHWM, KiB), read from /proc while it runs (the high-water mark only grows).
 fn tronpay_with_peak_memory(database_url: &str, dir: &Path, args: &[&str]) -> (Output, u64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_tronpay"))
-        .args(args)
-        .current_dir(dir)
-        .env("DATABASE_URL", database_url)
-        .env_remove("TRONPAY_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run tronpay");
+    let child = command(database_url, dir, args).spawn().expect("run tronpay");
     let status_file = format!("/proc/{}/status", child.id());
     let pid = child.id();
     let waiter = std::thread::spawn(move || child.wait_with_output().unwrap());
@@ -518,8 +498,7 @@ async fn export_memory_does_not_grow_with_the_table() {
 async fn chain_status_and_unmatched_transfers_are_visible() {
     let db = TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();
-    let output = tronpay(db.url(), dir.path(), &["chain", "status"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["chain", "status"]);
     assert!(stdout(&output).contains("has not started yet"));
 
     db.client()
@@ -580,8 +559,7 @@ async fn webhook_secret_rotation_listing_and_retry() {
         stdout(&output)
     );
 
-    let output = tronpay(db.url(), dir.path(), &["webhooks", "rotate-secret"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["webhooks", "rotate-secret"]);
     let first = stdout(&output).lines().next().unwrap().to_owned();
     assert!(first.starts_with("whsec_"));
     let output = tronpay(db.url(), dir.path(), &["webhooks", "rotate-secret"], "");
@@ -605,8 +583,7 @@ async fn webhook_secret_rotation_listing_and_retry() {
         listed.contains("msg_dead") && listed.contains("HTTP 500") && !listed.contains("msg_ok"),
         "{listed}"
     );
-    let output = tronpay(db.url(), dir.path(), &["webhooks", "retry", "--all-dead"], "");
-    assert!(output.status.success(), "{}", stderr(&output));
+    let output = tronpay_ok(db.url(), dir.path(), &["webhooks", "retry", "--all-dead"]);
     assert!(stdout(&output).contains("1 delivery queued again"));
     let rows = db
         .client()
@@ -644,20 +621,25 @@ async fn dead_letters_are_visible() {
         Command::new(env!("CARGO_BIN_EXE_tronpay"))
             .args(args)
             .current_dir(dir.path())
-            .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
-            .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
-            .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+            .envs(bus.env())
             .output()
             .unwrap()
     };
     // Declare the topology and dead-letter one poison message.
     let connection = tronpay_bus::topology::connect(&bus.settings, "test").await.unwrap();
     let channel = connection.create_channel().await.unwrap();
-    let dead = bus.settings.queue("api", "payment.detected").dead_letter();
+    let dead = bus
+        .settings
+        .queue(tronpay_bus::topology::Queue::ApiPaymentDetected)
+        .dead_letter();
     channel
         .basic_publish(
             bus.settings.dead_letter_exchange().as_str().into(),
-            bus.settings.queue("api", "payment.detected").name.as_str().into(),
+            bus.settings
+                .queue(tronpay_bus::topology::Queue::ApiPaymentDetected)
+                .name
+                .as_str()
+                .into(),
             lapin::options::BasicPublishOptions::default(),
             b"{\"broken\": true}",
             lapin::BasicProperties::default().with_message_id("poison-1".into()),

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Int4, Numeric, Text, Timestamp};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::events::{PAYMENT_DETECTED, PaymentDetected, TransferState};
-use tronpay_domain::{TronAddress, TxId, UsdtAmount};
+use tronpay_domain::{Transfer, TransferId, TronAddress, TxId, UsdtAmount};
 
 use crate::error::{Conflict, DbError};
 use crate::outbox;
@@ -212,26 +212,14 @@ impl ChainState {
     }
 }
 
-/// A USDT transfer found in a block, before knowing whether its recipient is
-/// watched.
-#[derive(Debug, Clone)]
-pub struct FoundTransfer {
-    pub txid: TxId,
-    pub log_index: u32,
-    pub from: TronAddress,
-    pub to: TronAddress,
-    pub amount: UsdtAmount,
-    pub block_number: u64,
-    pub block_time_ms: i64,
-}
-
 /// A final block ready to commit: its height, its time when known (an empty
-/// block has no receipts to date it), and its USDT transfers.
+/// block has no receipts to date it), and its USDT transfers (to any
+/// address: only those to watched addresses are stored).
 #[derive(Debug, Clone)]
 pub struct FinalBlock {
     pub number: u64,
     pub time_ms: Option<i64>,
-    pub found: Vec<FoundTransfer>,
+    pub found: Vec<Transfer>,
 }
 
 /// How long after its deadline an address stays watched, so that late
@@ -261,13 +249,17 @@ impl Stored {
         let key = format!("{}:{}", self.txid, self.log_index);
         let corrupt = |what: &str| DbError::corrupt("transfer", &key, format!("invalid {what}"));
         Ok(PaymentDetected {
-            txid: TxId::parse(&self.txid).map_err(|_| corrupt("txid"))?,
-            log_index: u32::try_from(self.log_index).map_err(|_| corrupt("log index"))?,
-            from: TronAddress::parse(&self.from_address).map_err(|_| corrupt("sender"))?,
-            to: TronAddress::parse(&self.to_address).map_err(|_| corrupt("recipient"))?,
-            amount: UsdtAmount::parse(&self.amount).map_err(|_| corrupt("amount"))?,
-            block_number: u64::try_from(self.block_number).map_err(|_| corrupt("block number"))?,
-            block_time_ms: self.block_time.and_utc().timestamp_millis(),
+            transfer: Transfer {
+                id: TransferId {
+                    txid: TxId::parse(&self.txid).map_err(|_| corrupt("txid"))?,
+                    log_index: u32::try_from(self.log_index).map_err(|_| corrupt("log index"))?,
+                },
+                from: TronAddress::parse(&self.from_address).map_err(|_| corrupt("sender"))?,
+                to: TronAddress::parse(&self.to_address).map_err(|_| corrupt("recipient"))?,
+                amount: UsdtAmount::parse(&self.amount).map_err(|_| corrupt("amount"))?,
+                block_number: u64::try_from(self.block_number).map_err(|_| corrupt("block number"))?,
+                block_time_ms: self.block_time.and_utc().timestamp_millis(),
+            },
             state,
         })
     }
@@ -284,7 +276,7 @@ struct Columns {
     block_times: Vec<NaiveDateTime>,
 }
 
-fn columns<'a>(found: impl Iterator<Item = &'a FoundTransfer>) -> Columns {
+fn columns<'a>(found: impl Iterator<Item = &'a Transfer>) -> Columns {
     let mut columns = Columns {
         txids: Vec::new(),
         log_indexes: Vec::new(),
@@ -297,13 +289,13 @@ fn columns<'a>(found: impl Iterator<Item = &'a FoundTransfer>) -> Columns {
     let mut seen = std::collections::HashSet::new();
     for transfer in found {
         // A node repeating a log would make one statement touch a row twice.
-        if !seen.insert((transfer.txid.as_str(), transfer.log_index)) {
+        if !seen.insert(&transfer.id) {
             continue;
         }
-        columns.txids.push(transfer.txid.to_string());
+        columns.txids.push(transfer.id.txid.to_string());
         columns
             .log_indexes
-            .push(i32::try_from(transfer.log_index).unwrap_or(i32::MAX));
+            .push(i32::try_from(transfer.id.log_index).unwrap_or(i32::MAX));
         columns.from.push(transfer.from.to_base58());
         columns.to.push(transfer.to.to_base58());
         columns.amounts.push(transfer.amount.to_decimal());
@@ -360,7 +352,7 @@ async fn store_watched(
         .await?)
 }
 
-fn to_naive(block_time_ms: i64) -> NaiveDateTime {
+pub(crate) fn to_naive(block_time_ms: i64) -> NaiveDateTime {
     chrono::DateTime::from_timestamp_millis(block_time_ms)
         .unwrap_or_default()
         .naive_utc()
@@ -434,7 +426,7 @@ pub async fn commit_final_blocks(
 pub async fn record_tip_block(
     conn: &mut AsyncPgConnection,
     number: u64,
-    found: &[FoundTransfer],
+    found: &[Transfer],
 ) -> Result<Vec<PaymentDetected>, DbError> {
     let height = i64::try_from(number).map_err(|_| DbError::bug(format!("block {number} out of range")))?;
     diesel::update(chain_state::table.filter(chain_state::tip_block.lt(height)))

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Int4, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::events::{CALLBACK_DUE, CallbackDue, WebhookEvent};
+use tronpay_domain::{AttemptOutcome, DeliveryId, DeliveryStatus, LogEvent, PaymentId};
 use uuid::Uuid;
 
 use diesel::pg::Pg;
@@ -21,38 +22,72 @@ use diesel::query_builder::{AstPass, Query};
 
 use crate::error::DbError;
 use crate::prepared::{Prepared, Statement};
-use crate::schema::{webhook_attempts, webhook_deliveries, webhook_secrets};
+use crate::schema::{webhook_attempts, webhook_deliveries};
 use crate::{logs, outbox};
 
+/// Deliveries that ended without success (the operator may retry them).
+const UNSUCCESSFUL: [DeliveryStatus; 2] = [DeliveryStatus::Dead, DeliveryStatus::Failed];
+
 /// An attempt this dispatcher now owns.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone)]
 pub struct Claimed {
-    #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
-    #[diesel(sql_type = Text)]
-    pub payment_id: String,
-    #[diesel(sql_type = Text)]
-    pub event_type: String,
-    #[diesel(sql_type = Text)]
+    pub id: DeliveryId,
+    pub payment_id: PaymentId,
+    pub event_type: WebhookEvent,
+    /// The Standard Webhooks `webhook-id`, stable across attempts.
     pub webhook_id: String,
     /// The body exactly as stored (JSONB text keeps the amounts' digits).
-    #[diesel(sql_type = Text)]
     pub payload: String,
     /// Attempts including this one.
-    #[diesel(sql_type = Int4)]
     pub attempts: i32,
-    #[diesel(sql_type = Text)]
     pub callback_url: String,
+}
+
+/// [`Claimed`] as the claim returns it.
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    payment_id: String,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Text)]
+    webhook_id: String,
+    #[diesel(sql_type = Text)]
+    payload: String,
+    #[diesel(sql_type = Int4)]
+    attempts: i32,
+    #[diesel(sql_type = Text)]
+    callback_url: String,
+}
+
+/// A delivery's event type, or the row is corrupt.
+fn event_type(delivery: Uuid, text: &str) -> Result<WebhookEvent, DbError> {
+    text.parse()
+        .map_err(|error: tronpay_domain::UnknownName| DbError::corrupt("webhook delivery", delivery, error))
 }
 
 /// Claims the next attempt of delivery `id` if it is due; `None` if it is
 /// delivered, finished, not due yet, or another dispatcher holds it.
-pub async fn claim(conn: &mut AsyncPgConnection, id: Uuid, lease: Duration) -> Result<Option<Claimed>, DbError> {
+pub async fn claim(conn: &mut AsyncPgConnection, id: DeliveryId, lease: Duration) -> Result<Option<Claimed>, DbError> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    Ok(Prepared(ClaimStatement { id, lease_ms })
-        .get_result(conn)
+    let Some(row) = Prepared(ClaimStatement { id: id.0, lease_ms })
+        .get_result::<ClaimedRow>(conn)
         .await
-        .optional()?)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Claimed {
+        id,
+        payment_id: PaymentId::from(row.payment_id),
+        event_type: event_type(row.id, &row.event_type)?,
+        webhook_id: row.webhook_id,
+        payload: row.payload,
+        attempts: row.attempts,
+        callback_url: row.callback_url,
+    }))
 }
 
 /// The claim, prepared once per connection (it runs for every attempt).
@@ -88,13 +123,13 @@ impl Query for Prepared<ClaimStatement> {
 /// [`claim`] would take), else `None`: delivered, finished, not due yet, or
 /// in flight under a lease. Read-only; the dispatcher uses it to decide
 /// whether and in which lane to make the attempt before it takes a lease.
-pub async fn due_callback(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<String>, DbError> {
+pub async fn due_callback(conn: &mut AsyncPgConnection, id: DeliveryId) -> Result<Option<String>, DbError> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]
         callback_url: String,
     }
-    Ok(Prepared(DueCallbackStatement { id })
+    Ok(Prepared(DueCallbackStatement { id: id.0 })
         .get_result::<Row>(conn)
         .await
         .optional()?
@@ -138,12 +173,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn name(self) -> &'static str {
+    /// Its name (`webhook_attempts.outcome`).
+    pub fn kind(self) -> AttemptOutcome {
         match self {
-            Self::Delivered => "delivered",
-            Self::Retry(_) => "retry",
-            Self::Failed => "failed",
-            Self::Dead => "dead",
+            Self::Delivered => AttemptOutcome::Delivered,
+            Self::Retry(_) => AttemptOutcome::Retry,
+            Self::Failed => AttemptOutcome::Failed,
+            Self::Dead => AttemptOutcome::Dead,
+        }
+    }
+
+    /// The delivery's status after it.
+    pub fn status(self) -> DeliveryStatus {
+        match self {
+            Self::Delivered => DeliveryStatus::Delivered,
+            Self::Retry(_) => DeliveryStatus::Pending,
+            Self::Failed => DeliveryStatus::Failed,
+            Self::Dead => DeliveryStatus::Dead,
         }
     }
 }
@@ -166,26 +212,24 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
     conn.transaction::<_, DbError, _>(async |conn| {
         diesel::insert_into(webhook_attempts::table)
             .values((
-                webhook_attempts::delivery_id.eq(claimed.id),
+                webhook_attempts::delivery_id.eq(claimed.id.0),
                 webhook_attempts::attempt.eq(claimed.attempts),
                 webhook_attempts::started_at.eq(attempt.started_at),
                 webhook_attempts::duration_ms.eq(attempt.duration_ms),
                 webhook_attempts::http_status.eq(attempt.http_status),
                 webhook_attempts::response_body.eq(attempt.response_body.as_deref()),
                 webhook_attempts::error.eq(attempt.error.as_deref()),
-                webhook_attempts::outcome.eq(attempt.outcome.name()),
+                webhook_attempts::outcome.eq(attempt.outcome.kind().as_str()),
             ))
             .execute(conn)
             .await?;
-        let (status, next) = match attempt.outcome {
-            Outcome::Delivered => ("delivered", None),
-            Outcome::Retry(at) => ("pending", Some(at)),
-            Outcome::Failed => ("failed", None),
-            Outcome::Dead => ("dead", None),
+        let next = match attempt.outcome {
+            Outcome::Retry(at) => Some(at),
+            Outcome::Delivered | Outcome::Failed | Outcome::Dead => None,
         };
-        diesel::update(webhook_deliveries::table.find(claimed.id))
+        diesel::update(webhook_deliveries::table.find(claimed.id.0))
             .set((
-                webhook_deliveries::status.eq(status),
+                webhook_deliveries::status.eq(attempt.outcome.status().as_str()),
                 webhook_deliveries::locked_until.eq(None::<NaiveDateTime>),
                 webhook_deliveries::last_status.eq(attempt.http_status),
                 webhook_deliveries::last_error.eq(attempt.error.as_deref()),
@@ -195,15 +239,15 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
             .execute(conn)
             .await?;
         if let Some(next) = next {
-            diesel::update(webhook_deliveries::table.find(claimed.id))
+            diesel::update(webhook_deliveries::table.find(claimed.id.0))
                 .set(webhook_deliveries::next_attempt_at.eq(next))
                 .execute(conn)
                 .await?;
         }
-        if claimed.event_type == WebhookEvent::Completed.as_str() {
+        if claimed.event_type == WebhookEvent::Completed {
             use crate::schema::payments;
             let delivered = attempt.outcome == Outcome::Delivered;
-            diesel::update(payments::table.find(&claimed.payment_id))
+            diesel::update(payments::table.find(claimed.payment_id.as_str()))
                 .set((
                     payments::callback_attempts.eq(payments::callback_attempts + 1),
                     payments::last_callback_attempt.eq(Some(attempt.started_at)),
@@ -215,14 +259,14 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
         }
         let (event_type, message) = match attempt.outcome {
             Outcome::Delivered => (
-                "callback_sent",
+                LogEvent::CallbackSent,
                 format!(
                     "Callback {} delivered (attempt {})",
                     claimed.event_type, claimed.attempts
                 ),
             ),
             Outcome::Retry(at) => (
-                "callback_failed",
+                LogEvent::CallbackFailed,
                 format!(
                     "Callback {} attempt {} failed: {}; next attempt at {at}",
                     claimed.event_type,
@@ -231,7 +275,7 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
                 ),
             ),
             Outcome::Failed => (
-                "callback_failed",
+                LogEvent::CallbackFailed,
                 format!(
                     "Callback {} refused for good on attempt {}: {}",
                     claimed.event_type,
@@ -240,7 +284,7 @@ pub async fn record(conn: &mut AsyncPgConnection, claimed: &Claimed, attempt: &A
                 ),
             ),
             Outcome::Dead => (
-                "callback_dead",
+                LogEvent::CallbackDead,
                 format!(
                     "Callback {} gave up after {} attempts: {}",
                     claimed.event_type,
@@ -270,8 +314,26 @@ fn describe(attempt: &Attempt) -> String {
     }
 }
 
-#[derive(QueryableByName)]
+/// A delivery whose `callback.due` is to be published.
 struct DueRow {
+    id: DeliveryId,
+    payment_id: PaymentId,
+    event_type: WebhookEvent,
+}
+
+impl DueRow {
+    fn read((id, payment_id, event): (Uuid, String, String)) -> Result<Self, DbError> {
+        Ok(Self {
+            id: DeliveryId(id),
+            payment_id: PaymentId::from(payment_id),
+            event_type: event_type(id, &event)?,
+        })
+    }
+}
+
+/// `(id, payment_id, event_type)` of a delivery.
+#[derive(QueryableByName)]
+struct DueColumns {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = Text)]
@@ -286,7 +348,7 @@ struct DueRow {
 pub async fn republish_due(conn: &mut AsyncPgConnection, stale: Duration, limit: i64) -> Result<usize, DbError> {
     let stale_ms = i64::try_from(stale.as_millis()).unwrap_or(i64::MAX);
     conn.transaction::<_, DbError, _>(async |conn| {
-        let due: Vec<DueRow> = diesel::sql_query(
+        let due: Vec<DueColumns> = diesel::sql_query(
             "SELECT id, payment_id, event_type FROM webhook_deliveries \
              WHERE ((status = 'pending' AND next_attempt_at <= now() AT TIME ZONE 'utc') \
                     OR (status = 'sending' AND locked_until < now() AT TIME ZONE 'utc')) \
@@ -298,6 +360,10 @@ pub async fn republish_due(conn: &mut AsyncPgConnection, stale: Duration, limit:
         .bind::<BigInt, _>(limit)
         .load(conn)
         .await?;
+        let due = due
+            .into_iter()
+            .map(|row| DueRow::read((row.id, row.payment_id, row.event_type)))
+            .collect::<Result<Vec<_>, _>>()?;
         publish(conn, &due).await?;
         Ok(due.len())
     })
@@ -308,16 +374,14 @@ pub async fn republish_due(conn: &mut AsyncPgConnection, stale: Duration, limit:
 async fn publish(conn: &mut AsyncPgConnection, due: &[DueRow]) -> Result<(), DbError> {
     let events: Vec<CallbackDue> = due
         .iter()
-        .filter_map(|row| {
-            Some(CallbackDue {
-                delivery_id: row.id.to_string(),
-                payment_id: row.payment_id.clone(),
-                event_type: WebhookEvent::parse(&row.event_type)?,
-            })
+        .map(|row| CallbackDue {
+            delivery_id: row.id,
+            payment_id: row.payment_id.clone(),
+            event_type: row.event_type,
         })
         .collect();
     outbox::insert_many(conn, CALLBACK_DUE, &events).await?;
-    let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
+    let ids: Vec<Uuid> = due.iter().map(|row| row.id.0).collect();
     diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(ids)))
         .set(webhook_deliveries::published_at.eq(Some(chrono::Utc::now().naive_utc())))
         .execute(conn)
@@ -327,9 +391,10 @@ async fn publish(conn: &mut AsyncPgConnection, due: &[DueRow]) -> Result<(), DbE
 
 /// Puts finished deliveries (dead or failed; `ids`, or all of them) back in
 /// line with their `webhook-id` unchanged; returns how many.
-pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result<usize, DbError> {
+pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[DeliveryId]>) -> Result<usize, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
-        let finished = webhook_deliveries::table.filter(webhook_deliveries::status.eq_any(["dead", "failed"]));
+        let finished = webhook_deliveries::table
+            .filter(webhook_deliveries::status.eq_any(UNSUCCESSFUL.map(DeliveryStatus::as_str)));
         let columns = (
             webhook_deliveries::id,
             webhook_deliveries::payment_id,
@@ -338,7 +403,7 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result
         let rows: Vec<(Uuid, String, String)> = match ids {
             Some(ids) => {
                 finished
-                    .filter(webhook_deliveries::id.eq_any(ids.to_vec()))
+                    .filter(webhook_deliveries::id.eq_any(ids.iter().map(|id| id.0).collect::<Vec<_>>()))
                     .select(columns)
                     .for_update()
                     .load(conn)
@@ -346,18 +411,11 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result
             }
             None => finished.select(columns).for_update().load(conn).await?,
         };
-        let due: Vec<DueRow> = rows
-            .into_iter()
-            .map(|(id, payment_id, event_type)| DueRow {
-                id,
-                payment_id,
-                event_type,
-            })
-            .collect();
-        let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
+        let due = rows.into_iter().map(DueRow::read).collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<Uuid> = due.iter().map(|row| row.id.0).collect();
         diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
             .set((
-                webhook_deliveries::status.eq("pending"),
+                webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()),
                 webhook_deliveries::next_attempt_at.eq(chrono::Utc::now().naive_utc()),
             ))
             .execute(conn)
@@ -366,7 +424,7 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result
             logs::insert(
                 conn,
                 &row.payment_id,
-                "callback_retry",
+                LogEvent::CallbackRetry,
                 &format!("Callback {} retried by the operator", row.event_type),
                 None,
             )
@@ -382,11 +440,15 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[Uuid]>) -> Result
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg))]
 pub struct DeliveryRow {
-    pub id: Uuid,
-    pub payment_id: String,
-    pub event_type: String,
+    #[diesel(deserialize_as = Uuid)]
+    pub id: DeliveryId,
+    #[diesel(deserialize_as = String)]
+    pub payment_id: PaymentId,
+    #[diesel(deserialize_as = String)]
+    pub event_type: WebhookEvent,
     pub webhook_id: String,
-    pub status: String,
+    #[diesel(deserialize_as = String)]
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
@@ -404,68 +466,18 @@ pub async fn list(conn: &mut AsyncPgConnection, dead_only: bool, limit: i64) -> 
         .select(DeliveryRow::as_select())
         .into_boxed();
     if dead_only {
-        query = query.filter(webhook_deliveries::status.eq_any(["dead", "failed"]));
+        query = query.filter(webhook_deliveries::status.eq_any(UNSUCCESSFUL.map(DeliveryStatus::as_str)));
     }
     Ok(query.load(conn).await?)
-}
-
-/// The signing secrets in force, newest first (expired ones left out).
-pub async fn secrets(conn: &mut AsyncPgConnection) -> Result<Vec<String>, DbError> {
-    let now = chrono::Utc::now().naive_utc();
-    Ok(webhook_secrets::table
-        .filter(
-            webhook_secrets::expires_at
-                .is_null()
-                .or(webhook_secrets::expires_at.gt(now)),
-        )
-        .order(webhook_secrets::id.desc())
-        .select(webhook_secrets::secret)
-        .load(conn)
-        .await?)
-}
-
-/// Stores `secret` if no secret is stored yet (first start); returns the
-/// secrets in force afterwards. Two dispatchers starting at once agree: the
-/// insert is serialised by a transaction-level advisory lock.
-pub async fn ensure_secret(conn: &mut AsyncPgConnection, secret: &str) -> Result<Vec<String>, DbError> {
-    conn.transaction::<_, DbError, _>(async |conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(7526534301795350787)")
-            .execute(conn)
-            .await?;
-        if secrets(conn).await?.is_empty() {
-            diesel::insert_into(webhook_secrets::table)
-                .values(webhook_secrets::secret.eq(secret))
-                .execute(conn)
-                .await?;
-        }
-        secrets(conn).await
-    })
-    .await
-}
-
-/// Makes `secret` the signing secret; the ones in force keep signing for
-/// `overlap` so receivers can switch.
-pub async fn rotate_secret(conn: &mut AsyncPgConnection, secret: &str, overlap: Duration) -> Result<(), DbError> {
-    let until =
-        chrono::Utc::now().naive_utc() + chrono::TimeDelta::from_std(overlap).unwrap_or(chrono::TimeDelta::hours(24));
-    conn.transaction::<_, DbError, _>(async |conn| {
-        diesel::update(webhook_secrets::table.filter(webhook_secrets::expires_at.is_null()))
-            .set(webhook_secrets::expires_at.eq(Some(until)))
-            .execute(conn)
-            .await?;
-        diesel::insert_into(webhook_secrets::table)
-            .values(webhook_secrets::secret.eq(secret))
-            .execute(conn)
-            .await?;
-        Ok(())
-    })
-    .await
 }
 
 /// Deliveries not finished yet, for health and stats.
 pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
     Ok(webhook_deliveries::table
-        .filter(webhook_deliveries::status.eq_any(["pending", "sending"]))
+        .filter(
+            webhook_deliveries::status
+                .eq_any([DeliveryStatus::Pending, DeliveryStatus::Sending].map(DeliveryStatus::as_str)),
+        )
         .count()
         .get_result(conn)
         .await?)

@@ -7,6 +7,7 @@
 pub mod chain;
 pub mod deliveries;
 pub mod error;
+pub mod locks;
 pub mod logs;
 pub mod matching;
 pub mod migrate;
@@ -16,6 +17,7 @@ pub mod payments;
 pub mod pool;
 pub mod prepared;
 pub mod schema;
+pub mod secrets;
 pub mod settings;
 pub mod stats;
 pub mod tls;

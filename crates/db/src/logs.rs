@@ -4,6 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use tronpay_domain::{LogEvent, PaymentId};
+
 use crate::error::DbError;
 use crate::schema::payment_logs;
 
@@ -12,17 +14,27 @@ use crate::schema::payment_logs;
 #[diesel(table_name = payment_logs, check_for_backend(diesel::pg::Pg))]
 pub struct LogRow {
     pub id: i32,
-    pub payment_id: String,
+    #[diesel(deserialize_as = String)]
+    pub payment_id: PaymentId,
+    /// A [`LogEvent`] name for every row tronpay wrote; rows from the
+    /// original service (or an operator) may carry others.
     pub event_type: String,
     pub message: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub created_at: NaiveDateTime,
 }
 
+impl LogRow {
+    /// The event, if it is one tronpay writes.
+    pub fn event(&self) -> Option<LogEvent> {
+        self.event_type.parse().ok()
+    }
+}
+
 /// The log of one payment, oldest first.
-pub async fn for_payment(conn: &mut AsyncPgConnection, payment_id: &str) -> Result<Vec<LogRow>, DbError> {
+pub async fn for_payment(conn: &mut AsyncPgConnection, payment_id: &PaymentId) -> Result<Vec<LogRow>, DbError> {
     Ok(payment_logs::table
-        .filter(payment_logs::payment_id.eq(payment_id))
+        .filter(payment_logs::payment_id.eq(payment_id.as_str()))
         .order(payment_logs::id.asc())
         .select(LogRow::as_select())
         .load(conn)
@@ -59,14 +71,14 @@ pub async fn count(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
 /// Writes one log row; call it inside the transaction of the change it logs.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
-    payment_id: &str,
-    event_type: &str,
+    payment_id: &PaymentId,
+    event: LogEvent,
     message: &str,
     metadata: Option<&str>,
 ) -> Result<(), DbError> {
     let row = InsertLog {
-        payment_id: payment_id.to_owned(),
-        event_type: event_type.to_owned(),
+        payment_id: payment_id.to_string(),
+        event_type: event.as_str(),
         message: message.to_owned(),
         metadata: metadata.map(str::to_owned),
     };
@@ -77,7 +89,7 @@ pub async fn insert(
 /// The metadata goes in as text cast to JSON, so amounts keep their digits.
 struct InsertLog {
     payment_id: String,
-    event_type: String,
+    event_type: &'static str,
     message: String,
     metadata: Option<String>,
 }

@@ -8,76 +8,128 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::matching::Candidate;
-use tronpay_domain::{PaymentStatus, UsdtAmount};
+use tronpay_domain::{
+    MatchKind, PaymentId, PaymentStatus, Transfer, TransferId, TransferState, TronAddress, TxId, UsdtAmount,
+};
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query};
 use diesel::sql_types::{Int4, Nullable, Numeric, Text, Timestamp, Untyped};
 
 use crate::error::{Conflict, DbError};
+use crate::locks::Lock;
 use crate::models::{DbStatus, PaymentRow};
 use crate::prepared::{Prepared, Statement};
 use crate::schema::{payments, transfers};
 
-/// A row of `transfers`.
+/// A row of `transfers` as stored; read through [`StoredTransfer`].
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = transfers, check_for_backend(diesel::pg::Pg))]
-pub struct TransferRow {
-    pub txid: String,
-    pub log_index: i32,
-    pub block_number: i64,
-    pub block_time: NaiveDateTime,
-    pub from_address: String,
-    pub to_address: String,
-    pub amount_usdt: bigdecimal::BigDecimal,
-    pub status: String,
-    pub detected_payment_id: Option<String>,
-    pub payment_id: Option<String>,
-    pub match_kind: Option<String>,
+struct TransferRow {
+    txid: String,
+    log_index: i32,
+    block_number: i64,
+    block_time: NaiveDateTime,
+    from_address: String,
+    to_address: String,
+    amount_usdt: bigdecimal::BigDecimal,
+    status: String,
+    detected_payment_id: Option<String>,
+    payment_id: Option<String>,
+    match_kind: Option<String>,
+    applied_at: Option<NaiveDateTime>,
+}
+
+/// A transfer with what the chain watcher and matching recorded about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTransfer {
+    pub transfer: Transfer,
+    pub status: TransferState,
+    /// The payment it was shown on while not final yet.
+    pub detected_payment_id: Option<PaymentId>,
+    /// The payment it was applied to.
+    pub payment_id: Option<PaymentId>,
+    pub match_kind: Option<MatchKind>,
+    /// When matching applied it (UTC); `None` while it waits.
     pub applied_at: Option<NaiveDateTime>,
+}
+
+impl TryFrom<TransferRow> for StoredTransfer {
+    type Error = DbError;
+
+    /// A row that does not hold a valid transfer is corrupt (named by its
+    /// `txid:log_index`).
+    fn try_from(row: TransferRow) -> Result<Self, DbError> {
+        let key = format!("{}:{}", row.txid, row.log_index);
+        let corrupt = |what: &str, error: &dyn std::fmt::Display| {
+            DbError::corrupt("transfer", &key, format!("invalid {what}: {error}"))
+        };
+        let payment_id = |id: Option<String>| {
+            id.map(|id| PaymentId::parse(&id).map_err(|error| corrupt("payment id", &error)))
+                .transpose()
+        };
+        Ok(Self {
+            transfer: Transfer {
+                id: TransferId {
+                    txid: TxId::parse(&row.txid).map_err(|error| corrupt("txid", &error))?,
+                    log_index: u32::try_from(row.log_index).map_err(|error| corrupt("log index", &error))?,
+                },
+                from: TronAddress::parse(&row.from_address).map_err(|error| corrupt("sender", &error))?,
+                to: TronAddress::parse(&row.to_address).map_err(|error| corrupt("recipient", &error))?,
+                amount: UsdtAmount::from_decimal(&row.amount_usdt).map_err(|error| corrupt("amount", &error))?,
+                block_number: u64::try_from(row.block_number).map_err(|error| corrupt("block number", &error))?,
+                block_time_ms: row.block_time.and_utc().timestamp_millis(),
+            },
+            status: row.status.parse().map_err(|error| corrupt("status", &error))?,
+            detected_payment_id: payment_id(row.detected_payment_id)?,
+            payment_id: payment_id(row.payment_id)?,
+            match_kind: row
+                .match_kind
+                .map(|kind| kind.parse().map_err(|error| corrupt("match kind", &error)))
+                .transpose()?,
+            applied_at: row.applied_at,
+        })
+    }
+}
+
+fn stored(rows: Vec<TransferRow>) -> Result<Vec<StoredTransfer>, DbError> {
+    rows.into_iter().map(StoredTransfer::try_from).collect()
 }
 
 /// Serialises all work on `address` until the transaction ends.
 pub async fn lock_address(conn: &mut AsyncPgConnection, address: &str) -> Result<(), DbError> {
-    Prepared(LockAddressStatement(address.to_owned())).execute(conn).await?;
-    Ok(())
+    Lock::Address(address).take(conn).await
 }
 
-/// The address lock, prepared once per connection.
-struct LockAddressStatement(String);
-
-impl Statement for LockAddressStatement {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT pg_advisory_xact_lock(hashtextextended(");
-        out.push_bind_param::<Text, _>(&self.0)?;
-        out.push_sql(", 7526534301795350789))");
-        Ok(())
-    }
-}
-
-pub async fn lock_transfer(
-    conn: &mut AsyncPgConnection,
-    txid: &str,
-    log_index: i32,
-) -> Result<Option<TransferRow>, DbError> {
-    Ok(transfers::table
-        .find((txid, log_index))
+/// The transfer `id`, locked, if it is stored.
+pub async fn lock_transfer(conn: &mut AsyncPgConnection, id: &TransferId) -> Result<Option<StoredTransfer>, DbError> {
+    transfers::table
+        .find((id.txid.as_str(), log_index(id)))
         .select(TransferRow::as_select())
         .for_update()
         .first(conn)
         .await
-        .optional()?)
+        .optional()?
+        .map(StoredTransfer::try_from)
+        .transpose()
 }
 
-/// The payments on `address` that a transfer made at `block_time` could
-/// concern (pending ones, and those expired less than
+/// A log index as the `INTEGER` column holds it (a transaction has far
+/// fewer than 2³¹ logs).
+fn log_index(id: &TransferId) -> i32 {
+    i32::try_from(id.log_index).unwrap_or(i32::MAX)
+}
+
+/// The payments on `address` that a transfer made at `block_time_ms`
+/// could concern (pending ones, and those expired less than
 /// [`crate::chain::LATE_WATCH_DAYS`] before it, for late transfers), locked,
 /// oldest first.
 pub async fn lock_candidates(
     conn: &mut AsyncPgConnection,
     address: &str,
-    block_time: NaiveDateTime,
+    block_time_ms: i64,
 ) -> Result<Vec<PaymentRow>, DbError> {
+    let block_time = crate::chain::to_naive(block_time_ms);
     let late_window = block_time - chrono::TimeDelta::days(i64::from(crate::chain::LATE_WATCH_DAYS));
     Ok(Prepared(CandidatesStatement {
         address: address.to_owned(),
@@ -114,16 +166,18 @@ impl Query for Prepared<CandidatesStatement> {
 
 /// The confirmed transfers to `address` not applied yet, in chain order,
 /// locked.
-pub async fn unapplied_confirmed(conn: &mut AsyncPgConnection, address: &str) -> Result<Vec<TransferRow>, DbError> {
-    Ok(transfers::table
-        .filter(transfers::to_address.eq(address))
-        .filter(transfers::status.eq("confirmed"))
-        .filter(transfers::applied_at.is_null())
-        .order((transfers::block_number.asc(), transfers::log_index.asc()))
-        .select(TransferRow::as_select())
-        .for_update()
-        .load(conn)
-        .await?)
+pub async fn unapplied_confirmed(conn: &mut AsyncPgConnection, address: &str) -> Result<Vec<StoredTransfer>, DbError> {
+    stored(
+        transfers::table
+            .filter(transfers::to_address.eq(address))
+            .filter(transfers::status.eq(TransferState::Confirmed.as_str()))
+            .filter(transfers::applied_at.is_null())
+            .order((transfers::block_number.asc(), transfers::log_index.asc()))
+            .select(TransferRow::as_select())
+            .for_update()
+            .load(conn)
+            .await?,
+    )
 }
 
 /// Addresses with confirmed transfers confirmed more than
@@ -136,7 +190,7 @@ pub async fn addresses_with_unapplied(
 ) -> Result<Vec<String>, DbError> {
     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::seconds(older_than_seconds);
     Ok(transfers::table
-        .filter(transfers::status.eq("confirmed"))
+        .filter(transfers::status.eq(TransferState::Confirmed.as_str()))
         .filter(transfers::applied_at.is_null())
         .filter(transfers::confirmed_at.lt(cutoff))
         .filter(transfers::to_address.ne_all(excluded))
@@ -165,14 +219,14 @@ pub fn candidate(row: &PaymentRow) -> Result<Candidate, DbError> {
 /// never completes twice).
 pub async fn complete(
     conn: &mut AsyncPgConnection,
-    payment_id: &str,
+    payment_id: &PaymentId,
     received: UsdtAmount,
-    txid: &str,
+    txid: &TxId,
 ) -> Result<PaymentRow, DbError> {
     let row = Prepared(CompleteStatement {
-        payment_id: payment_id.to_owned(),
+        payment_id: payment_id.to_string(),
         received: received.to_decimal(),
-        txid: txid.to_owned(),
+        txid: txid.to_string(),
         at: chrono::Utc::now().naive_utc(),
     })
     .get_result::<PaymentRow>(conn)
@@ -211,12 +265,12 @@ impl Query for Prepared<CompleteStatement> {
 /// Records a partial credit on a pending payment.
 pub async fn credit(
     conn: &mut AsyncPgConnection,
-    payment_id: &str,
+    payment_id: &PaymentId,
     received: UsdtAmount,
 ) -> Result<PaymentRow, DbError> {
     let row = diesel::update(
         payments::table
-            .filter(payments::id.eq(payment_id))
+            .filter(payments::id.eq(payment_id.as_str()))
             .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
     )
     .set(payments::received_amount_usdt.eq(Some(received.to_decimal())))
@@ -228,10 +282,10 @@ pub async fn credit(
 }
 
 /// Moves a pending payment to expired; `None` if it was not pending.
-pub async fn expire(conn: &mut AsyncPgConnection, payment_id: &str) -> Result<Option<PaymentRow>, DbError> {
+pub async fn expire(conn: &mut AsyncPgConnection, payment_id: &PaymentId) -> Result<Option<PaymentRow>, DbError> {
     Ok(diesel::update(
         payments::table
-            .filter(payments::id.eq(payment_id))
+            .filter(payments::id.eq(payment_id.as_str()))
             .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
     )
     .set(payments::status.eq(DbStatus(PaymentStatus::Expired)))
@@ -244,15 +298,15 @@ pub async fn expire(conn: &mut AsyncPgConnection, payment_id: &str) -> Result<Op
 /// Marks a final transfer as applied, with what it paid.
 pub async fn mark_applied(
     conn: &mut AsyncPgConnection,
-    transfer: &TransferRow,
-    payment_id: Option<&str>,
-    match_kind: &str,
+    transfer: &TransferId,
+    payment_id: Option<&PaymentId>,
+    match_kind: MatchKind,
 ) -> Result<(), DbError> {
     Prepared(MarkAppliedStatement {
-        txid: transfer.txid.clone(),
-        log_index: transfer.log_index,
-        payment_id: payment_id.map(str::to_owned),
-        match_kind: match_kind.to_owned(),
+        txid: transfer.txid.to_string(),
+        log_index: log_index(transfer),
+        payment_id: payment_id.map(PaymentId::to_string),
+        match_kind: match_kind.as_str(),
         at: chrono::Utc::now().naive_utc(),
     })
     .execute(conn)
@@ -265,7 +319,7 @@ struct MarkAppliedStatement {
     txid: String,
     log_index: i32,
     payment_id: Option<String>,
-    match_kind: String,
+    match_kind: &'static str,
     at: NaiveDateTime,
 }
 
@@ -288,28 +342,33 @@ impl Statement for MarkAppliedStatement {
 /// Remembers which payment a not-yet-final transfer was shown on.
 pub async fn mark_detected_for(
     conn: &mut AsyncPgConnection,
-    transfer: &TransferRow,
-    payment_id: &str,
+    transfer: &TransferId,
+    payment_id: &PaymentId,
 ) -> Result<(), DbError> {
-    diesel::update(transfers::table.find((&transfer.txid, transfer.log_index)))
-        .set(transfers::detected_payment_id.eq(Some(payment_id)))
+    diesel::update(transfers::table.find((transfer.txid.as_str(), log_index(transfer))))
+        .set(transfers::detected_payment_id.eq(Some(payment_id.as_str())))
         .execute(conn)
         .await?;
     Ok(())
 }
 
 /// The transfers credited to or detected for a payment, oldest first.
-pub async fn transfers_of(conn: &mut AsyncPgConnection, payment_id: &str) -> Result<Vec<TransferRow>, DbError> {
-    Ok(transfers::table
-        .filter(
-            transfers::payment_id
-                .eq(payment_id)
-                .or(transfers::detected_payment_id.eq(payment_id)),
-        )
-        .order((transfers::block_number.asc(), transfers::log_index.asc()))
-        .select(TransferRow::as_select())
-        .load(conn)
-        .await?)
+pub async fn transfers_of(
+    conn: &mut AsyncPgConnection,
+    payment_id: &PaymentId,
+) -> Result<Vec<StoredTransfer>, DbError> {
+    stored(
+        transfers::table
+            .filter(
+                transfers::payment_id
+                    .eq(payment_id.as_str())
+                    .or(transfers::detected_payment_id.eq(payment_id.as_str())),
+            )
+            .order((transfers::block_number.asc(), transfers::log_index.asc()))
+            .select(TransferRow::as_select())
+            .load(conn)
+            .await?,
+    )
 }
 
 /// The most recent transfers (or only the unmatched ones), newest first.
@@ -317,14 +376,14 @@ pub async fn recent_transfers(
     conn: &mut AsyncPgConnection,
     unmatched_only: bool,
     limit: i64,
-) -> Result<Vec<TransferRow>, DbError> {
+) -> Result<Vec<StoredTransfer>, DbError> {
     let mut query = transfers::table
         .order((transfers::block_number.desc(), transfers::log_index.desc()))
         .limit(limit)
         .select(TransferRow::as_select())
         .into_boxed();
     if unmatched_only {
-        query = query.filter(transfers::match_kind.eq("unmatched"));
+        query = query.filter(transfers::match_kind.eq(MatchKind::Unmatched.as_str()));
     }
-    Ok(query.load(conn).await?)
+    stored(query.load(conn).await?)
 }

@@ -16,9 +16,6 @@ use crate::stats::relation_exists;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
-/// Key of the advisory lock held while migrating ("tronpay" + 1).
-const MIGRATION_LOCK_KEY: i64 = 0x7472_6f6e_7061_7901;
-
 type Wrapper = AsyncConnectionWrapper<AsyncPgConnection>;
 
 /// Applies every pending migration; returns the versions applied (empty when
@@ -96,7 +93,7 @@ where
         let mut wrapper = Wrapper::from(conn);
         wrapper
             .transaction(|wrapper| {
-                diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")).execute(wrapper)?;
+                diesel::sql_query(crate::locks::Lock::Migration.sql("pg_advisory_xact_lock")).execute(wrapper)?;
                 work(wrapper)
             })
             .map_err(|error| DbError::from(Setup::Migration(error.to_string())))

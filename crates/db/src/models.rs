@@ -9,7 +9,9 @@ use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use tronpay_domain::{JsonAmount, PaymentStatus, UsdtAmount};
+use tronpay_domain::events::WebhookEvent;
+use tronpay_domain::wire::{EpochSeconds, PaymentView};
+use tronpay_domain::{JsonAmount, PaymentId, PaymentStatus, UsdtAmount};
 
 use crate::schema::{payments, sql_types};
 
@@ -36,7 +38,8 @@ impl FromSql<sql_types::PaymentStatus, Pg> for DbStatus {
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Insertable)]
 #[diesel(table_name = payments, check_for_backend(Pg))]
 pub struct PaymentRow {
-    pub id: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub id: PaymentId,
     pub wallet_address: String,
     pub expected_amount_usdt: BigDecimal,
     pub callback_url: String,
@@ -72,81 +75,34 @@ impl PaymentRow {
             .map(UsdtAmount::from_decimal)
             .transpose()
     }
+
+    /// Whether this payment receives `event`: completion always; the others
+    /// only when it asked for them (never for payments created through the
+    /// original `/create_payment`).
+    pub fn wants(&self, event: WebhookEvent) -> bool {
+        event == WebhookEvent::Completed || self.notify_events.iter().any(|wanted| wanted == event.as_str())
+    }
 }
 
-/// The public view of a payment: the body of `GET /payment_status/{id}`
-/// (the original's `to_dict(include_internal=False)`), field for field.
-#[derive(Debug, serde::Serialize)]
-pub struct PaymentView<'a> {
-    pub id: &'a str,
-    pub wallet_address: &'a str,
-    pub expected_amount_usdt: JsonAmount,
-    pub order_id: &'a str,
-    pub status: &'static str,
-    pub transaction_hash: Option<&'a str>,
-    pub received_amount_usdt: Option<JsonAmount>,
-    pub created_at: EpochSeconds,
-    pub completed_at: Option<EpochSeconds>,
+/// `time` (UTC) as the original API's epoch seconds.
+pub fn epoch_seconds(time: NaiveDateTime) -> EpochSeconds {
+    EpochSeconds::from_micros(time.and_utc().timestamp_micros())
 }
 
-impl<'a> PaymentView<'a> {
-    pub fn new(row: &'a PaymentRow) -> Result<Self, tronpay_domain::AmountError> {
-        Ok(Self {
-            id: &row.id,
-            wallet_address: &row.wallet_address,
-            expected_amount_usdt: JsonAmount(row.expected_amount()?),
-            order_id: &row.order_id,
-            status: row.status().as_str(),
-            transaction_hash: row.transaction_hash.as_deref(),
-            received_amount_usdt: row.received_amount()?.map(JsonAmount),
-            created_at: EpochSeconds(row.created_at),
-            completed_at: row.completed_at.map(EpochSeconds),
+impl PaymentRow {
+    /// The public view of this payment (`GET /payment_status/{id}`); fails
+    /// only for a stored amount that is not a USDT amount.
+    pub fn view(&self) -> Result<PaymentView<'_>, tronpay_domain::AmountError> {
+        Ok(PaymentView {
+            id: self.id.as_str(),
+            wallet_address: &self.wallet_address,
+            expected_amount_usdt: JsonAmount(self.expected_amount()?),
+            order_id: &self.order_id,
+            status: self.status().as_str(),
+            transaction_hash: self.transaction_hash.as_deref(),
+            received_amount_usdt: self.received_amount()?.map(JsonAmount),
+            created_at: epoch_seconds(self.created_at),
+            completed_at: self.completed_at.map(epoch_seconds),
         })
-    }
-}
-
-/// A UTC timestamp serialized as a JSON number of seconds since the Unix
-/// epoch with its exact microseconds (`1764074428.123456`), the original
-/// API's representation of times, without a float's rounding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EpochSeconds(pub NaiveDateTime);
-
-impl EpochSeconds {
-    pub fn to_json_number(self) -> String {
-        let micros = self.0.and_utc().timestamp_micros();
-        let sign = if micros < 0 { "-" } else { "" };
-        let micros = micros.unsigned_abs();
-        let fraction = format!("{:06}", micros % 1_000_000);
-        let fraction = fraction.trim_end_matches('0');
-        format!(
-            "{sign}{}.{}",
-            micros / 1_000_000,
-            if fraction.is_empty() { "0" } else { fraction }
-        )
-    }
-}
-
-impl serde::Serialize for EpochSeconds {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serde_json::value::RawValue::from_string(self.to_json_number())
-            .map_err(serde::ser::Error::custom)?
-            .serialize(serializer)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn epoch_seconds_keep_microseconds() {
-        let time = chrono::DateTime::from_timestamp_micros(1_764_074_428_123_456)
-            .unwrap()
-            .naive_utc();
-        assert_eq!(EpochSeconds(time).to_json_number(), "1764074428.123456");
-        let time = chrono::DateTime::from_timestamp(1_764_074_428, 0).unwrap().naive_utc();
-        assert_eq!(serde_json::to_string(&EpochSeconds(time)).unwrap(), "1764074428.0");
-        let time = chrono::DateTime::from_timestamp_micros(-1_500_000).unwrap().naive_utc();
-        assert_eq!(EpochSeconds(time).to_json_number(), "-1.5");
     }
 }

@@ -159,7 +159,7 @@ pub async fn import(conn: &mut AsyncPgConnection, rows: &[PaymentRow], source: &
     let message = format!("Payment imported from {source}");
     conn.transaction::<_, DbError, _>(async |conn| {
         let inserted: Vec<String> = diesel::insert_into(payments::table)
-            .values(rows)
+            .values(rows.to_vec())
             .on_conflict_do_nothing()
             .returning(payments::id)
             .get_results(conn)
@@ -169,7 +169,7 @@ pub async fn import(conn: &mut AsyncPgConnection, rows: &[PaymentRow], source: &
             .map(|id| {
                 (
                     payment_logs::payment_id.eq(id),
-                    payment_logs::event_type.eq("imported"),
+                    payment_logs::event_type.eq(tronpay_domain::LogEvent::Imported.as_str()),
                     payment_logs::message.eq(Some(&message)),
                 )
             })

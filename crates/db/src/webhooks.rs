@@ -4,43 +4,17 @@
 
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde::Serialize;
 use tronpay_domain::events::{CALLBACK_DUE, CallbackDue, WebhookEvent};
-use tronpay_domain::{JsonAmount, UsdtAmount};
-use uuid::Uuid;
+use tronpay_domain::wire::WebhookBody;
+use tronpay_domain::{DeliveryId, JsonAmount, Transfer};
 
 use crate::error::DbError;
 use crate::models::PaymentRow;
 use crate::outbox;
 
-/// The webhook body: every field of the original completion callback, plus
-/// the event type.
-#[derive(Debug, Serialize)]
-pub struct WebhookBody<'a> {
-    pub payment_id: &'a str,
-    pub order_id: &'a str,
-    pub wallet_address: &'a str,
-    pub currency: &'static str,
-    pub expected_amount_usdt: JsonAmount,
-    pub received_amount_usdt: Option<JsonAmount>,
-    pub transaction_hash: Option<&'a str>,
-    /// Milliseconds, as TronGrid reported it to the original.
-    pub block_timestamp: Option<i64>,
-    pub status: &'static str,
-    pub event: &'static str,
-}
-
-/// The transfer an event is about.
-#[derive(Debug, Clone, Copy)]
-pub struct EventTransfer<'a> {
-    pub txid: &'a str,
-    pub amount: UsdtAmount,
-    pub block_time_ms: i64,
-}
-
 /// The body goes in as text: JSONB keeps the exact digits of the amounts.
 struct InsertDelivery {
-    id: Uuid,
+    id: uuid::Uuid,
     payment_id: String,
     event_type: &'static str,
     webhook_id: String,
@@ -70,13 +44,6 @@ impl crate::prepared::Statement for InsertDelivery {
     }
 }
 
-/// Whether `payment` receives `event`: completion always; the others only
-/// when the payment asked for them (never for payments created through the
-/// original `/create_payment`).
-pub fn wants(payment: &PaymentRow, event: WebhookEvent) -> bool {
-    event == WebhookEvent::Completed || payment.notify_events.iter().any(|wanted| wanted == event.as_str())
-}
-
 /// Enqueues a delivery of `event` for `payment` (in its current, updated
 /// state) and its `callback.due` event. A completion is enqueued at most
 /// once per payment; returns `None` when it already was.
@@ -84,8 +51,8 @@ pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     payment: &PaymentRow,
     event: WebhookEvent,
-    transfer: Option<EventTransfer<'_>>,
-) -> Result<Option<Uuid>, DbError> {
+    transfer: Option<&Transfer>,
+) -> Result<Option<DeliveryId>, DbError> {
     let invalid = |error| DbError::corrupt("payment", &payment.id, format!("invalid amount: {error}"));
     let received = match event {
         WebhookEvent::Completed => payment.received_amount().map_err(invalid)?,
@@ -95,14 +62,14 @@ pub async fn enqueue(
             .or(payment.received_amount().map_err(invalid)?),
     };
     let body = WebhookBody {
-        payment_id: &payment.id,
+        payment_id: payment.id.as_str(),
         order_id: &payment.order_id,
         wallet_address: &payment.wallet_address,
         currency: "USDT_TRC20",
         expected_amount_usdt: JsonAmount(payment.expected_amount().map_err(invalid)?),
         received_amount_usdt: received.map(JsonAmount),
         transaction_hash: transfer
-            .map(|transfer| transfer.txid)
+            .map(|transfer| transfer.id.txid.as_str())
             .or(payment.transaction_hash.as_deref()),
         block_timestamp: transfer.map(|transfer| transfer.block_time_ms),
         status: payment.status().as_str(),
@@ -110,13 +77,12 @@ pub async fn enqueue(
     };
     let body = serde_json::to_string(&body)
         .map_err(|error| DbError::bug(format!("webhook body not serializable: {error}")))?;
-    let delivery_id = Uuid::new_v4();
-    let webhook_id = format!("msg_{}", delivery_id.simple());
+    let delivery_id = DeliveryId::generate();
     let row = InsertDelivery {
-        id: delivery_id,
-        payment_id: payment.id.clone(),
+        id: delivery_id.0,
+        payment_id: payment.id.to_string(),
         event_type: event.as_str(),
-        webhook_id,
+        webhook_id: delivery_id.webhook_id(),
         body,
     };
     let inserted = crate::prepared::Prepared(row).execute(conn).await?;
@@ -124,7 +90,7 @@ pub async fn enqueue(
         return Ok(None);
     }
     let due = CallbackDue {
-        delivery_id: delivery_id.to_string(),
+        delivery_id,
         payment_id: payment.id.clone(),
         event_type: event,
     };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use diesel::sql_types::Integer;
 use diesel_async::RunQueryDsl;
 use tronpay_db::{DbError, DbPool, DbSettings, PooledConnection};
-use tronpay_testkit::TestDb;
+use tronpay_testkit::{TestDb, eventually};
 
 #[derive(diesel::QueryableByName)]
 struct Backend {
@@ -90,7 +90,15 @@ async fn a_connection_killed_by_the_server_is_replaced_before_use() {
         .query("SELECT pg_terminate_backend($1)", &[&victim])
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Gone from the server's view: its socket is closed.
+    eventually(Duration::from_secs(10), "the terminated backend to exit", || async {
+        let rows = admin
+            .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&victim])
+            .await
+            .unwrap();
+        rows.is_empty().then_some(())
+    })
+    .await;
     let mut conn = pool.get().await.expect("a fresh connection replaces the dead one");
     assert_ne!(backend_pid(&mut conn).await, victim);
 }

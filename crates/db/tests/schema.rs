@@ -27,7 +27,10 @@ fn new_payment<'a>(id: &'a str, order_id: &'a str) -> NewPayment<'a> {
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_are_idempotent_and_reversible() {
     let db = TestDb::empty().await;
-    assert_eq!(migrate::run_pending(db.connect().await).await.unwrap().len(), 4);
+    let embedded = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&migrate::MIGRATIONS)
+        .unwrap()
+        .len();
+    assert_eq!(migrate::run_pending(db.connect().await).await.unwrap().len(), embedded);
     assert!(migrate::run_pending(db.connect().await).await.unwrap().is_empty());
     assert!(migrate::pending(db.connect().await).await.unwrap().is_empty());
     let mut conn = db.connect().await;
@@ -264,7 +267,7 @@ async fn import_is_idempotent_and_never_duplicates_a_pending_order() {
         .unwrap();
     let template = payments::find(&mut conn, "live").await.unwrap().unwrap();
     let row = |id: &str, order: &str, status: PaymentStatus| PaymentRow {
-        id: id.into(),
+        id: tronpay_domain::PaymentId::parse(id).unwrap(),
         order_id: order.into(),
         status: DbStatus(status),
         ..template.clone()
@@ -278,7 +281,9 @@ async fn import_is_idempotent_and_never_duplicates_a_pending_order() {
     let inserted = payments::import(&mut conn, &batch, "test").await.unwrap();
     assert_eq!(inserted, ["a", "b", "d"]);
     assert!(payments::import(&mut conn, &batch, "test").await.unwrap().is_empty());
-    let logs = tronpay_db::logs::for_payment(&mut conn, "a").await.unwrap();
+    let logs = tronpay_db::logs::for_payment(&mut conn, &tronpay_domain::PaymentId::parse("a").unwrap())
+        .await
+        .unwrap();
     assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0].event_type, "imported");
+    assert_eq!(logs[0].event(), Some(tronpay_domain::LogEvent::Imported));
 }

@@ -3,76 +3,50 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{TronAddress, TxId, UsdtAmount};
+use crate::{DeliveryId, PaymentId, Transfer};
 
 /// Routing key of [`PaymentDetected`] (chain-watcher → api).
 pub const PAYMENT_DETECTED: &str = "payment.detected";
 /// Routing key of [`CallbackDue`] (api → webhook-dispatcher).
 pub const CALLBACK_DUE: &str = "callback.due";
 
-/// What the chain says about a transfer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TransferState {
-    /// Seen in a block that is not final yet.
-    Detected,
-    /// In a final block: it counts.
-    Confirmed,
-    /// Seen at the tip, then missing from the final block at its height.
-    Dropped,
-}
+pub use crate::states::TransferState;
 
-/// A USDT transfer to a watched address.
+/// A USDT transfer to a watched address and what the chain says of it. On
+/// the wire the transfer's fields are flat (`txid`, `log_index`, `from`,
+/// `to`, `amount`, `block_number`, `block_time_ms`, `state`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentDetected {
-    pub txid: TxId,
-    /// With `txid`, the transfer's identity.
-    pub log_index: u32,
-    pub from: TronAddress,
-    pub to: TronAddress,
-    pub amount: UsdtAmount,
-    pub block_number: u64,
-    /// Block time, milliseconds since the Unix epoch.
-    pub block_time_ms: i64,
+    #[serde(flatten)]
+    pub transfer: Transfer,
     pub state: TransferState,
 }
 
 /// A webhook notification that must be delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackDue {
-    pub delivery_id: String,
-    pub payment_id: String,
+    pub delivery_id: DeliveryId,
+    pub payment_id: PaymentId,
     pub event_type: WebhookEvent,
 }
 
-/// Webhook event types. Payments created through the original
-/// `/create_payment` receive `payment.completed` only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum WebhookEvent {
-    #[serde(rename = "payment.completed")]
-    Completed,
-    #[serde(rename = "payment.expired")]
-    Expired,
-    #[serde(rename = "payment.detected")]
-    Detected,
-    #[serde(rename = "payment.late")]
-    Late,
+crate::states::named_enum! {
+    /// Webhook event types (`webhook_deliveries.event_type`, the `event`
+    /// of a webhook body, `payments.notify_events`). Payments created
+    /// through the original `/create_payment` receive `payment.completed`
+    /// only.
+    pub enum WebhookEvent ("webhook event") {
+        Completed = "payment.completed",
+        Expired = "payment.expired",
+        Detected = "payment.detected",
+        Late = "payment.late",
+    }
 }
 
 impl WebhookEvent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Completed => "payment.completed",
-            Self::Expired => "payment.expired",
-            Self::Detected => "payment.detected",
-            Self::Late => "payment.late",
-        }
-    }
-
+    /// The event named `text`, if any.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Completed, Self::Expired, Self::Detected, Self::Late]
-            .into_iter()
-            .find(|event| event.as_str() == text)
+        text.parse().ok()
     }
 }
 
@@ -82,19 +56,32 @@ mod tests {
 
     #[test]
     fn payment_detected_round_trips_with_exact_amounts() {
+        use crate::{TransferId, TronAddress, TxId, UsdtAmount};
         let event = PaymentDetected {
-            txid: TxId::parse(&"ab".repeat(32)).unwrap(),
-            log_index: 2,
-            from: TronAddress::parse("TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7").unwrap(),
-            to: TronAddress::parse("TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt").unwrap(),
-            amount: UsdtAmount::parse("532.079999").unwrap(),
-            block_number: 30864600,
-            block_time_ms: 1623056091000,
+            transfer: Transfer {
+                id: TransferId {
+                    txid: TxId::parse(&"ab".repeat(32)).unwrap(),
+                    log_index: 2,
+                },
+                from: TronAddress::parse("TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7").unwrap(),
+                to: TronAddress::parse("TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt").unwrap(),
+                amount: UsdtAmount::parse("532.079999").unwrap(),
+                block_number: 30864600,
+                block_time_ms: 1623056091000,
+            },
             state: TransferState::Confirmed,
         };
         let json = serde_json::to_string(&event).unwrap();
-        assert!(json.contains(r#""amount":"532.079999""#), "{json}");
-        assert!(json.contains(r#""state":"confirmed""#), "{json}");
+        // The wire shape of issue 3's messages: flat fields.
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "txid": "ab".repeat(32), "log_index": 2, "from": "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7",
+                "to": "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt", "amount": "532.079999", "block_number": 30864600,
+                "block_time_ms": 1623056091000_i64, "state": "confirmed"
+            })
+        );
         assert_eq!(serde_json::from_str::<PaymentDetected>(&json).unwrap(), event);
     }
 

@@ -8,16 +8,23 @@ pub mod address;
 pub mod amount;
 pub mod callback;
 pub mod events;
+pub mod ids;
 pub mod matching;
 pub mod payment;
 pub mod retry;
 pub mod signing;
+pub mod states;
+pub mod transfer;
+pub mod wire;
 
 pub use address::{AddressError, TronAddress};
 pub use amount::{AmountError, JsonAmount, UsdtAmount};
 pub use callback::{AddressPolicy, CallbackUrl, CallbackUrlError, NonPublicReason, classify_ip};
+pub use ids::{DeliveryId, PaymentId, PaymentIdError};
 pub use payment::{
     ExpectedAmountError, MAX_EXPECTED_AMOUNT, MIN_EXPECTED_AMOUNT, OrderId, OrderIdError, PaymentStatus, TxId,
     TxIdError, check_payment_ttl, expected_amount,
 };
 pub use retry::parse_retry_after;
+pub use states::{AttemptOutcome, DeliveryStatus, LogEvent, MatchKind, Named, TransferState, UnknownName};
+pub use transfer::{Transfer, TransferId};

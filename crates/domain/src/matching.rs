@@ -18,7 +18,7 @@
 //! payment (its outstanding amount after earlier credits): that is the
 //! buyer finishing a payment, and it completes it.
 
-use crate::{MIN_EXPECTED_AMOUNT, PaymentStatus, UsdtAmount};
+use crate::{MIN_EXPECTED_AMOUNT, MatchKind, PaymentId, PaymentStatus, UsdtAmount};
 
 /// The configurable part of matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +59,7 @@ impl std::fmt::Display for IgnoreReason {
 /// A payment on the transfer's address, as matching sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    pub id: String,
+    pub id: PaymentId,
     pub status: PaymentStatus,
     /// Milliseconds since the Unix epoch.
     pub created_at_ms: i64,
@@ -95,23 +95,57 @@ pub enum Completion {
 pub enum Decision {
     /// The payment is paid in full; `received` is its total credited amount.
     Complete {
-        payment_id: String,
+        payment_id: PaymentId,
         received: UsdtAmount,
         completion: Completion,
     },
     /// Credited, still short of the expected amount.
     Partial {
-        payment_id: String,
+        payment_id: PaymentId,
         received: UsdtAmount,
     },
     /// Arrived after the payment's deadline: recorded, the payment stays (or
     /// becomes) expired.
     Late {
-        payment_id: String,
+        payment_id: PaymentId,
     },
     /// Zero or dust: kept for the operator as ignored, no payment touched.
     Ignored(IgnoreReason),
     Unmatched,
+}
+
+impl Decision {
+    /// The payment it concerns, if any.
+    pub fn payment_id(&self) -> Option<&PaymentId> {
+        match self {
+            Self::Complete { payment_id, .. } | Self::Partial { payment_id, .. } | Self::Late { payment_id } => {
+                Some(payment_id)
+            }
+            Self::Ignored(_) | Self::Unmatched => None,
+        }
+    }
+
+    /// How the transfer is recorded (`transfers.match_kind`).
+    pub fn match_kind(&self) -> MatchKind {
+        match self {
+            Self::Complete {
+                completion: Completion::Exact,
+                ..
+            } => MatchKind::Exact,
+            Self::Complete {
+                completion: Completion::Completing,
+                ..
+            } => MatchKind::Completing,
+            Self::Complete {
+                completion: Completion::Overpaid { .. },
+                ..
+            } => MatchKind::Overpaid,
+            Self::Partial { .. } => MatchKind::Partial,
+            Self::Late { .. } => MatchKind::Late,
+            Self::Ignored(_) => MatchKind::Ignored,
+            Self::Unmatched => MatchKind::Unmatched,
+        }
+    }
 }
 
 /// Decides what a final transfer of `amount` at `block_time_ms` pays, given
@@ -197,9 +231,13 @@ mod tests {
         UsdtAmount::parse(text).unwrap()
     }
 
-    fn pending(id: &str, created: i64, expected: &str) -> Candidate {
+    fn id(text: &str) -> PaymentId {
+        PaymentId::parse(text).unwrap()
+    }
+
+    fn pending(name: &str, created: i64, expected: &str) -> Candidate {
         Candidate {
-            id: id.into(),
+            id: id(name),
             status: PaymentStatus::Pending,
             created_at_ms: created,
             expires_at_ms: created + 1_000,
@@ -214,7 +252,7 @@ mod tests {
         assert_eq!(
             decide(usdt("10"), 300, &candidates, &MatchRules::default()),
             Decision::Complete {
-                payment_id: "old".into(),
+                payment_id: id("old"),
                 received: usdt("10"),
                 completion: Completion::Exact
             }
@@ -229,7 +267,7 @@ mod tests {
         assert_eq!(
             decide(usdt("10"), 300, &after_first, &MatchRules::default()),
             Decision::Complete {
-                payment_id: "new".into(),
+                payment_id: id("new"),
                 received: usdt("10"),
                 completion: Completion::Exact
             }
@@ -242,7 +280,7 @@ mod tests {
         assert_eq!(
             decide(usdt("12.5"), 300, &candidates, &MatchRules::default()),
             Decision::Complete {
-                payment_id: "new".into(),
+                payment_id: id("new"),
                 received: usdt("12.5"),
                 completion: Completion::Exact
             }
@@ -255,7 +293,7 @@ mod tests {
         assert_eq!(
             decide(usdt("4"), 300, &one, &MatchRules::default()),
             Decision::Partial {
-                payment_id: "p".into(),
+                payment_id: id("p"),
                 received: usdt("4")
             }
         );
@@ -266,7 +304,7 @@ mod tests {
         assert_eq!(
             decide(usdt("6"), 300, &credited, &MatchRules::default()),
             Decision::Complete {
-                payment_id: "p".into(),
+                payment_id: id("p"),
                 received: usdt("10"),
                 completion: Completion::Completing
             }
@@ -274,7 +312,7 @@ mod tests {
         assert_eq!(
             decide(usdt("7"), 300, &credited, &MatchRules::default()),
             Decision::Complete {
-                payment_id: "p".into(),
+                payment_id: id("p"),
                 received: usdt("11"),
                 completion: Completion::Overpaid { excess: usdt("1") }
             }
@@ -286,7 +324,7 @@ mod tests {
         assert_eq!(
             decide(usdt("15"), 300, &[pending("p", 100, "10")], &MatchRules::default()),
             Decision::Complete {
-                payment_id: "p".into(),
+                payment_id: id("p"),
                 received: usdt("15"),
                 completion: Completion::Overpaid { excess: usdt("5") }
             }
@@ -315,7 +353,7 @@ mod tests {
         let candidates = [pending("p", 100, "10")];
         assert_eq!(
             decide(usdt("10"), 1_101, &candidates, &MatchRules::default()),
-            Decision::Late { payment_id: "p".into() }
+            Decision::Late { payment_id: id("p") }
         );
         let expired = [Candidate {
             status: PaymentStatus::Expired,
@@ -323,7 +361,7 @@ mod tests {
         }];
         assert_eq!(
             decide(usdt("10"), 5_000, &expired, &MatchRules::default()),
-            Decision::Late { payment_id: "p".into() }
+            Decision::Late { payment_id: id("p") }
         );
         // The deadline itself still counts.
         assert!(matches!(
@@ -391,7 +429,7 @@ mod tests {
         assert_eq!(
             decide(usdt("0.01"), 300, &one, &rules),
             Decision::Partial {
-                payment_id: "p".into(),
+                payment_id: id("p"),
                 received: usdt("0.01")
             }
         );
@@ -403,7 +441,7 @@ mod tests {
         assert_eq!(
             decide(usdt("0.005"), 300, &nearly, &rules),
             Decision::Complete {
-                payment_id: "p".into(),
+                payment_id: id("p"),
                 received: usdt("30"),
                 completion: Completion::Completing
             }

@@ -10,7 +10,8 @@ pub mod process;
 pub mod receiver;
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::marker::PhantomData;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -19,11 +20,12 @@ use tronpay_bus::BusSettings;
 use tronpay_chain_watcher::WatcherSettings;
 use tronpay_db::DbSettings;
 use tronpay_domain::TronAddress;
-use tronpay_runtime::Validate;
+use tronpay_runtime::service::Running;
+use tronpay_runtime::{ServiceConfig, Validate};
 use tronpay_webhook_dispatcher::DispatcherSettings;
 
 pub use tronpay_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
-pub use tronpay_testkit::{FaultyProxy, TestBus, TestDb, http_client, rabbitmq_url};
+pub use tronpay_testkit::{FaultyProxy, TestBus, TestDb, eventually, get_json, http_client, rabbitmq_url};
 
 /// A service on its own multi-thread runtime, run as its binary runs it
 /// (`start`, then `run_until` a stop signal): `stop` shuts it down
@@ -36,29 +38,39 @@ struct ServiceRuntime {
 }
 
 impl ServiceRuntime {
-    fn new() -> Self {
+    /// Builds a service on a runtime of its own with `start` and runs it
+    /// there until [`Self::stop`]; returns it with its port.
+    async fn start<F, Fut, E>(start: F) -> (Self, u16)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Running, E>> + Send,
+        E: std::fmt::Debug,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        Self {
+        let stop = watch::channel(false).0;
+        let mut shutdown = stop.subscribe();
+        let (port, running) = runtime
+            .spawn(async move {
+                let running = start().await.expect("the service starts");
+                let port = running.port();
+                let outcome = async move {
+                    let stopping = async move { tronpay_runtime::stopped(&mut shutdown).await };
+                    running.run_until(stopping).await.map_err(|error| with_causes(&error))
+                };
+                (port, tokio::spawn(outcome))
+            })
+            .await
+            .expect("service setup");
+        let service = Self {
             runtime: Some(runtime),
-            stop: watch::channel(false).0,
-            running: None,
-        }
-    }
-
-    /// Runs `setup` on the service's runtime and returns its output.
-    async fn run<T: Send + 'static>(&self, setup: impl Future<Output = T> + Send + 'static) -> T {
-        let handle = self.runtime.as_ref().expect("running").handle().clone();
-        handle.spawn(setup).await.expect("service setup")
-    }
-
-    /// What the service's `run_until` waits for: [`Self::stop`].
-    fn shutdown(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = self.stop.subscribe();
-        async move { tronpay_runtime::stopped(&mut stop).await }
+            stop,
+            running: Some(running),
+        };
+        (service, port)
     }
 
     fn kill(&mut self) {
@@ -88,16 +100,22 @@ impl ServiceRuntime {
     }
 }
 
+/// An error and its causes, `what: why: …`.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// Dropped, a service dies as in a crash (unless it was stopped).
 impl Drop for ServiceRuntime {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A service's `run_until`, its error as text with its causes.
-async fn until<E: std::fmt::Display>(run: impl Future<Output = Result<(), E>>) -> Result<(), String> {
-    run.await.map_err(|error| format!("{error:#}"))
 }
 
 /// The database settings of the tests' services: short timeouts.
@@ -109,38 +127,45 @@ fn test_db_settings(database_url: &str) -> DbSettings {
     }
 }
 
-/// A running API (HTTP, event consumer, expiry sweep, outbox relay).
-pub struct ApiInstance {
+/// A service a test started (a [`ServiceRuntime`]); `K` says which one.
+pub struct Instance<K> {
+    /// Its HTTP server: the API, or the health endpoint.
     pub url: String,
     service: ServiceRuntime,
+    kind: PhantomData<K>,
 }
 
-impl ApiInstance {
-    /// Starts on a free port; `tweak` adjusts the settings.
-    pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut ApiSettings)) -> Self {
-        let mut api = ApiSettings {
-            bind: "127.0.0.1:0".into(),
-            api_workers: Some(2),
-            ..ApiSettings::default()
-        };
-        tweak(&mut api);
-        let config = tronpay_api::Config {
-            api,
+/// The API (HTTP, event consumer, expiry sweep, outbox relay).
+pub enum Api {}
+/// The chain watcher (scanner supervisor, relay, health endpoint).
+pub enum Watcher {}
+/// The webhook dispatcher (consumer, sweep, relay, health endpoint).
+pub enum Dispatcher {}
+
+pub type ApiInstance = Instance<Api>;
+pub type WatcherInstance = Instance<Watcher>;
+pub type DispatcherInstance = Instance<Dispatcher>;
+
+impl<K> Instance<K> {
+    /// Starts a service with `start` on the database at `database_url`
+    /// ([`test_db_settings`]) and `bus`, its own settings `service`.
+    async fn launch<S, F, Fut, E>(service: S, database_url: &str, bus: &BusSettings, start: F) -> Self
+    where
+        S: Send + 'static,
+        F: FnOnce(ServiceConfig<S, DbSettings, BusSettings>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Running, E>> + Send,
+        E: std::fmt::Debug,
+    {
+        let config = ServiceConfig {
+            service,
             db: test_db_settings(database_url),
             bus: bus.clone(),
         };
-        let mut service = ServiceRuntime::new();
-        let shutdown = service.shutdown();
-        let (port, running) = service
-            .run(async move {
-                let running = tronpay_api::start(config).unwrap();
-                (running.port(), tokio::spawn(until(running.run_until(shutdown))))
-            })
-            .await;
-        service.running = Some(running);
+        let (service, port) = ServiceRuntime::start(move || start(config)).await;
         Self {
             url: format!("http://127.0.0.1:{port}"),
             service,
+            kind: PhantomData,
         }
     }
 
@@ -153,15 +178,29 @@ impl ApiInstance {
     pub async fn stop(mut self) {
         self.service.stop().await;
     }
+
+    /// Its health endpoint's answer.
+    pub async fn health(&self) -> Value {
+        get_json(&format!("{}/health", self.url)).await
+    }
 }
 
-/// A running chain watcher (scanner supervisor, relay, health endpoint).
-pub struct WatcherInstance {
-    pub health_url: String,
-    service: ServiceRuntime,
+impl Instance<Api> {
+    /// Starts on a free port; `tweak` adjusts the settings.
+    pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut ApiSettings)) -> Self {
+        let mut api = ApiSettings {
+            bind: "127.0.0.1:0".into(),
+            api_workers: Some(2),
+            ..ApiSettings::default()
+        };
+        tweak(&mut api);
+        Self::launch(api, database_url, bus, |config| async { tronpay_api::start(config) }).await
+    }
 }
 
-impl WatcherInstance {
+impl Instance<Watcher> {
+    /// Starts on the node at `node_url`, its health endpoint on a free port;
+    /// `tweak` adjusts the settings.
     pub async fn start(
         database_url: &str,
         bus: &BusSettings,
@@ -180,58 +219,17 @@ impl WatcherInstance {
         };
         tweak(&mut watcher);
         watcher.validate().unwrap();
-        let config = tronpay_chain_watcher::Config {
-            watcher,
-            db: test_db_settings(database_url),
-            bus: bus.clone(),
-        };
-        let mut service = ServiceRuntime::new();
-        let shutdown = service.shutdown();
-        let (port, running) = service
-            .run(async move {
-                let running = tronpay_chain_watcher::start(config).unwrap();
-                (running.port(), tokio::spawn(until(running.run_until(shutdown))))
-            })
-            .await;
-        service.running = Some(running);
-        Self {
-            health_url: format!("http://127.0.0.1:{port}/health"),
-            service,
-        }
+        Self::launch(watcher, database_url, bus, |config| async {
+            tronpay_chain_watcher::start(config)
+        })
+        .await
     }
-
-    /// Stops it at once, as a crash would.
-    pub fn kill(mut self) {
-        self.service.kill();
-    }
-
-    /// Stops it the way SIGTERM does.
-    pub async fn stop(mut self) {
-        self.service.stop().await;
-    }
-
-    /// Its health endpoint's answer.
-    pub async fn health(&self) -> Value {
-        http_client()
-            .get(&self.health_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-/// A running webhook dispatcher.
-pub struct DispatcherInstance {
-    service: ServiceRuntime,
 }
 
 /// The signing secret the test dispatchers use.
 pub const TEST_WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-impl DispatcherInstance {
+impl Instance<Dispatcher> {
     /// Starts with a fast retry schedule, a 1 s timeout and private
     /// addresses allowed (receivers run on localhost); `tweak` adjusts that.
     pub async fn start(database_url: &str, bus: &BusSettings, tweak: impl FnOnce(&mut DispatcherSettings)) -> Self {
@@ -245,28 +243,7 @@ impl DispatcherInstance {
             ..DispatcherSettings::default()
         };
         tweak(&mut dispatcher);
-        let config = tronpay_webhook_dispatcher::Config {
-            dispatcher,
-            db: test_db_settings(database_url),
-            bus: bus.clone(),
-        };
-        let mut service = ServiceRuntime::new();
-        let shutdown = service.shutdown();
-        // The setup hands back the running service's join handle, on purpose.
-        #[allow(clippy::async_yields_async)]
-        let running = service
-            .run(async move {
-                let running = tronpay_webhook_dispatcher::start(config).await.unwrap();
-                tokio::spawn(until(running.run_until(shutdown)))
-            })
-            .await;
-        service.running = Some(running);
-        Self { service }
-    }
-
-    /// Stops it at once, as a crash would.
-    pub fn kill(mut self) {
-        self.service.kill();
+        Self::launch(dispatcher, database_url, bus, tronpay_webhook_dispatcher::start).await
     }
 }
 
@@ -299,6 +276,9 @@ pub async fn same_chain_twice(seed: u64) -> (RunningSandbox, RunningSandbox) {
 pub struct Stack {
     pub db: TestDb,
     pub bus: TestBus,
+    /// What the stack's services connect to: `bus`'s broker and names, or
+    /// the same through a proxy ([`Self::through_broker_proxy`]).
+    pub broker: BusSettings,
     pub sandbox: RunningSandbox,
     pub api: ApiInstance,
     pub watcher: Option<WatcherInstance>,
@@ -317,6 +297,23 @@ impl Stack {
 
     /// Everything but the chain watcher (start one with [`Self::start_watcher`]).
     pub async fn without_watcher(api: impl FnOnce(&mut ApiSettings)) -> Self {
+        let bus = TestBus::new();
+        let broker = bus.settings.clone();
+        Self::on(bus, broker, api).await
+    }
+
+    /// A stack whose services reach RabbitMQ through a proxy, returned for
+    /// the test to cut.
+    pub async fn through_broker_proxy(api: impl FnOnce(&mut ApiSettings)) -> (Self, FaultyProxy) {
+        let bus = TestBus::new();
+        let proxy = FaultyProxy::start(bus.broker_addr()).await;
+        let broker = bus.through(&proxy);
+        let mut stack = Self::on(bus, broker, api).await;
+        stack.watcher = Some(stack.start_watcher(|_| {}).await);
+        (stack, proxy)
+    }
+
+    async fn on(bus: TestBus, broker: BusSettings, api: impl FnOnce(&mut ApiSettings)) -> Self {
         // `E2E_LOG=debug cargo nextest run … --no-capture` shows the services' logs.
         if let Ok(filter) = std::env::var("E2E_LOG") {
             tronpay_runtime::init_logging(&tronpay_runtime::LogSettings {
@@ -325,21 +322,21 @@ impl Stack {
             });
         }
         let db = TestDb::new().await;
-        let bus = TestBus::new();
         let sandbox = Sandbox::start(test_chain()).await.unwrap();
-        let api = ApiInstance::start(db.url(), &bus.settings, api).await;
+        let api = ApiInstance::start(db.url(), &broker, api).await;
         Self {
             db,
             bus,
+            broker,
             sandbox,
             api,
             watcher: None,
         }
     }
 
-    /// Another chain watcher on this stack's database, bus and node.
+    /// Another chain watcher on this stack's database, broker and node.
     pub async fn start_watcher(&self, tweak: impl FnOnce(&mut WatcherSettings)) -> WatcherInstance {
-        WatcherInstance::start(self.db.url(), &self.bus.settings, &self.sandbox.url(), tweak).await
+        WatcherInstance::start(self.db.url(), &self.broker, &self.sandbox.url(), tweak).await
     }
 
     /// The watcher's committed cursor (last final block processed).
@@ -355,14 +352,14 @@ impl Stack {
 
     /// A payment for `amount` on a fresh address.
     pub async fn payment(&self, amount: &str) -> (String, TronAddress) {
+        self.payment_with_callback(amount, "https://shop.example.com/hook")
+            .await
+    }
+
+    /// A payment for `amount` on a fresh address, its webhooks to `callback`.
+    pub async fn payment_with_callback(&self, amount: &str, callback: &str) -> (String, TronAddress) {
         let address = random_address();
-        let id = create_payment(
-            &self.api.url,
-            &address,
-            amount,
-            &format!("order-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .await;
+        let id = create_payment_with_callback(&self.api.url, &address, amount, callback).await;
         (id, address)
     }
 
@@ -378,38 +375,54 @@ impl Stack {
         self.sandbox.mine(SOLID_LAG).unwrap();
     }
 
+    /// Sends `amount` to `to` in the next block and makes it final.
+    pub fn pay(&self, to: TronAddress, amount: &str) -> tronpay_sandbox::Submitted {
+        let submitted = self.send(to, amount);
+        self.finalize();
+        submitted
+    }
+
+    /// Waits until the payment's status is `status`; returns its body.
+    pub async fn wait_for(&self, payment_id: &str, status: &str) -> Value {
+        wait_for_status(&self.api.url, payment_id, status).await
+    }
+
     /// The payment's log, as `event_type` strings.
     pub async fn log_of(&self, payment_id: &str) -> Vec<String> {
         self.db
+            .column(&format!(
+                "SELECT event_type FROM payment_logs WHERE payment_id = '{payment_id}' ORDER BY id"
+            ))
+            .await
+    }
+
+    /// Waits until the payment's log has a row `event_type`.
+    pub async fn logged(&self, payment_id: &str, event_type: &str) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("payment {payment_id} to log {event_type}"),
+            || async {
+                self.log_of(payment_id)
+                    .await
+                    .iter()
+                    .any(|logged| logged == event_type)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// Moves the payment's deadline to a millisecond after its creation: it
+    /// is past, and any transfer comes late.
+    pub async fn expire_now(&self, payment_id: &str) {
+        self.db
             .client()
             .await
-            .query(
-                "SELECT event_type FROM payment_logs WHERE payment_id = $1 ORDER BY id",
-                &[&payment_id],
-            )
+            .batch_execute(&format!(
+                "UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{payment_id}'"
+            ))
             .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    }
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, or panics with
-/// `what` after `limit` (a bound for eventual consistency, not a timing
-/// assertion).
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "gave up after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .unwrap();
     }
 }
 
@@ -455,14 +468,7 @@ async fn create_payment_full(api: &str, address: &TronAddress, amount: &str, cal
 
 /// `GET /payment_status/{id}`.
 pub async fn payment_status(api: &str, id: &str) -> Value {
-    http_client()
-        .get(format!("{api}/payment_status/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&format!("{api}/payment_status/{id}")).await
 }
 
 /// Waits until the payment's status is `status`; returns its body.

@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use tronpay_testkit::process::{ServiceProcess, tail};
+use tronpay_testkit::within_blocking;
 
 /// A binary of this workspace, next to the test binaries (target/<profile>/):
 /// `make test` (`cargo nextest run --workspace`) builds every binary first.
@@ -90,19 +91,19 @@ impl PgBouncer {
             panic!("cannot start PgBouncer ({binary}): {error}; `make test` builds it (or set TRONPAY_PGBOUNCER)")
         });
         let mut bouncer = Self { child, port, dir };
-        let started = Instant::now();
         // Its own word that it listens: the port was free a moment ago, but
         // another server could have taken it since (PgBouncer then exits).
         let log = bouncer.dir.path().join("pgbouncer.log");
         let listening = format!("listening on 127.0.0.1:{port}");
-        while !std::fs::read_to_string(&log).is_ok_and(|text| text.contains(&listening) && text.contains("process up"))
-        {
+        let up = within_blocking(Duration::from_secs(10), || {
             if let Ok(Some(status)) = bouncer.child.try_wait() {
                 panic!("PgBouncer exited ({status}):\n{}", tail(&log));
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "PgBouncer did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            std::fs::read_to_string(&log)
+                .is_ok_and(|text| text.contains(&listening) && text.contains("process up"))
+                .then_some(())
+        });
+        assert!(up.is_some(), "PgBouncer did not listen:\n{}", tail(&log));
         bouncer
     }
 

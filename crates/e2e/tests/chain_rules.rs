@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tronpay_domain::matching::MatchRules;
-use tronpay_e2e::{Stack, eventually, payment_status, sql_values, wait_for_status};
+use tronpay_e2e::{Stack, eventually, payment_status, sql_values};
 
 /// The default matching rules (`MIN_CREDIT_USDT` 0.01).
 static RULES: std::sync::LazyLock<MatchRules> = std::sync::LazyLock::new(MatchRules::default);
@@ -22,8 +22,7 @@ async fn a_transfer_older_than_the_payment_is_ignored() {
     let (id, address) = stack.payment("10").await;
     // The payment is made to start an hour from now: the transfer predates it.
     execute(&stack, &format!("UPDATE payments SET created_at = created_at + interval '1 hour', expires_at = expires_at + interval '1 hour' WHERE id = '{id}'")).await;
-    stack.send(address, "10");
-    stack.finalize();
+    stack.pay(address, "10");
     let rows = eventually(Duration::from_secs(30), "the transfer to be applied", || async {
         let rows = sql_values(
             &stack.db,
@@ -41,19 +40,11 @@ async fn a_transfer_older_than_the_payment_is_ignored() {
 async fn a_transfer_after_expiry_is_late_and_does_not_complete() {
     let stack = Stack::start().await;
     let (id, address) = stack.payment("10").await;
-    execute(
-        &stack,
-        &format!("UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{id}'"),
-    )
-    .await;
-    stack.send(address, "10");
-    stack.finalize();
-    let body = wait_for_status(&stack.api.url, &id, "expired").await;
+    stack.expire_now(&id).await;
+    stack.pay(address, "10");
+    let body = stack.wait_for(&id, "expired").await;
     assert_eq!(body["transaction_hash"], serde_json::Value::Null);
-    eventually(Duration::from_secs(30), "the late record", || async {
-        stack.log_of(&id).await.contains(&"late".to_owned()).then_some(())
-    })
-    .await;
+    stack.logged(&id, "late").await;
     let log = stack.log_of(&id).await;
     assert!(!log.contains(&"completed".to_owned()), "{log:?}");
     assert_eq!(log.iter().filter(|event| *event == "expired").count(), 1, "{log:?}");
@@ -73,15 +64,11 @@ async fn a_transfer_after_expiry_is_late_and_does_not_complete() {
 async fn an_unpaid_payment_expires_once_the_chain_passed_its_deadline() {
     let stack = Stack::start().await;
     let (id, _) = stack.payment("10").await;
-    execute(
-        &stack,
-        &format!("UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id = '{id}'"),
-    )
-    .await;
+    stack.expire_now(&id).await;
     // The sweep waits for a final block later than the deadline.
     stack.sandbox.mine(1).unwrap();
     stack.finalize();
-    wait_for_status(&stack.api.url, &id, "expired").await;
+    stack.wait_for(&id, "expired").await;
     assert_eq!(stack.log_of(&id).await, ["created", "expired"]);
 }
 
@@ -90,17 +77,11 @@ async fn a_tip_transfer_missing_from_the_final_chain_is_dropped() {
     let stack = Stack::start().await;
     let (id, address) = stack.payment("10").await;
     let sent = stack.send(address, "10");
-    eventually(Duration::from_secs(30), "the detection", || async {
-        stack.log_of(&id).await.contains(&"detected".to_owned()).then_some(())
-    })
-    .await;
+    stack.logged(&id, "detected").await;
     // The block holding it is replaced by one without it.
     stack.sandbox.reorg(1, std::slice::from_ref(&sent.txid)).unwrap();
     stack.finalize();
-    eventually(Duration::from_secs(30), "the drop", || async {
-        stack.log_of(&id).await.contains(&"dropped".to_owned()).then_some(())
-    })
-    .await;
+    stack.logged(&id, "dropped").await;
     assert_eq!(
         sql_values(&stack.db, "SELECT status FROM transfers").await,
         [json!({"status": "dropped"})]
@@ -108,9 +89,8 @@ async fn a_tip_transfer_missing_from_the_final_chain_is_dropped() {
     assert_eq!(payment_status(&stack.api.url, &id).await["status"], "pending");
 
     // A real payment afterwards still completes it.
-    stack.send(address, "10");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.pay(address, "10");
+    stack.wait_for(&id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,9 +99,8 @@ async fn replayed_blocks_and_redelivered_events_count_nothing_twice() {
     // Enough chain behind the payment to rewind into.
     stack.sandbox.mine(10).unwrap();
     let (id, address) = stack.payment("10").await;
-    stack.send(address, "10");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.pay(address, "10");
+    stack.wait_for(&id, "completed").await;
     let cursor = stack.cursor().await.unwrap();
 
     // Every event is published again (same message ids) …
@@ -147,7 +126,7 @@ async fn replayed_blocks_and_redelivered_events_count_nothing_twice() {
     let queue = stack
         .bus
         .settings
-        .queue("api", tronpay_domain::events::PAYMENT_DETECTED)
+        .queue(tronpay_bus::topology::Queue::ApiPaymentDetected)
         .name;
     eventually(
         Duration::from_secs(30),
@@ -236,22 +215,7 @@ async fn transfers_apply_in_chain_order_whatever_order_their_events_arrive_in() 
     .await;
 
     // The later transfer's event is handled first.
-    let event = tronpay_domain::events::PaymentDetected {
-        txid: tronpay_domain::TxId::parse(&late).unwrap(),
-        log_index: 0,
-        from: "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7".parse().unwrap(),
-        to: address,
-        amount: "1".parse().unwrap(),
-        block_number: 200,
-        block_time_ms: 0,
-        state: tronpay_domain::events::TransferState::Confirmed,
-    };
-    let incoming = tronpay_bus::Incoming {
-        message_id: Some(uuid::Uuid::new_v4().to_string()),
-        routing_key: "payment.detected".into(),
-        payload: serde_json::to_vec(&event).unwrap(),
-        redelivered: false,
-    };
+    let incoming = detected_event(&late, address, "1", 200);
     let pool = tronpay_db::DbPool::new(&stack.db.settings(), "test").unwrap();
     tronpay_api::chain_events::handle(
         &pool,
@@ -292,18 +256,22 @@ async fn a_transfer_whose_event_never_came_is_applied_by_the_reconciler() {
         120,
     )
     .await;
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.wait_for(&id, "completed").await;
 }
 
 fn detected_event(txid: &str, to: tronpay_domain::TronAddress, amount: &str, block: u64) -> tronpay_bus::Incoming {
     let event = tronpay_domain::events::PaymentDetected {
-        txid: tronpay_domain::TxId::parse(txid).unwrap(),
-        log_index: 0,
-        from: "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7".parse().unwrap(),
-        to,
-        amount: amount.parse().unwrap(),
-        block_number: block,
-        block_time_ms: 0,
+        transfer: tronpay_domain::Transfer {
+            id: tronpay_domain::TransferId {
+                txid: tronpay_domain::TxId::parse(txid).unwrap(),
+                log_index: 0,
+            },
+            from: "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7".parse().unwrap(),
+            to,
+            amount: amount.parse().unwrap(),
+            block_number: block,
+            block_time_ms: 0,
+        },
         state: tronpay_domain::events::TransferState::Confirmed,
     };
     tronpay_bus::Incoming {

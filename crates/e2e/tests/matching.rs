@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tronpay_domain::UsdtAmount;
-use tronpay_e2e::{Stack, eventually, sql_values, wait_for_status};
+use tronpay_e2e::{Stack, eventually, sql_values};
 use tronpay_sandbox::{Output, TransferRequest};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -18,17 +18,14 @@ async fn an_exact_transfer_completes_the_payment() {
     let (id, address) = stack.payment("12.34").await;
     let sent = stack.send(address, "12.34");
     // Seen at the tip first: recorded as detected, not yet counted.
-    eventually(Duration::from_secs(30), "the detection", || async {
-        stack.log_of(&id).await.contains(&"detected".to_owned()).then_some(())
-    })
-    .await;
+    stack.logged(&id, "detected").await;
     assert_eq!(
         tronpay_e2e::payment_status(&stack.api.url, &id).await["status"],
         "pending"
     );
     stack.finalize();
 
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let body = stack.wait_for(&id, "completed").await;
     let text = body.to_string();
     assert!(text.contains(r#""received_amount_usdt":12.34"#), "{text}");
     assert_eq!(body["transaction_hash"], sent.txid.as_str());
@@ -36,14 +33,7 @@ async fn an_exact_transfer_completes_the_payment() {
     assert_eq!(stack.log_of(&id).await, ["created", "detected", "completed"]);
 
     // The API's health and stats show the chain as the watcher follows it.
-    let health: Value = tronpay_e2e::http_client()
-        .get(format!("{}/health", stack.api.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = tronpay_e2e::get_json(&format!("{}/health", stack.api.url)).await;
     assert_eq!(health["broker"], "connected", "{health}");
     for field in ["head_block", "final_block", "cursor_block", "lag_blocks"] {
         assert!(health["chain"][field].is_i64(), "{field} in {health}");
@@ -94,25 +84,22 @@ async fn two_payments_of_one_amount_on_one_address_complete_oldest_first() {
     let stack = Stack::start().await;
     let (first, address) = stack.payment("10").await;
     let second = tronpay_e2e::create_payment(&stack.api.url, &address, "10", "second-order").await;
-    stack.send(address, "10");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &first, "completed").await;
+    stack.pay(address, "10");
+    stack.wait_for(&first, "completed").await;
     assert_eq!(
         tronpay_e2e::payment_status(&stack.api.url, &second).await["status"],
         "pending"
     );
 
-    stack.send(address, "10");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &second, "completed").await;
+    stack.pay(address, "10");
+    stack.wait_for(&second, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn partial_payments_add_up_and_complete() {
     let stack = Stack::start().await;
     let (id, address) = stack.payment("10").await;
-    stack.send(address, "4.5");
-    stack.finalize();
+    stack.pay(address, "4.5");
     eventually(Duration::from_secs(30), "the partial credit", || async {
         let body = tronpay_e2e::payment_status(&stack.api.url, &id).await;
         let received = body["received_amount_usdt"].as_number().map(ToString::to_string);
@@ -124,9 +111,8 @@ async fn partial_payments_add_up_and_complete() {
         "pending"
     );
 
-    let last = stack.send(address, "5.5");
-    stack.finalize();
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let last = stack.pay(address, "5.5");
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["received_amount_usdt"].to_string(), "10.0");
     assert_eq!(body["transaction_hash"], last.txid.as_str());
     let log = stack.log_of(&id).await;
@@ -148,9 +134,8 @@ async fn partial_payments_add_up_and_complete() {
 async fn an_overpayment_completes_and_is_recorded() {
     let stack = Stack::start().await;
     let (id, address) = stack.payment("10").await;
-    stack.send(address, "12.5");
-    stack.finalize();
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.pay(address, "12.5");
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["received_amount_usdt"].to_string(), "12.5");
     assert!(stack.log_of(&id).await.contains(&"overpaid".to_owned()));
     let kinds = sql_values(&stack.db, "SELECT match_kind FROM transfers").await;
@@ -167,9 +152,8 @@ async fn a_failed_transfer_is_ignored() {
     stack.sandbox.mine(1).unwrap();
     stack.finalize();
     // A later good transfer proves the failed block was scanned.
-    let good = stack.send(address, "10");
-    stack.finalize();
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let good = stack.pay(address, "10");
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["transaction_hash"], good.txid.as_str());
     assert_eq!(sql_values(&stack.db, "SELECT txid FROM transfers").await.len(), 1);
 }
@@ -189,8 +173,8 @@ async fn one_transaction_paying_two_watched_addresses_completes_both() {
     assert_eq!(sent.log_indexes.len(), 2);
     stack.sandbox.mine(1).unwrap();
     stack.finalize();
-    let a = wait_for_status(&stack.api.url, &first, "completed").await;
-    let b = wait_for_status(&stack.api.url, &second, "completed").await;
+    let a = stack.wait_for(&first, "completed").await;
+    let b = stack.wait_for(&second, "completed").await;
     assert_eq!(a["transaction_hash"], sent.txid.as_str());
     assert_eq!(b["transaction_hash"], sent.txid.as_str());
     let rows = sql_values(&stack.db, "SELECT txid, log_index FROM transfers ORDER BY log_index").await;
@@ -202,9 +186,8 @@ async fn without_early_detection_only_final_blocks_are_read_and_payments_complet
     let stack = Stack::start_with(|_| {}, |settings| settings.detect_unconfirmed = false).await;
     for round in 0..3 {
         let (id, address) = stack.payment("2.5").await;
-        stack.send(address, "2.5");
-        stack.finalize();
-        wait_for_status(&stack.api.url, &id, "completed").await;
+        stack.pay(address, "2.5");
+        stack.wait_for(&id, "completed").await;
         assert!(
             !stack.log_of(&id).await.contains(&"detected".to_owned()),
             "round {round}"
@@ -291,9 +274,8 @@ async fn zero_value_and_dust_transfers_never_touch_a_payment() {
     );
 
     // The buyer's real payment still completes it, with the buyer's hash.
-    let paid = stack.send(merchant, "30");
-    stack.finalize();
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let paid = stack.pay(merchant, "30");
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["transaction_hash"], paid.txid.as_str());
     assert_eq!(body["received_amount_usdt"].to_string(), "30.0");
     let log = stack.log_of(&id).await;
@@ -311,8 +293,7 @@ async fn the_minimum_credit_is_configurable_and_the_rest_of_a_payment_always_cou
     let (id, address) = stack.payment("10").await;
     // Below MIN_CREDIT_USDT: ignored. At it and above: credited.
     stack.send(address, "0.5");
-    stack.send(address, "9.2");
-    stack.finalize();
+    stack.pay(address, "9.2");
     eventually(Duration::from_secs(30), "the partial credit", || async {
         let body = tronpay_e2e::payment_status(&stack.api.url, &id).await;
         (body["received_amount_usdt"]
@@ -324,9 +305,8 @@ async fn the_minimum_credit_is_configurable_and_the_rest_of_a_payment_always_cou
     })
     .await;
     // The last 0.8 is below the minimum but is exactly what is owed.
-    let last = stack.send(address, "0.8");
-    stack.finalize();
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let last = stack.pay(address, "0.8");
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["transaction_hash"], last.txid.as_str());
     let kinds = sql_values(&stack.db, "SELECT match_kind FROM transfers ORDER BY block_number").await;
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tronpay_chain_watcher::start::first_block_at;
-use tronpay_e2e::{Stack, WatcherInstance, eventually, http_client, sql_values, wait_for_status};
+use tronpay_e2e::{Stack, WatcherInstance, eventually, get_json, http_client, sql_values};
 use tronpay_sandbox::{FaultMode, FaultPlan};
 use tronpay_tron::{NodeClient, NodeError, NodeSettings};
 
@@ -38,10 +38,6 @@ impl Drop for Miner {
     }
 }
 
-async fn get_json(url: &str) -> Value {
-    http_client().get(url).send().await.unwrap().json().await.unwrap()
-}
-
 /// The API's and the watcher's view of the chain, once both satisfy `check`.
 async fn both_chains(stack: &Stack, what: &str, check: impl Fn(&Value) -> bool) -> (Value, Value) {
     let watcher = stack.watcher.as_ref().unwrap();
@@ -68,7 +64,7 @@ async fn a_node_that_answers_but_does_not_move_is_left_for_one_that_moves() {
     .await;
     let (id, address) = stack.payment("7.5").await;
     let paid = moving.transfer(address, "7.5".parse().unwrap()).unwrap();
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["transaction_hash"], paid.txid.as_str());
     // The frozen node was recorded as the fault it is.
     let errors = sql_values(&stack.db, "SELECT last_error FROM chain_state").await;
@@ -132,7 +128,7 @@ async fn a_single_node_that_stalls_or_refuses_shows_as_degraded_with_a_growing_l
         "{api}"
     );
     stack.sandbox.set_faults(FaultPlan::NONE).unwrap();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.wait_for(&id, "completed").await;
     both_chains(&stack, "the recovery", |chain| chain["status"] == "ok").await;
 }
 
@@ -169,11 +165,10 @@ async fn the_first_start_scans_from_the_oldest_pending_payment() {
     let mut stack = Stack::without_watcher(|_| {}).await;
     // Paid, and final, before the watcher ever ran.
     let (id, address) = stack.payment("4.2").await;
-    let paid = stack.send(address, "4.2");
-    stack.finalize();
+    let paid = stack.pay(address, "4.2");
     stack.sandbox.mine(5).unwrap();
     stack.watcher = Some(stack.start_watcher(|_| {}).await);
-    let body = wait_for_status(&stack.api.url, &id, "completed").await;
+    let body = stack.wait_for(&id, "completed").await;
     assert_eq!(body["transaction_hash"], paid.txid.as_str());
     // It began at the payment's block (the one after its creation), not at
     // the genesis block.
@@ -206,11 +201,10 @@ async fn a_node_unreachable_at_the_first_start_loses_no_payment() {
     );
     // A payment made and paid during the outage.
     let (id, address) = stack.payment("3.3").await;
-    stack.send(address, "3.3");
-    stack.finalize();
+    stack.pay(address, "3.3");
     stack.sandbox.mine(3).unwrap();
     stack.sandbox.set_faults(FaultPlan::NONE).unwrap();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.wait_for(&id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

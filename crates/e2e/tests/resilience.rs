@@ -7,16 +7,14 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tronpay_e2e::{
-    ApiInstance, FaultyProxy, Stack, WatcherInstance, eventually, payment_status, sql_values, wait_for_status,
-};
+use tronpay_e2e::{ApiInstance, Stack, eventually, payment_status, sql_values};
 use tronpay_sandbox::{FaultMode, FaultPlan, GenerateRequest};
 
 /// Every payment of `ids` completed, and each has exactly one `completed`
 /// log row and one completion webhook.
 async fn assert_completed_once(stack: &Stack, ids: &[String]) {
     for id in ids {
-        wait_for_status(&stack.api.url, id, "completed").await;
+        stack.wait_for(id, "completed").await;
     }
     let completions = sql_values(
         &stack.db,
@@ -89,19 +87,7 @@ async fn a_watcher_killed_mid_catch_up_resumes_without_a_gap() {
 async fn a_faulty_node_is_retried_and_no_block_is_skipped() {
     let stack = Stack::start_with(|_| {}, |settings| settings.node_timeout_ms = 500).await;
     let mut ids = Vec::new();
-    for (index, mode) in [
-        FaultMode::Http500,
-        FaultMode::Http503,
-        FaultMode::Http429,
-        FaultMode::Http403,
-        FaultMode::Garbage,
-        FaultMode::ErrorJson,
-        FaultMode::Empty,
-        FaultMode::Stall,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (index, mode) in FaultMode::FAULTS.into_iter().enumerate() {
         let (id, address) = stack.payment(&format!("{}.5", index + 1)).await;
         stack
             .sandbox
@@ -112,9 +98,8 @@ async fn a_faulty_node_is_retried_and_no_block_is_skipped() {
                 stall_ms: 1_500,
             })
             .unwrap();
-        stack.send(address, &format!("{}.5", index + 1));
-        stack.finalize();
-        wait_for_status(&stack.api.url, &id, "completed").await;
+        stack.pay(address, &format!("{}.5", index + 1));
+        stack.wait_for(&id, "completed").await;
         ids.push(id);
     }
     assert_completed_once(&stack, &ids).await;
@@ -129,66 +114,37 @@ async fn a_faulty_node_is_retried_and_no_block_is_skipped() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn payments_complete_after_a_broker_outage() {
-    let db = tronpay_e2e::TestDb::new().await;
-    let bus = tronpay_e2e::TestBus::new();
-    let proxy = FaultyProxy::start(bus.broker_addr()).await;
-    let through = bus.through(&proxy);
-    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::test_chain()).await.unwrap();
-    let api = ApiInstance::start(db.url(), &through, |_| {}).await;
-    let _watcher = WatcherInstance::start(db.url(), &through, &sandbox.url(), |_| {}).await;
-    let mut ids = Vec::new();
-    let mut addresses = Vec::new();
+    let (stack, proxy) = Stack::through_broker_proxy(|_| {}).await;
+    let mut payments = Vec::new();
     for index in 0..5 {
-        let address = tronpay_e2e::random_address();
-        ids.push(
-            tronpay_e2e::create_payment(&api.url, &address, &format!("{}.1", index + 1), &format!("o-{index}")).await,
-        );
-        addresses.push(address);
+        payments.push(stack.payment(&format!("{}.1", index + 1)).await);
     }
 
     proxy.cut();
-    for (index, address) in addresses.iter().enumerate() {
-        sandbox
-            .transfer(*address, format!("{}.1", index + 1).parse().unwrap())
-            .unwrap();
-        sandbox.mine(1).unwrap();
+    for (index, (_, address)) in payments.iter().enumerate() {
+        stack.send(*address, &format!("{}.1", index + 1));
     }
-    sandbox.mine(tronpay_e2e::SOLID_LAG).unwrap();
-    let solid = i64::try_from(sandbox.heights().solid).unwrap();
+    stack.finalize();
+    let solid = i64::try_from(stack.sandbox.heights().solid).unwrap();
     // The watcher keeps recording into the outbox while the broker is away.
     eventually(Duration::from_secs(30), "the watcher to record the blocks", || async {
-        let cursor = sql_values(&db, "SELECT cursor_block FROM chain_state").await;
-        (cursor[0]["cursor_block"].as_i64().unwrap_or(0) >= solid).then_some(())
+        (stack.cursor().await.unwrap_or(0) >= solid).then_some(())
     })
     .await;
-    let waiting = sql_values(&db, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
+    let waiting = sql_values(&stack.db, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
     assert!(
         waiting[0]["n"].as_i64().unwrap() >= 5,
         "events wait in the outbox: {waiting:?}"
     );
-    for id in &ids {
-        assert_eq!(payment_status(&api.url, id).await["status"], "pending");
+    for (id, _) in &payments {
+        assert_eq!(payment_status(&stack.api.url, id).await["status"], "pending");
     }
-    let health: serde_json::Value = tronpay_e2e::http_client()
-        .get(format!("{}/health", api.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = tronpay_e2e::get_json(&format!("{}/health", stack.api.url)).await;
     assert_eq!(health["broker"], "disconnected", "{health}");
 
     proxy.restore();
-    for id in &ids {
-        wait_for_status(&api.url, id, "completed").await;
-    }
-    let completions = sql_values(
-        &db,
-        "SELECT count(*) AS n FROM payment_logs WHERE event_type = 'completed'",
-    )
-    .await;
-    assert_eq!(completions[0]["n"], 5);
+    let ids: Vec<String> = payments.into_iter().map(|(id, _)| id).collect();
+    assert_completed_once(&stack, &ids).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,9 +203,8 @@ async fn a_standby_watcher_takes_over_when_the_scanner_dies() {
     })
     .await;
     let (id, address) = stack.payment("9.99").await;
-    stack.send(address, "9.99");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.pay(address, "9.99");
+    stack.wait_for(&id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -268,7 +223,7 @@ async fn a_poison_message_goes_to_the_dead_letter_queue() {
     let dead = stack
         .bus
         .settings
-        .queue("api", tronpay_domain::events::PAYMENT_DETECTED)
+        .queue(tronpay_bus::topology::Queue::ApiPaymentDetected)
         .dead_letter();
     eventually(
         Duration::from_secs(30),
@@ -278,9 +233,8 @@ async fn a_poison_message_goes_to_the_dead_letter_queue() {
     .await;
     // The consumer goes on with good messages.
     let (id, address) = stack.payment("1.23").await;
-    stack.send(address, "1.23");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    stack.pay(address, "1.23");
+    stack.wait_for(&id, "completed").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -322,7 +276,7 @@ async fn a_node_that_lacks_a_block_is_never_taken_for_an_empty_block() {
         })
         .unwrap();
     for id in &ids {
-        wait_for_status(&stack.api.url, id, "completed").await;
+        stack.wait_for(id, "completed").await;
     }
 }
 

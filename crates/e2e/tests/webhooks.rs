@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
+use tronpay_domain::TronAddress;
 use tronpay_e2e::receiver::{Receiver, Reply, verify_with_reference};
-use tronpay_e2e::{
-    ApiInstance, DispatcherInstance, FaultyProxy, Stack, TEST_WEBHOOK_SECRET, eventually, random_address, sql_values,
-    wait_for_status,
-};
+use tronpay_e2e::{DispatcherInstance, Stack, TEST_WEBHOOK_SECRET, eventually, sql_values};
 
 /// A stack whose API accepts callbacks to the local receivers, plus a dispatcher.
 async fn stack_with_dispatcher(
@@ -26,11 +24,9 @@ async fn stack_with_dispatcher(
 }
 
 async fn paid_payment(stack: &Stack, callback: &str, amount: &str) -> String {
-    let address = random_address();
-    let id = tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, amount, callback).await;
-    stack.send(address, amount);
-    stack.finalize();
-    wait_for_status(&stack.api.url, &id, "completed").await;
+    let (id, address) = stack.payment_with_callback(amount, callback).await;
+    stack.pay(address, amount);
+    stack.wait_for(&id, "completed").await;
     id
 }
 
@@ -148,11 +144,22 @@ async fn retry_after_as_an_http_date_is_honoured() {
     // by date, which is 2 to 3 s from its answer.
     let receiver = Receiver::start(vec![Reply::RetryAt(429, Duration::from_secs(3))]).await;
     let id = paid_payment(&stack, &receiver.url, "4").await;
-    received_at_least(&receiver, 1).await;
-    let first = std::time::Instant::now();
-    received_at_least(&receiver, 2).await;
-    let waited = first.elapsed();
-    assert!(waited >= Duration::from_millis(1800), "retried after {waited:?}");
+    // What the dispatcher decided after the 429: the retry is due at the
+    // date, not after the schedule's 200 ms.
+    let delay = eventually(Duration::from_secs(30), "the 429 to be recorded", || async {
+        let rows = sql_values(
+            &stack.db,
+            &format!(
+                "SELECT status, attempts, EXTRACT(EPOCH FROM next_attempt_at - last_attempt_at)::float8 AS delay \
+                 FROM webhook_deliveries WHERE payment_id = '{id}'"
+            ),
+        )
+        .await;
+        let row = rows.first()?;
+        (row["status"] == "pending" && row["attempts"] == 1).then(|| row["delay"].as_f64().unwrap())
+    })
+    .await;
+    assert!(delay >= 1.8, "the retry is due {delay} s after the first attempt");
     let row = delivery(&stack, &id).await;
     assert_eq!(
         (row["status"].as_str(), row["attempts"].as_i64()),
@@ -164,10 +171,12 @@ async fn retry_after_as_an_http_date_is_honoured() {
 async fn gone_stops_and_the_schedule_ends_in_dead() {
     let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
     let gone = Receiver::start(vec![Reply::Status(410)]).await;
-    let id = paid_payment(&stack, &gone.url, "1").await;
-    assert_eq!(delivery(&stack, &id).await["status"], "failed");
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(gone.received().len(), 1, "410 is not retried");
+    let gone_id = paid_payment(&stack, &gone.url, "1").await;
+    let row = delivery(&stack, &gone_id).await;
+    assert_eq!(
+        (row["status"].as_str(), row["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
 
     let failing = Receiver::start(vec![Reply::Status(500); 10]).await;
     let id = paid_payment(&stack, &failing.url, "2").await;
@@ -178,6 +187,9 @@ async fn gone_stops_and_the_schedule_ends_in_dead() {
         (Some("dead"), Some(4))
     );
     assert!(stack.log_of(&id).await.contains(&"callback_dead".to_owned()));
+    // Meanwhile a whole schedule passed: a retry of the 410 would have come.
+    assert_eq!(gone.received().len(), 1, "410 is not retried");
+    assert_eq!(delivery(&stack, &gone_id).await["attempts"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,29 +254,23 @@ async fn a_dispatcher_killed_mid_delivery_delivers_after_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_arrive_after_a_broker_outage() {
-    let db = tronpay_e2e::TestDb::new().await;
-    let bus = tronpay_e2e::TestBus::new();
-    let proxy = FaultyProxy::start(bus.broker_addr()).await;
-    let through = bus.through(&proxy);
-    let sandbox = tronpay_e2e::Sandbox::start(tronpay_e2e::test_chain()).await.unwrap();
-    let api = ApiInstance::start(db.url(), &through, |api| api.callback_allow_private = true).await;
-    let _watcher = tronpay_e2e::WatcherInstance::start(db.url(), &through, &sandbox.url(), |_| {}).await;
-    let _dispatcher = DispatcherInstance::start(db.url(), &through, |_| {}).await;
+    let (stack, proxy) = Stack::through_broker_proxy(|api| api.callback_allow_private = true).await;
+    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.broker, |_| {}).await;
     let receiver = Receiver::start(vec![]).await;
-    let mut addresses = Vec::new();
-    for index in 0..4 {
-        let address = random_address();
-        tronpay_e2e::create_payment_with_callback(&api.url, &address, &format!("{}.5", index + 1), &receiver.url).await;
-        addresses.push(address);
-    }
+    let payments = payments_to(&stack, &[receiver.url.as_str(); 4]).await;
     proxy.cut();
-    for (index, address) in addresses.iter().enumerate() {
-        sandbox
-            .transfer(*address, format!("{}.5", index + 1).parse().unwrap())
-            .unwrap();
-    }
-    sandbox.mine(1 + tronpay_e2e::SOLID_LAG).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    pay_in_one_block(&stack, &payments);
+    // The watcher records the transfers while the broker is away…
+    eventually(Duration::from_secs(30), "the transfers to be recorded", || async {
+        let confirmed = sql_values(
+            &stack.db,
+            "SELECT count(*) AS n FROM transfers WHERE status = 'confirmed'",
+        )
+        .await;
+        (confirmed[0]["n"] == 4).then_some(())
+    })
+    .await;
+    // …but nothing reaches the merchant without it.
     assert!(
         receiver.received().is_empty(),
         "nothing can move while the broker is away"
@@ -285,30 +291,22 @@ async fn two_dispatchers_send_each_attempt_once() {
     let (stack, _first) = stack_with_dispatcher(|_| {}).await;
     let _second = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
     let receiver = Receiver::start(vec![]).await;
-    let mut addresses = Vec::new();
-    for index in 0..20 {
-        let address = random_address();
-        tronpay_e2e::create_payment_with_callback(
-            &stack.api.url,
-            &address,
-            &format!("{}.25", index + 1),
-            &receiver.url,
+    complete_in_one_block(&stack, &[receiver.url.as_str(); 20]).await;
+    received_at_least(&receiver, 20).await;
+    // Every delivery recorded as delivered after one claim (a claim counts
+    // an attempt, and only a claimed attempt is sent): nothing more can be
+    // sent, and nothing was sent twice.
+    let claims = eventually(Duration::from_secs(30), "every delivery to be recorded", || async {
+        let rows = sql_values(
+            &stack.db,
+            "SELECT count(*) AS n, max(attempts) AS most FROM webhook_deliveries WHERE status = 'delivered'",
         )
         .await;
-        addresses.push(address);
-    }
-    for (index, address) in addresses.iter().enumerate() {
-        stack
-            .sandbox
-            .transfer(*address, format!("{}.25", index + 1).parse().unwrap())
-            .unwrap();
-    }
-    stack.sandbox.mine(1).unwrap();
-    stack.finalize();
-    received_at_least(&receiver, 20).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let received = receiver.received();
-    assert_eq!(received.len(), 20, "each webhook sent once");
+        (rows[0]["n"] == 20).then(|| rows[0]["most"].clone())
+    })
+    .await;
+    assert_eq!(claims, 1, "each delivery claimed once");
+    assert_eq!(receiver.received().len(), 20, "each webhook sent once");
     let attempts = sql_values(&stack.db, "SELECT count(*) AS n FROM webhook_attempts").await;
     assert_eq!(attempts[0]["n"], 20);
 }
@@ -339,7 +337,7 @@ async fn a_dead_delivery_retried_by_the_operator_arrives_with_its_webhook_id() {
     .await
     .unwrap();
     assert_eq!(
-        tronpay_db::deliveries::retry(&mut conn, Some(&[delivery_id]))
+        tronpay_db::deliveries::retry(&mut conn, Some(&[tronpay_domain::DeliveryId(delivery_id)]))
             .await
             .unwrap(),
         1
@@ -393,35 +391,23 @@ async fn private_and_metadata_addresses_are_refused_at_delivery() {
 async fn legacy_payments_get_completion_webhooks_only() {
     let (stack, _dispatcher) = stack_with_dispatcher(|_| {}).await;
     let receiver = Receiver::start(vec![]).await;
-    let (legacy, legacy_address) = {
-        let address = random_address();
-        (
-            tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, "10", &receiver.url).await,
-            address,
-        )
-    };
-    let (opted, opted_address) = {
-        let address = random_address();
-        (
-            tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, "11", &receiver.url).await,
-            address,
-        )
-    };
+    let (legacy, legacy_address) = stack.payment_with_callback("10", &receiver.url).await;
+    let (opted, opted_address) = stack.payment_with_callback("11", &receiver.url).await;
     stack
         .db
         .client()
         .await
         .batch_execute(&format!(
-            "UPDATE payments SET notify_events = '{{payment.detected,payment.late,payment.expired}}' WHERE id = '{opted}'; \
-             UPDATE payments SET expires_at = created_at + interval '1 millisecond' WHERE id IN ('{legacy}', '{opted}')"
+            "UPDATE payments SET notify_events = '{{payment.detected,payment.late,payment.expired}}' WHERE id = '{opted}'"
         ))
         .await
         .unwrap();
+    stack.expire_now(&legacy).await;
+    stack.expire_now(&opted).await;
     stack.send(legacy_address, "10");
-    stack.send(opted_address, "11");
-    stack.finalize();
-    wait_for_status(&stack.api.url, &legacy, "expired").await;
-    wait_for_status(&stack.api.url, &opted, "expired").await;
+    stack.pay(opted_address, "11");
+    stack.wait_for(&legacy, "expired").await;
+    stack.wait_for(&opted, "expired").await;
     let events = eventually(Duration::from_secs(30), "the opted-in payment's webhooks", || async {
         let rows = sql_values(&stack.db, &format!("SELECT event_type FROM webhook_deliveries WHERE payment_id = '{opted}' AND status = 'delivered' ORDER BY event_type")).await;
         (rows.len() >= 2).then_some(rows)
@@ -429,7 +415,9 @@ async fn legacy_payments_get_completion_webhooks_only() {
     .await;
     assert!(events.contains(&json!({"event_type": "payment.late"})), "{events:?}");
     assert!(events.contains(&json!({"event_type": "payment.expired"})), "{events:?}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The legacy payment went as far: its late transfer is logged, and a
+    // webhook is enqueued in the same transaction as its log row.
+    stack.logged(&legacy, "late").await;
     assert!(
         sql_values(
             &stack.db,
@@ -502,24 +490,33 @@ impl Drop for Hanging {
     }
 }
 
-/// Creates a payment per callback, sends every transfer, then seals one
-/// block and finalizes it: they all complete together. Returns the payment
-/// ids, in the order of `callbacks`.
-async fn complete_in_one_block(stack: &Stack, callbacks: &[&str]) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut transfers = Vec::new();
+/// A payment (not paid yet) per callback, in the order of `callbacks`.
+async fn payments_to(stack: &Stack, callbacks: &[&str]) -> Vec<(String, TronAddress, String)> {
+    let mut payments = Vec::new();
     for (index, callback) in callbacks.iter().enumerate() {
-        let address = random_address();
         let amount = format!("{}.75", index + 1);
-        ids.push(tronpay_e2e::create_payment_with_callback(&stack.api.url, &address, &amount, callback).await);
-        transfers.push((address, amount));
+        let (id, address) = stack.payment_with_callback(&amount, callback).await;
+        payments.push((id, address, amount));
     }
-    for (address, amount) in &transfers {
+    payments
+}
+
+/// Sends every payment's transfer, then seals one block and finalizes it:
+/// they all complete together.
+fn pay_in_one_block(stack: &Stack, payments: &[(String, TronAddress, String)]) {
+    for (_, address, amount) in payments {
         stack.sandbox.transfer(*address, amount.parse().unwrap()).unwrap();
     }
     stack.sandbox.mine(1).unwrap();
     stack.finalize();
-    ids
+}
+
+/// A payment per callback, all completed in one block; their ids, in the
+/// order of `callbacks`.
+async fn complete_in_one_block(stack: &Stack, callbacks: &[&str]) -> Vec<String> {
+    let payments = payments_to(stack, callbacks).await;
+    pay_in_one_block(stack, &payments);
+    payments.into_iter().map(|(id, ..)| id).collect()
 }
 
 /// Waits for the healthy receiver's first webhook and returns what `counts`

@@ -2,10 +2,13 @@
 //! (defaults, optional file, environment) and check it once ([`Validate`]),
 //! set up logging, wait for SIGINT/SIGTERM, supervise its long-running tasks
 //! ([`supervise`]), and keep passwords out of what it prints
-//! ([`redact_url`]).
+//! ([`redact_url`]). With the `http` feature, the services' common skeleton:
+//! `main`, start and stop (`service`), and the health endpoint (`health`).
 
 #[cfg(feature = "http")]
 pub mod health;
+#[cfg(feature = "http")]
+pub mod service;
 pub mod supervise;
 
 use std::io::IsTerminal;
@@ -108,6 +111,33 @@ impl Settings {
         let settings: T = self.get()?;
         settings.validate().map_err(ConfigError::Invalid)?;
         Ok(settings)
+    }
+}
+
+/// What a service reads at start, each part checked: its own settings
+/// (`S`), the database's (`D`) and the broker's (`B`) — the last two the same
+/// for every service. Each service names its own (`tronpay_api::Config`).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig<S, D, B> {
+    pub service: S,
+    pub db: D,
+    pub bus: B,
+}
+
+impl<S, D, B> ServiceConfig<S, D, B>
+where
+    S: DeserializeOwned + Validate,
+    D: DeserializeOwned + Validate,
+    B: DeserializeOwned + Validate,
+{
+    /// Reads the three from the layered configuration; an error names the
+    /// bad setting.
+    pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            service: settings.validated()?,
+            db: settings.validated()?,
+            bus: settings.validated()?,
+        })
     }
 }
 

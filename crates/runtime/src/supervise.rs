@@ -149,6 +149,13 @@ impl Tasks {
         self.stop.subscribe()
     }
 
+    /// Resolves once the stop flag turns true: for a task that takes a
+    /// future to stop on rather than the flag itself.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stop = self.shutdown();
+        async move { crate::stopped(&mut stop).await }
+    }
+
     /// What the health endpoint reads.
     pub fn health(&self) -> Arc<TaskHealth> {
         Arc::clone(&self.health)

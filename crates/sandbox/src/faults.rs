@@ -33,6 +33,18 @@ pub enum FaultMode {
 }
 
 impl FaultMode {
+    /// Every fault (every mode but [`Self::None`]).
+    pub const FAULTS: [Self; 8] = [
+        Self::Http500,
+        Self::Http503,
+        Self::Http429,
+        Self::Http403,
+        Self::Garbage,
+        Self::ErrorJson,
+        Self::Stall,
+        Self::Empty,
+    ];
+
     pub fn parse(text: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
     }
@@ -202,17 +214,7 @@ mod tests {
 
     #[test]
     fn modes_have_their_wire_names() {
-        for mode in [
-            FaultMode::None,
-            FaultMode::Http500,
-            FaultMode::Http503,
-            FaultMode::Http429,
-            FaultMode::Http403,
-            FaultMode::Garbage,
-            FaultMode::ErrorJson,
-            FaultMode::Stall,
-            FaultMode::Empty,
-        ] {
+        for mode in std::iter::once(FaultMode::None).chain(FaultMode::FAULTS) {
             assert_eq!(FaultMode::parse(mode.as_str()), Some(mode));
         }
         assert_eq!(FaultMode::parse("http418"), None);

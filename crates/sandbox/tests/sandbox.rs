@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tronpay_domain::{TronAddress, UsdtAmount};
 use tronpay_sandbox::{RunningSandbox, Sandbox, SandboxConfig, default_payer, router_address};
+use tronpay_testkit::eventually;
 use tronpay_tron::{TxInfo, usdt_transfers};
 
 const START: u64 = 1_000_000;
@@ -85,10 +86,13 @@ impl Node {
         answer
     }
 
+    /// A transfer request (`POST /sandbox/transfer`), accepted.
+    async fn submit(&self, request: Value) -> Value {
+        self.control("/sandbox/transfer", request).await
+    }
+
     async fn transfer(&self, to: &str, amount: &str) -> (String, u64) {
-        let answer = self
-            .control("/sandbox/transfer", json!({"to": to, "amount": amount}))
-            .await;
+        let answer = self.submit(json!({"to": to, "amount": amount})).await;
         (
             answer["txid"].as_str().unwrap().to_owned(),
             answer["block"].as_u64().unwrap(),
@@ -218,26 +222,19 @@ async fn blocks_come_on_their_own_with_block_ms() {
         ..config(2)
     })
     .await;
-    let mut head = START;
-    for _ in 0..500 {
+    eventually(Duration::from_secs(10), "four blocks made on their own", || async {
         let (_, block) = node.post("/wallet/getnowblock", json!({})).await;
-        head = block["block_header"]["raw_data"]["number"].as_u64().unwrap();
-        if head >= START + 4 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(head >= START + 4, "head stayed at {head}");
+        (block["block_header"]["raw_data"]["number"].as_u64().unwrap() >= START + 4).then_some(())
+    })
+    .await;
     let (_, solid) = node.post("/walletsolidity/getnowblock", json!({})).await;
     assert!(solid["block_header"]["raw_data"]["number"].as_u64().unwrap() >= START + 2);
     // A transfer goes into the block it was promised.
     let (txid, number) = node.transfer(ALICE, "1").await;
-    for _ in 0..500 {
-        if node.sandbox.heights().head >= number {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(10), "the promised block", || async {
+        (node.sandbox.heights().head >= number).then_some(())
+    })
+    .await;
     let infos = node.typed_infos(number).await;
     assert!(infos.iter().any(|info| info.id == txid));
 }
@@ -258,8 +255,8 @@ async fn a_transfer_decodes_to_the_exact_amount_and_addresses() {
     assert!(skipped.is_empty());
     assert_eq!(transfers.len(), 1);
     let transfer = &transfers[0];
-    assert_eq!(transfer.txid.as_str(), txid);
-    assert_eq!(transfer.log_index, 0);
+    assert_eq!(transfer.id.txid.as_str(), txid);
+    assert_eq!(transfer.id.log_index, 0);
     assert_eq!(transfer.amount.base_units(), 532_079_999);
     assert_eq!(transfer.from, default_payer());
     assert_eq!(transfer.to, address(ALICE));
@@ -270,15 +267,10 @@ async fn a_transfer_decodes_to_the_exact_amount_and_addresses() {
     );
 
     // An explicit payer and an amount given as a JSON number.
-    let answer = node
-        .control(
-            "/sandbox/transfer",
-            json!({"to": BOB, "amount": 0.000001, "from": CAROL}),
-        )
-        .await;
+    let answer = node.submit(json!({"to": BOB, "amount": 0.000001, "from": CAROL})).await;
     node.mine(1).await;
     let (transfers, _) = usdt_transfers(&node.typed_infos(START + 2).await, &usdt());
-    assert_eq!(transfers[0].txid.as_str(), answer["txid"].as_str().unwrap());
+    assert_eq!(transfers[0].id.txid.as_str(), answer["txid"].as_str().unwrap());
     assert_eq!(transfers[0].amount.base_units(), 1);
     assert_eq!(transfers[0].from, address(CAROL));
 }
@@ -289,17 +281,14 @@ async fn zero_value_and_transfer_from_transfers_carry_the_logs_a_real_node_shows
     // Address poisoning: BOB calls transferFrom(CAROL, ALICE, 0) — allowed
     // by the USDT contract without any allowance, since the value is 0.
     let answer = node
-        .control(
-            "/sandbox/transfer",
-            json!({"to": ALICE, "amount": "0", "from": CAROL, "spender": BOB}),
-        )
+        .submit(json!({"to": ALICE, "amount": "0", "from": CAROL, "spender": BOB}))
         .await;
     let txid = answer["txid"].as_str().unwrap().to_owned();
     node.mine(1).await;
     let (transfers, skipped) = usdt_transfers(&node.typed_infos(START + 1).await, &usdt());
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(transfers.len(), 1);
-    assert_eq!(transfers[0].txid.as_str(), txid);
+    assert_eq!(transfers[0].id.txid.as_str(), txid);
     assert_eq!(transfers[0].amount.base_units(), 0);
     // The log names the token owner, not the caller.
     assert_eq!((transfers[0].from, transfers[0].to), (address(CAROL), address(ALICE)));
@@ -349,14 +338,11 @@ async fn a_frozen_node_answers_with_the_same_blocks_while_the_chain_goes_on() {
 async fn a_router_transaction_pays_several_addresses_with_distinct_log_indexes() {
     let node = manual().await;
     let answer = node
-        .control(
-            "/sandbox/transfer",
-            json!({"outputs": [
-                {"to": ALICE, "amount": "1.5"},
-                {"to": BOB, "amount": "2"},
-                {"to": ALICE, "amount": "0.25"},
-            ]}),
-        )
+        .submit(json!({"outputs": [
+            {"to": ALICE, "amount": "1.5"},
+            {"to": BOB, "amount": "2"},
+            {"to": ALICE, "amount": "0.25"},
+        ]}))
         .await;
     assert_eq!(answer["log_indexes"], json!([0, 2, 3]));
     node.mine(1).await;
@@ -375,7 +361,7 @@ async fn a_router_transaction_pays_several_addresses_with_distinct_log_indexes()
         .iter()
         .map(|transfer| {
             (
-                transfer.log_index,
+                transfer.id.log_index,
                 transfer.to.to_string(),
                 transfer.amount.base_units(),
             )
@@ -392,24 +378,16 @@ async fn a_router_transaction_pays_several_addresses_with_distinct_log_indexes()
     assert!(
         transfers
             .iter()
-            .all(|transfer| transfer.txid.as_str() == answer["txid"])
+            .all(|transfer| transfer.id.txid.as_str() == answer["txid"])
     );
 }
 
 #[tokio::test]
 async fn failed_transfers_decode_to_nothing() {
     let node = manual().await;
-    let failed = node
-        .control(
-            "/sandbox/transfer",
-            json!({"to": ALICE, "amount": "10", "failed": true}),
-        )
-        .await;
+    let failed = node.submit(json!({"to": ALICE, "amount": "10", "failed": true})).await;
     let failed_router = node
-        .control(
-            "/sandbox/transfer",
-            json!({"outputs": [{"to": ALICE, "amount": "1"}, {"to": BOB, "amount": "1"}], "failed": true}),
-        )
+        .submit(json!({"outputs": [{"to": ALICE, "amount": "1"}, {"to": BOB, "amount": "1"}], "failed": true}))
         .await;
     assert_eq!(failed_router["log_indexes"], json!([]));
     node.mine(1).await;
@@ -689,14 +667,10 @@ async fn the_trongrid_listing_filters_and_pages() {
     let (first, _) = node.transfer(ALICE, "1").await;
     node.mine(1).await;
     let (second, _) = node.transfer(ALICE, "2").await;
-    node.control("/sandbox/transfer", json!({"to": ALICE, "amount": "9", "failed": true}))
-        .await;
+    node.submit(json!({"to": ALICE, "amount": "9", "failed": true})).await;
     node.mine(1).await;
     let router = node
-        .control(
-            "/sandbox/transfer",
-            json!({"outputs": [{"to": BOB, "amount": "3"}, {"to": ALICE, "amount": "4"}], "from": ALICE}),
-        )
+        .submit(json!({"outputs": [{"to": BOB, "amount": "3"}, {"to": ALICE, "amount": "4"}], "from": ALICE}))
         .await;
     node.mine(1).await;
     node.mine(2).await;
@@ -976,16 +950,10 @@ async fn the_same_seed_and_calls_give_the_same_transactions() {
         let node = manual().await;
         let mut ids = Vec::new();
         ids.push(node.transfer(ALICE, "1").await.0);
-        ids.push(
-            node.control(
-                "/sandbox/transfer",
-                json!({"outputs": [{"to": ALICE, "amount": "1"}, {"to": BOB, "amount": "2"}]}),
-            )
-            .await["txid"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let router = node
+            .submit(json!({"outputs": [{"to": ALICE, "amount": "1"}, {"to": BOB, "amount": "2"}]}))
+            .await;
+        ids.push(router["txid"].as_str().unwrap().to_owned());
         node.mine(2).await;
         node.control("/sandbox/blocks", json!({"count": 3, "transfers_per_block": 20}))
             .await;

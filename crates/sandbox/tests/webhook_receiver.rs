@@ -47,14 +47,7 @@ async fn received_webhooks_are_listed_with_their_verdict() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    let listed: serde_json::Value = client
-        .get(format!("{}/sandbox/webhooks", sandbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = tronpay_testkit::get_json(&format!("{}/sandbox/webhooks", sandbox.url())).await;
     assert_eq!(listed["count"], 4);
     let verdicts: Vec<_> = listed["webhooks"]
         .as_array()

@@ -3,17 +3,22 @@
 //! Everything here talks to real services: [`TestDb`] creates a fresh
 //! PostgreSQL database per test and drops it afterwards; [`FaultyProxy`]
 //! stands between a service and PostgreSQL so a test can cut the network and
-//! restore it.
+//! restore it. A test that waits for something to happen waits through
+//! [`eventually`] (or [`within`]): a bound on something that must happen,
+//! never a timing assertion.
 
 // Test support: a setup step that fails should stop the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod process;
+pub mod supervision;
 pub mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -27,6 +32,74 @@ pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// `GET url`, its body as JSON (a request that fails fails the test).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http_client().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// How often [`within`] and [`eventually`] look.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Polls `check` until it returns `Some`, for at most `limit`: that value,
+/// or `None` once the time is up.
+pub async fn within<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after
+/// `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    within(limit, check)
+        .await
+        .unwrap_or_else(|| panic!("gave up after {limit:?} waiting for {what}"))
+}
+
+/// [`within`] for code outside a runtime (a child process's exit, a file
+/// another process writes): polls `check` every 50 ms, blocking the thread.
+pub fn within_blocking<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if started.elapsed() >= limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The fields of the original service's `GET /payment_status/{id}` answer,
+/// which `tronpay db export` also writes for every payment (with more).
+pub const PAYMENT_STATUS_FIELDS: [&str; 9] = [
+    "id",
+    "wallet_address",
+    "expected_amount_usdt",
+    "order_id",
+    "status",
+    "transaction_hash",
+    "received_amount_usdt",
+    "created_at",
+    "completed_at",
+];
 
 /// Prefix of every database a test creates (`make test` sweeps leftovers).
 pub const TEST_DATABASE_PREFIX: &str = "tronpay_test_";
@@ -112,6 +185,19 @@ impl TestDb {
             .expect("connect to the test database");
         tokio::spawn(connection);
         client
+    }
+
+    /// The first column of every row `sql` returns (`SELECT event_type FROM
+    /// payment_logs …`).
+    pub async fn column<T: tokio_postgres::types::FromSqlOwned>(&self, sql: &str) -> Vec<T> {
+        self.client()
+            .await
+            .query(sql, &[])
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
     }
 }
 
@@ -239,6 +325,16 @@ impl TestBus {
             rabbitmq_ca_file: None,
         };
         Self { settings }
+    }
+
+    /// The variables that point a service process at this broker and these
+    /// names (`command.envs(bus.env())`).
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("RABBITMQ_URL", self.settings.rabbitmq_url.clone()),
+            ("BUS_EXCHANGE", self.settings.bus_exchange.clone()),
+            ("BUS_QUEUE_PREFIX", self.settings.bus_queue_prefix.clone()),
+        ]
     }
 
     /// The same names, reached through `proxy`.

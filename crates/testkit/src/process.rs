@@ -5,7 +5,29 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A command for a service binary (`env!("CARGO_BIN_EXE_…")`) that reads no
+/// `.env` or configuration file of the checkout: it runs in the temporary
+/// directory, without `TRONPAY_CONFIG`.
+pub fn service_command(binary: &str) -> Command {
+    let mut command = Command::new(binary);
+    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
+    command
+}
+
+/// Runs `command()` with each `(VARIABLE, value)` set and checks that the
+/// binary refuses to start, naming the problem (`expected` is in its
+/// stderr) without a panic.
+pub fn assert_refused(command: impl Fn() -> Command, cases: &[(&str, &str, &str)]) {
+    for (name, value, expected) in cases {
+        let output = command().env(name, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} was accepted");
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
 
 /// One running service process. Its JSON log goes to `<dir>/<name>.log`.
 pub struct ServiceProcess {
@@ -120,25 +142,20 @@ impl ServiceProcess {
     }
 
     fn exits_within(&mut self, limit: Duration, why: &str) -> ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                // Its last lines (the goodbye) are in the log file now.
-                if let Some(logger) = self.logger.take() {
-                    let _ = logger.join();
-                }
-                return status;
-            }
-            if started.elapsed() > limit {
-                self.kill();
-                panic!(
-                    "{} did not stop within {limit:?} {why}:\n{}",
-                    self.name,
-                    tail(&self.log)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let exited = crate::within_blocking(limit, || self.child.try_wait().expect("wait"));
+        let Some(status) = exited else {
+            self.kill();
+            panic!(
+                "{} did not stop within {limit:?} {why}:\n{}",
+                self.name,
+                tail(&self.log)
+            );
+        };
+        // Its last lines (the goodbye) are in the log file now.
+        if let Some(logger) = self.logger.take() {
+            let _ = logger.join();
         }
+        status
     }
 
     /// Its whole log so far.

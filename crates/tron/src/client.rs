@@ -476,19 +476,13 @@ impl NodeClient {
         })?;
         let shown = url.to_string();
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let response = self.http.post(url).json(&body).send().await.map_err(|error| {
-            if error.is_timeout() {
-                NodeError::Timeout {
-                    url: shown.clone(),
-                    timeout: self.settings.timeout,
-                }
-            } else {
-                NodeError::Transport {
-                    url: shown.clone(),
-                    message: error.to_string(),
-                }
-            }
-        })?;
+        let response = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| self.unanswered(&shown, &error))?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response
@@ -502,22 +496,29 @@ impl NodeClient {
                 retry_after,
             });
         }
-        let bytes = response.bytes().await.map_err(|error| {
-            if error.is_timeout() {
-                NodeError::Timeout {
-                    url: shown.clone(),
-                    timeout: self.settings.timeout,
-                }
-            } else {
-                NodeError::Transport {
-                    url: shown.clone(),
-                    message: error.to_string(),
-                }
-            }
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.unanswered(&shown, &error))?;
         match serde_json::from_slice::<T>(&bytes) {
             Ok(value) => Ok(value),
             Err(_) => Err(classify_body(&shown, &bytes)),
+        }
+    }
+
+    /// A request to `url` that got no (whole) answer: no answer within the
+    /// timeout, or a connection, TLS or body error.
+    fn unanswered(&self, url: &str, error: &reqwest::Error) -> NodeError {
+        if error.is_timeout() {
+            NodeError::Timeout {
+                url: url.to_owned(),
+                timeout: self.settings.timeout,
+            }
+        } else {
+            NodeError::Transport {
+                url: url.to_owned(),
+                message: error.to_string(),
+            }
         }
     }
 

@@ -6,24 +6,12 @@
 //! exchanges, multisend) and never misreads an ABI word. Its identity is
 //! `(txid, log index)`: one transaction can pay several addresses.
 
-use tronpay_domain::{TronAddress, TxId, UsdtAmount};
+use tronpay_domain::{Transfer, TransferId, TronAddress, TxId, UsdtAmount};
 
 use crate::types::TxInfo;
 
 /// keccak256("Transfer(address,address,uint256)").
 pub const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transfer {
-    pub txid: TxId,
-    /// Position of the log in the transaction's log list.
-    pub log_index: u32,
-    pub from: TronAddress,
-    pub to: TronAddress,
-    pub amount: UsdtAmount,
-    pub block_number: u64,
-    pub block_time_ms: i64,
-}
 
 /// Why a log that looks like a USDT transfer was not counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,8 +102,7 @@ pub fn usdt_transfers(infos: &[TxInfo], usdt: &TronAddress) -> (Vec<Transfer>, V
                 continue;
             };
             transfers.push(Transfer {
-                txid,
-                log_index,
+                id: TransferId { txid, log_index },
                 from,
                 to,
                 amount,
@@ -216,12 +203,12 @@ mod tests {
         assert!(skipped.is_empty());
         assert_eq!(transfers.len(), 2);
         assert_eq!(
-            (transfers[0].log_index, transfers[0].amount.to_string().as_str()),
+            (transfers[0].id.log_index, transfers[0].amount.to_string().as_str()),
             (0, "532.079999")
         );
         assert_eq!(transfers[0].to.to_string(), "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt");
         assert_eq!(
-            (transfers[1].log_index, transfers[1].amount.to_string().as_str()),
+            (transfers[1].id.log_index, transfers[1].amount.to_string().as_str()),
             (2, "1")
         );
         assert_eq!(transfers[1].to.to_string(), "TPX6HK2NRN4XKRX1JAhbC827bm7gMmy5w1");

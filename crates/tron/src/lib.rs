@@ -10,5 +10,6 @@ pub mod decode;
 pub mod types;
 
 pub use client::{NodeClient, NodeError, NodeSettings};
-pub use decode::{SkipReason, Skipped, Transfer, usdt_transfers};
+pub use decode::{SkipReason, Skipped, usdt_transfers};
+pub use tronpay_domain::Transfer;
 pub use types::{Block, BlockHeader, Log, Receipt, TxInfo};

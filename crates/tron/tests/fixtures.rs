@@ -40,10 +40,10 @@ fn real_receipts_decode_to_the_expected_transfer() {
     assert_eq!(transfers.len(), 1);
     let transfer = &transfers[0];
     assert_eq!(
-        transfer.txid.as_str(),
+        transfer.id.txid.as_str(),
         "0af79242191c6728b79e858a36a4b5c65e4e52b9fcee4dc5af30eac57b6d0953"
     );
-    assert_eq!(transfer.log_index, 0);
+    assert_eq!(transfer.id.log_index, 0);
     assert_eq!(transfer.from.to_string(), "TWpZXLfsvVuQuJZLkdWNY7XY2teePqPpz7");
     assert_eq!(transfer.to.to_string(), "TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt");
     assert_eq!(transfer.amount.base_units(), 532_079_999);

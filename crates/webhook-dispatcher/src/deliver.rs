@@ -10,14 +10,15 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tronpay_bus::{HandlerError, Incoming};
 use tronpay_db::deliveries::{self, Attempt, Claimed, Outcome};
 use tronpay_db::{DbError, DbPool};
+use tronpay_domain::DeliveryId;
 use tronpay_domain::events::CallbackDue;
 use tronpay_domain::signing::{WebhookSecret, signature_header};
 use tronpay_domain::{AddressPolicy, CallbackUrl};
 use tronpay_runtime::stopped;
-use uuid::Uuid;
 
 use crate::client;
 use crate::lanes::{Admission, Ended, Lane, Lanes, Origin, Start};
+use crate::outcome::{Answer, Decision, RetryRules};
 
 /// Longest response body kept with an attempt.
 const KEEP_BODY_BYTES: usize = 1024;
@@ -29,12 +30,11 @@ pub struct Dispatcher {
     pub http: reqwest::Client,
     /// Which addresses callbacks may go to (`CALLBACK_ALLOW_*`).
     pub policy: AddressPolicy,
-    /// `WEBHOOK_RETRY_SCHEDULE`: the delay after each failed attempt.
-    pub schedule: Vec<Duration>,
+    /// What an attempt's answer means (`WEBHOOK_RETRY_SCHEDULE`,
+    /// `WEBHOOK_MAX_RETRY_AFTER_SECONDS`).
+    pub rules: RetryRules,
     /// `WEBHOOK_TIMEOUT_MS`: the whole request, body included.
     pub timeout: Duration,
-    /// `WEBHOOK_MAX_RETRY_AFTER_SECONDS`: the longest `Retry-After` honoured.
-    pub max_retry_after: Duration,
     /// Signing secrets, newest first (reloaded for rotations).
     pub secrets: Arc<RwLock<Vec<WebhookSecret>>>,
     /// The main lane: `WEBHOOK_CONCURRENCY` permits, one per attempt in
@@ -100,8 +100,7 @@ impl Dispatcher {
     pub async fn handle(self: &Arc<Self>, incoming: &Incoming) -> Result<(), HandlerError> {
         let due: CallbackDue = serde_json::from_slice(&incoming.payload)
             .map_err(|error| HandlerError::Reject(format!("not a callback.due event: {error}")))?;
-        let id = Uuid::parse_str(&due.delivery_id)
-            .map_err(|_| HandlerError::Reject(format!("bad delivery id {:?}", due.delivery_id)))?;
+        let id = due.delivery_id;
         // The origin and its lane must be known before a lease is taken: a
         // claimed attempt that then waited for a slot could outlive its lease.
         let callback = {
@@ -148,7 +147,7 @@ impl Dispatcher {
 
     /// Makes the attempt `held` was admitted for, then starts the parked
     /// deliveries its end lets start, each on its own task.
-    async fn run(self: &Arc<Self>, held: Held<'_>, id: Uuid) -> Result<(), HandlerError> {
+    async fn run(self: &Arc<Self>, held: Held<'_>, id: DeliveryId) -> Result<(), HandlerError> {
         let (result, ended) = self.attempt_once(id, held.lane).await;
         for start in held.finish(ended) {
             self.start_parked(start);
@@ -174,7 +173,7 @@ impl Dispatcher {
 
     /// Claims delivery `id`, sends it and records it; says how it ended for
     /// the lanes. A main-lane attempt waits here for a main permit.
-    async fn attempt_once(&self, id: Uuid, lane: Lane) -> (Result<(), HandlerError>, Ended) {
+    async fn attempt_once(&self, id: DeliveryId, lane: Lane) -> (Result<(), HandlerError>, Ended) {
         let _permit = match lane {
             Lane::Main => match self.in_flight.acquire().await {
                 Ok(permit) => Some(permit),
@@ -295,7 +294,12 @@ impl Dispatcher {
                     ),
                     None => (describe(&error), Ended::Other),
                 };
-                let attempt = finish(None, None, Some(message), self.retry_or_dead(claimed.attempts, None));
+                let attempt = finish(
+                    None,
+                    None,
+                    Some(message),
+                    self.decide(Answer::NoAnswer, claimed.attempts),
+                );
                 return (attempt, ended);
             }
         };
@@ -304,18 +308,15 @@ impl Dispatcher {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| tronpay_domain::parse_retry_after(value, std::time::SystemTime::now()));
+            .map(str::to_owned);
         let (body, stalled) = read_some(response).await;
         // Headers then a body that never ends hold the slot like no answer.
         let ended = if stalled { Ended::TimedOut } else { Ended::Answered };
-        let outcome = if status.is_success() {
-            Outcome::Delivered
-        } else if status.as_u16() == 410 {
-            Outcome::Failed
-        } else {
-            let asked = matches!(status.as_u16(), 429 | 503).then_some(retry_after).flatten();
-            self.retry_or_dead(claimed.attempts, asked)
+        let answer = Answer::Status {
+            code: status.as_u16(),
+            retry_after: retry_after.as_deref(),
         };
+        let outcome = self.decide(answer, claimed.attempts);
         let error = (!status.is_success()).then(|| {
             if status.is_redirection() {
                 format!("HTTP {status} (redirects are not followed)")
@@ -326,21 +327,21 @@ impl Dispatcher {
         (finish(Some(status.as_u16()), Some(body), error, outcome), ended)
     }
 
-    /// The next attempt after `attempts` failed ones: the schedule with ±20 %
-    /// jitter, or what the receiver asked for, or dead when the schedule is
-    /// used up.
-    fn retry_or_dead(&self, attempts: i32, asked: Option<Duration>) -> Outcome {
-        let index = usize::try_from(attempts.max(1) - 1).unwrap_or(usize::MAX);
-        let Some(delay) = self.schedule.get(index) else {
-            return Outcome::Dead;
-        };
-        let jittered = delay.mul_f64(0.8 + 0.4 * fastrand::f64());
-        let delay = match asked {
-            Some(asked) => asked.clamp(Duration::from_secs(1), self.max_retry_after),
-            None => jittered,
-        };
-        let delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(24));
-        Outcome::Retry(chrono::Utc::now().naive_utc() + delay)
+    /// The outcome of attempt number `attempts` ([`RetryRules::decide`]), a
+    /// retry dated from now.
+    fn decide(&self, answer: Answer<'_>, attempts: i32) -> Outcome {
+        match self
+            .rules
+            .decide(answer, attempts, std::time::SystemTime::now(), fastrand::f64())
+        {
+            Decision::Delivered => Outcome::Delivered,
+            Decision::Failed => Outcome::Failed,
+            Decision::Dead => Outcome::Dead,
+            Decision::Retry(delay) => {
+                let delay = chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::hours(24));
+                Outcome::Retry(chrono::Utc::now().naive_utc() + delay)
+            }
+        }
     }
 }
 

@@ -4,22 +4,22 @@
 //! cannot be reached or a task of this dispatcher ended (the consumer, the
 //! sweep or the relay failed, panicked or gave up on an error retrying
 //! cannot cure; `failure` names it and the process is about to exit
-//! non-zero).
+//! non-zero), by the rules every service shares
+//! ([`tronpay_runtime::health`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{HttpResponse, web};
+use actix_web::web;
 use tronpay_bus::BusStatus;
 use tronpay_db::{DbPool, deliveries};
-use tronpay_runtime::supervise::TaskHealth;
+use tronpay_runtime::health::{self, Report};
+use tronpay_runtime::supervise::{TaskFailure, TaskHealth};
 
 struct State {
     pool: DbPool,
     consumer: Arc<BusStatus>,
     relay: Arc<BusStatus>,
-    tasks: Arc<TaskHealth>,
 }
 
 /// Binds the health server (port 0 in tests) and returns it, not yet
@@ -31,50 +31,23 @@ pub fn server(
     consumer: Arc<BusStatus>,
     relay: Arc<BusStatus>,
     tasks: Arc<TaskHealth>,
-) -> anyhow::Result<(Server, u16)> {
-    Ok(tronpay_runtime::health::server(
-        bind,
-        State {
-            pool,
-            consumer,
-            relay,
-            tasks,
-        },
-        health,
-    )?)
+) -> std::io::Result<(Server, u16)> {
+    health::server(bind, State { pool, consumer, relay }, tasks, report)
 }
 
-async fn health(state: web::Data<State>) -> HttpResponse {
-    let wait = Duration::from_secs(2);
-    let backlog = tokio::time::timeout(wait, async {
-        let mut conn = state.pool.get_within(wait).await?;
+async fn report(state: web::Data<State>, _failure: Option<TaskFailure>) -> Report {
+    let backlog = health::database(async {
+        let mut conn = state.pool.get_within(health::DATABASE_WAIT).await?;
         deliveries::backlog(&mut conn).await
     })
     .await;
-    let (database, backlog) = match backlog {
-        Ok(Ok(backlog)) => ("connected", Some(backlog)),
-        _ => ("disconnected", None),
-    };
-    let broker = if state.consumer.connected() && state.relay.connected() {
-        "connected"
-    } else {
-        "disconnected"
-    };
-    let failure = state.tasks.failure();
-    let healthy = database == "connected" && failure.is_none();
-    let mut body = serde_json::json!({
-        "status": if healthy { "healthy" } else { "unhealthy" },
-        "database": database,
-        "broker": broker,
-        "deliveries_waiting": backlog,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    if let Some(failure) = failure {
-        body["failure"] = serde_json::json!(failure);
-    }
-    if healthy {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    let broker = state.consumer.connected() && state.relay.connected();
+    Report {
+        database: backlog.is_some(),
+        degraded: false,
+        body: serde_json::json!({
+            "broker": if broker { "connected" } else { "disconnected" },
+            "deliveries_waiting": backlog,
+        }),
     }
 }

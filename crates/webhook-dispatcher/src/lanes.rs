@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
 use tronpay_domain::CallbackUrl;
-use uuid::Uuid;
+use tronpay_domain::DeliveryId;
 
 /// Deliveries parked per origin, at most.
 pub const PARKED_PER_ORIGIN: usize = 1_000;
@@ -107,7 +107,7 @@ pub enum Admission {
 pub struct Start {
     pub origin: Origin,
     /// The delivery (`webhook_deliveries.id`).
-    pub id: Uuid,
+    pub id: DeliveryId,
     /// The lane whose slot it holds.
     pub lane: Lane,
 }
@@ -140,8 +140,8 @@ pub struct Limits {
 struct OriginState {
     in_flight: usize,
     slow: bool,
-    parked: VecDeque<Uuid>,
-    parked_ids: HashSet<Uuid>,
+    parked: VecDeque<DeliveryId>,
+    parked_ids: HashSet<DeliveryId>,
     /// Waiting in [`Lanes::slow_queue`].
     queued: bool,
 }
@@ -155,7 +155,7 @@ impl OriginState {
         self.in_flight == 0 && self.parked.is_empty() && !self.queued
     }
 
-    fn unpark(&mut self) -> Option<Uuid> {
+    fn unpark(&mut self) -> Option<DeliveryId> {
         let id = self.parked.pop_front()?;
         self.parked_ids.remove(&id);
         Some(id)
@@ -192,7 +192,7 @@ impl Lanes {
     }
 
     /// Decides about delivery `id` to `origin`, which is due now.
-    pub fn admit(&mut self, origin: &Origin, id: Uuid) -> Admission {
+    pub fn admit(&mut self, origin: &Origin, id: DeliveryId) -> Admission {
         if self.closed {
             return Admission::Dropped;
         }
@@ -396,11 +396,11 @@ mod tests {
         Origin::of(text)
     }
 
-    fn ids(count: usize) -> Vec<Uuid> {
-        (0..count).map(|_| Uuid::new_v4()).collect()
+    fn ids(count: usize) -> Vec<DeliveryId> {
+        (0..count).map(|_| DeliveryId::generate()).collect()
     }
 
-    fn started(finished: &Finished) -> Vec<(String, Uuid, Lane)> {
+    fn started(finished: &Finished) -> Vec<(String, DeliveryId, Lane)> {
         finished
             .starts
             .iter()
@@ -436,7 +436,10 @@ mod tests {
         assert_eq!(lanes.admit(&hanging, deliveries[3]), Admission::Parked);
         assert_eq!(lanes.admit(&hanging, deliveries[3]), Admission::AlreadyParked);
         assert_eq!(lanes.admit(&hanging, deliveries[4]), Admission::Parked);
-        assert_eq!(lanes.admit(&healthy, Uuid::new_v4()), Admission::Start(Lane::Main));
+        assert_eq!(
+            lanes.admit(&healthy, DeliveryId::generate()),
+            Admission::Start(Lane::Main)
+        );
         assert_eq!((lanes.in_flight(), lanes.parked()), (4, 2));
 
         // Each end starts the next parked delivery of that origin, in order.
@@ -456,17 +459,29 @@ mod tests {
     fn a_timeout_moves_the_origin_to_the_slow_lane_until_it_answers() {
         let mut lanes = lanes(3, 2);
         let flaky = origin("https://flaky.example");
-        assert_eq!(lanes.admit(&flaky, Uuid::new_v4()), Admission::Start(Lane::Main));
+        assert_eq!(
+            lanes.admit(&flaky, DeliveryId::generate()),
+            Admission::Start(Lane::Main)
+        );
         let finished = lanes.finish(&flaky, Lane::Main, Ended::TimedOut);
         assert_eq!(finished.moved_to, Some(Lane::Slow));
         assert!(lanes.is_slow(&flaky));
-        assert_eq!(lanes.admit(&flaky, Uuid::new_v4()), Admission::Start(Lane::Slow));
+        assert_eq!(
+            lanes.admit(&flaky, DeliveryId::generate()),
+            Admission::Start(Lane::Slow)
+        );
         // A refused connection says nothing about speed.
         assert_eq!(lanes.finish(&flaky, Lane::Slow, Ended::Other).moved_to, None);
-        assert_eq!(lanes.admit(&flaky, Uuid::new_v4()), Admission::Start(Lane::Slow));
+        assert_eq!(
+            lanes.admit(&flaky, DeliveryId::generate()),
+            Admission::Start(Lane::Slow)
+        );
         let finished = lanes.finish(&flaky, Lane::Slow, Ended::Answered);
         assert_eq!(finished.moved_to, Some(Lane::Main));
-        assert_eq!(lanes.admit(&flaky, Uuid::new_v4()), Admission::Start(Lane::Main));
+        assert_eq!(
+            lanes.admit(&flaky, DeliveryId::generate()),
+            Admission::Start(Lane::Main)
+        );
         lanes.finish(&flaky, Lane::Main, Ended::Answered);
         // Nothing is kept for an idle healthy origin.
         assert!(lanes.origins.is_empty());
@@ -477,7 +492,7 @@ mod tests {
         let mut lanes = lanes(3, 1);
         let (a, b) = (origin("http://a.example"), origin("http://b.example"));
         for slow in [&a, &b] {
-            assert_eq!(lanes.admit(slow, Uuid::new_v4()), Admission::Start(Lane::Main));
+            assert_eq!(lanes.admit(slow, DeliveryId::generate()), Admission::Start(Lane::Main));
             lanes.finish(slow, Lane::Main, Ended::TimedOut);
         }
         let (a_ids, b_ids) = (ids(3), ids(3));
@@ -490,7 +505,7 @@ mod tests {
         }
         // The main lane is not involved: a healthy origin starts at once.
         assert_eq!(
-            lanes.admit(&origin("http://ok.example"), Uuid::new_v4()),
+            lanes.admit(&origin("http://ok.example"), DeliveryId::generate()),
             Admission::Start(Lane::Main)
         );
 
@@ -514,10 +529,10 @@ mod tests {
         let mut lanes = lanes(3, 1);
         let (a, b) = (origin("http://a.example"), origin("http://b.example"));
         for slow in [&a, &b] {
-            assert_eq!(lanes.admit(slow, Uuid::new_v4()), Admission::Start(Lane::Main));
+            assert_eq!(lanes.admit(slow, DeliveryId::generate()), Admission::Start(Lane::Main));
             lanes.finish(slow, Lane::Main, Ended::TimedOut);
         }
-        assert_eq!(lanes.admit(&a, Uuid::new_v4()), Admission::Start(Lane::Slow));
+        assert_eq!(lanes.admit(&a, DeliveryId::generate()), Admission::Start(Lane::Slow));
         let b_ids = ids(3);
         for id in &b_ids {
             assert_eq!(lanes.admit(&b, *id), Admission::Parked);
@@ -541,23 +556,31 @@ mod tests {
     fn full_queues_drop_for_slow_origins_and_push_back_for_busy_ones() {
         let mut lanes = lanes(1, 1);
         let busy = origin("http://busy.example");
-        assert_eq!(lanes.admit(&busy, Uuid::new_v4()), Admission::Start(Lane::Main));
+        assert_eq!(lanes.admit(&busy, DeliveryId::generate()), Admission::Start(Lane::Main));
         for id in ids(4) {
             assert_eq!(lanes.admit(&busy, id), Admission::Parked);
         }
-        assert_eq!(lanes.admit(&busy, Uuid::new_v4()), Admission::Full, "4 per origin");
+        assert_eq!(
+            lanes.admit(&busy, DeliveryId::generate()),
+            Admission::Full,
+            "4 per origin"
+        );
 
         let slow = origin("http://slow.example");
-        assert_eq!(lanes.admit(&slow, Uuid::new_v4()), Admission::Start(Lane::Main));
+        assert_eq!(lanes.admit(&slow, DeliveryId::generate()), Admission::Start(Lane::Main));
         lanes.finish(&slow, Lane::Main, Ended::TimedOut);
-        assert_eq!(lanes.admit(&slow, Uuid::new_v4()), Admission::Start(Lane::Slow));
-        assert_eq!(lanes.admit(&slow, Uuid::new_v4()), Admission::Parked);
-        assert_eq!(lanes.admit(&slow, Uuid::new_v4()), Admission::Parked);
+        assert_eq!(lanes.admit(&slow, DeliveryId::generate()), Admission::Start(Lane::Slow));
+        assert_eq!(lanes.admit(&slow, DeliveryId::generate()), Admission::Parked);
+        assert_eq!(lanes.admit(&slow, DeliveryId::generate()), Admission::Parked);
         assert_eq!(lanes.parked(), 6);
-        assert_eq!(lanes.admit(&slow, Uuid::new_v4()), Admission::Dropped, "6 in all");
+        assert_eq!(
+            lanes.admit(&slow, DeliveryId::generate()),
+            Admission::Dropped,
+            "6 in all"
+        );
         // Another origin with room is never held up by the queues.
         assert_eq!(
-            lanes.admit(&origin("http://ok.example"), Uuid::new_v4()),
+            lanes.admit(&origin("http://ok.example"), DeliveryId::generate()),
             Admission::Start(Lane::Main)
         );
     }
@@ -566,7 +589,7 @@ mod tests {
     fn a_parked_delivery_whose_message_comes_again_with_room_starts() {
         let mut lanes = lanes(1, 1);
         let busy = origin("http://busy.example");
-        let (first, parked) = (Uuid::new_v4(), Uuid::new_v4());
+        let (first, parked) = (DeliveryId::generate(), DeliveryId::generate());
         assert_eq!(lanes.admit(&busy, first), Admission::Start(Lane::Main));
         assert_eq!(lanes.admit(&busy, parked), Admission::Parked);
         // The attempt was cancelled: its slot is freed, nothing started.
@@ -583,13 +606,13 @@ mod tests {
     fn closing_forgets_the_parked_and_starts_nothing() {
         let mut lanes = lanes(1, 1);
         let busy = origin("http://busy.example");
-        assert_eq!(lanes.admit(&busy, Uuid::new_v4()), Admission::Start(Lane::Main));
-        assert_eq!(lanes.admit(&busy, Uuid::new_v4()), Admission::Parked);
+        assert_eq!(lanes.admit(&busy, DeliveryId::generate()), Admission::Start(Lane::Main));
+        assert_eq!(lanes.admit(&busy, DeliveryId::generate()), Admission::Parked);
         lanes.close();
         assert_eq!(lanes.parked(), 0);
         assert_eq!(lanes.in_flight(), 1, "the attempt in flight still finishes");
         assert!(lanes.finish(&busy, Lane::Main, Ended::Answered).starts.is_empty());
         assert_eq!(lanes.in_flight(), 0);
-        assert_eq!(lanes.admit(&busy, Uuid::new_v4()), Admission::Dropped);
+        assert_eq!(lanes.admit(&busy, DeliveryId::generate()), Admission::Dropped);
     }
 }

@@ -19,103 +19,42 @@ pub mod client;
 pub mod deliver;
 pub mod health;
 pub mod lanes;
+pub mod outcome;
 pub mod settings;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use actix_web::dev::ServerHandle;
 use anyhow::Context;
 use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinHandle;
 use tronpay_bus::{BusSettings, BusStatus, Relay, run_consumer};
-use tronpay_db::{DbError, DbPool, DbSettings, deliveries};
-use tronpay_domain::events::CALLBACK_DUE;
+use tronpay_db::{DbError, DbPool, DbSettings, deliveries, secrets};
 use tronpay_domain::signing::WebhookSecret;
-use tronpay_runtime::supervise::{self, Incurable, TaskOutcome, Tasks};
-use tronpay_runtime::{ConfigError, Settings, Validate, stopped};
+use tronpay_runtime::service::{Binary, Serving};
+use tronpay_runtime::supervise::{Incurable, Tasks};
+use tronpay_runtime::{ServiceConfig, Validate, stopped};
 
 pub use settings::DispatcherSettings;
+pub use tronpay_runtime::service::Running;
 
 use crate::deliver::Dispatcher;
 use crate::lanes::{Lanes, Limits, PARKED_IN_ALL, PARKED_PER_ORIGIN};
+use crate::outcome::RetryRules;
+
+/// The service's name: its binary, its database connections'
+/// `application_name`, its log lines.
+pub const NAME: &str = "tronpay-webhook-dispatcher";
+
+/// Its command line (`--config`, `--bind`).
+pub const BINARY: Binary = Binary::new(NAME, "tronpay webhook dispatcher", "DISPATCHER_BIND");
 
 /// How often due deliveries are looked for and secrets reloaded.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// Everything the dispatcher reads at start, each part checked.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub dispatcher: DispatcherSettings,
-    pub db: DbSettings,
-    pub bus: BusSettings,
-}
-
-impl Config {
-    /// Reads the dispatcher's, the database's and the broker's settings from
-    /// the layered configuration; an error names the bad setting.
-    pub fn load(settings: &Settings) -> Result<Self, ConfigError> {
-        Ok(Self {
-            dispatcher: settings.validated()?,
-            db: settings.validated()?,
-            bus: settings.validated()?,
-        })
-    }
-}
-
-/// A started dispatcher: its tasks run and its health endpoint is bound.
-pub struct Running {
-    port: u16,
-    tasks: Tasks,
-    dispatcher: Arc<Dispatcher>,
-    http: ServerHandle,
-    server: JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    /// The health endpoint's port (the one bound when `DISPATCHER_BIND`
-    /// asks for port 0).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Supervises one more task with the dispatcher's own (see
-    /// [`Tasks::spawn`]): its failure fails the dispatcher.
-    pub fn spawn<F>(&mut self, name: &str, task: F)
-    where
-        F: Future + Send + 'static,
-        F::Output: TaskOutcome + Send + 'static,
-    {
-        self.tasks.spawn(name, task);
-    }
-
-    /// Runs until `shutdown` resolves or a task fails. Then the tasks stop,
-    /// and the attempts still in flight on their own tasks (started from a
-    /// parked queue) finish and are recorded — waited for at most a lease
-    /// (the timeout + 10 s), after which another dispatcher may make them
-    /// again anyway. After a failure `/health` answers 503 naming it, stays
-    /// up for [`supervise::FAILURE_GRACE`], and the failure is returned.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        tokio::pin!(shutdown);
-        let failure = self.tasks.until_failure_or(shutdown.as_mut()).await;
-        let failed_at = tokio::time::Instant::now();
-        if failure.is_none() {
-            tracing::info!("shutdown signal received; finishing the deliveries in hand");
-        }
-        let outcome = self.tasks.stop().await;
-        self.dispatcher.finish_attempts().await;
-        if failure.is_some() {
-            // `shutdown` has not resolved yet (it may not be polled again
-            // once it has).
-            supervise::linger(failed_at, shutdown.as_mut()).await;
-        }
-        self.http.stop(true).await;
-        let _ = self.server.await;
-        tracing::info!("tronpay-webhook-dispatcher stopped");
-        Ok(outcome?)
-    }
-}
+/// Everything the dispatcher reads at start, each part checked: `service` is
+/// its own settings.
+pub type Config = ServiceConfig<DispatcherSettings, DbSettings, BusSettings>;
 
 impl Dispatcher {
     /// Waits for the attempts in flight to finish, at most a lease.
@@ -139,10 +78,10 @@ async fn load_secrets(pool: &DbPool, configured: Option<&WebhookSecret>) -> anyh
         return Ok(vec![secret.clone()]);
     }
     let mut conn = pool.get().await?;
-    let mut stored = deliveries::secrets(&mut conn).await?;
+    let mut stored = secrets::secrets(&mut conn).await?;
     if stored.is_empty() {
         let generated = WebhookSecret::generate().map_err(anyhow::Error::msg)?;
-        stored = deliveries::ensure_secret(&mut conn, generated.expose()).await?;
+        stored = secrets::ensure_secret(&mut conn, generated.expose()).await?;
         tracing::info!("generated the webhook signing secret (show it with `tronpay webhooks secret`)");
     }
     stored
@@ -154,12 +93,15 @@ async fn load_secrets(pool: &DbPool, configured: Option<&WebhookSecret>) -> anyh
 /// Builds the dispatcher from `config` on the current runtime: the pool,
 /// the signing secrets, the `callback.due` consumer, the sweep, the outbox
 /// relay, pool maintenance and the health endpoint on `DISPATCHER_BIND`.
-/// Errors: an invalid setting, a database unreachable at start (the secret
+/// [`Running::run_until`] then runs it: when it stops, the attempts still in
+/// flight on their own tasks (started from a parked queue) finish and are
+/// recorded — waited for at most a lease (the timeout + 10 s), after which
+/// another dispatcher may make them again anyway. Errors: an invalid setting, a database unreachable at start (the secret
 /// must be known before anything is signed), or the address cannot be
 /// bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let Config {
-        dispatcher: settings,
+        service: settings,
         db,
         bus,
     } = config;
@@ -167,7 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid setting")?;
-    let pool = DbPool::new(&db, "tronpay-webhook-dispatcher")?;
+    let pool = DbPool::new(&db, NAME)?;
     let mut tasks = Tasks::new();
     let shutdown = tasks.shutdown();
     let bind = settings.dispatcher_bind.clone();
@@ -178,9 +120,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pool: pool.clone(),
         http: client::build(&policy, settings.timeout()).map_err(anyhow::Error::msg)?,
         policy,
-        schedule: settings.schedule().map_err(anyhow::Error::msg)?,
+        rules: RetryRules {
+            schedule: settings.schedule().map_err(anyhow::Error::msg)?,
+            max_retry_after: Duration::from_secs(settings.webhook_max_retry_after_seconds),
+        },
         timeout: settings.timeout(),
-        max_retry_after: Duration::from_secs(settings.webhook_max_retry_after_seconds),
         secrets: Arc::clone(&secrets),
         in_flight: Semaphore::new(settings.webhook_concurrency),
         lanes: Mutex::new(Lanes::new(Limits {
@@ -193,12 +137,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown: shutdown.clone(),
     });
 
-    let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-webhook-dispatcher relay");
+    let relay = Relay::new(pool.clone(), bus.clone(), format!("{NAME} relay"));
     let waker = relay.waker();
     let relay_status = relay.status();
     let consumer_status = Arc::new(BusStatus::default());
     tasks.spawn("outbox relay", relay.run(shutdown.clone()));
-    let queue = bus.queue("webhook-dispatcher", CALLBACK_DUE);
+    let queue = bus.queue(tronpay_bus::topology::Queue::DispatcherCallbackDue);
     let handler = Arc::clone(&dispatcher);
     // Enough messages in hand for both lanes to be full and one more to be
     // looked at: attempts run in the consumer's slots, and a full slow lane
@@ -213,7 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         run_consumer(
             prefetch_bus,
             queue,
-            "tronpay-webhook-dispatcher".into(),
+            NAME.into(),
             move |incoming| {
                 let dispatcher = Arc::clone(&handler);
                 async move { dispatcher.handle(&incoming).await }
@@ -246,7 +190,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                         Err(error) => tracing::warn!(%error, "the delivery sweep failed"),
                     }
                     if configured.is_none()
-                        && let Ok(stored) = deliveries::secrets(&mut conn).await
+                        && let Ok(stored) = secrets::secrets(&mut conn).await
                     {
                         let parsed: Vec<WebhookSecret> = stored
                             .iter()
@@ -267,27 +211,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         }
     });
-    let maintenance = pool.clone().maintain({
-        let mut stop = tasks.shutdown();
-        async move { stopped(&mut stop).await }
-    });
-    tasks.spawn("pool maintenance", maintenance);
+    tasks.spawn("pool maintenance", pool.clone().maintain(tasks.stopped()));
     let (server, port) = health::server(&bind, pool, consumer_status, relay_status, tasks.health())?;
-    Ok(Running {
-        port,
-        tasks,
-        dispatcher,
-        http: server.handle(),
-        server: tokio::spawn(server),
-    })
+    let running = Running::new(NAME, Serving::Health, tasks, port, server.handle(), server);
+    Ok(running.finishing(async move { dispatcher.finish_attempts().await }))
 }
 
 /// The whole dispatcher: [`start`], then [`Running::run_until`] `shutdown`.
 /// Logs `tronpay-webhook-dispatcher health endpoint listening` with the
 /// port. Errors: what `start` refuses, or the failure of a task.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let bind = config.dispatcher.dispatcher_bind.clone();
+    let bind = config.service.dispatcher_bind.clone();
     let running = start(config).await?;
     tracing::info!(bind = %bind, port = running.port(), "tronpay-webhook-dispatcher health endpoint listening");
-    running.run_until(shutdown).await
+    Ok(running.run_until(shutdown).await?)
 }

@@ -7,40 +7,35 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tronpay_testkit::process::ServiceProcess;
-use tronpay_testkit::{TestBus, TestDb, http_client};
+use tronpay_testkit::process::{ServiceProcess, assert_refused, service_command};
+use tronpay_testkit::{TestBus, TestDb, eventually, get_json, http_client};
 
 fn dispatcher() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tronpay-webhook-dispatcher"));
-    command.current_dir(std::env::temp_dir()).env_remove("TRONPAY_CONFIG");
-    command
+    service_command(env!("CARGO_BIN_EXE_tronpay-webhook-dispatcher"))
 }
 
 #[test]
 fn bad_settings_are_refused_at_start_naming_the_variable() {
-    for (name, value, expected) in [
-        ("WEBHOOK_RETRY_SCHEDULE", "5s,later", "WEBHOOK_RETRY_SCHEDULE"),
-        ("WEBHOOK_SECRET", "not-a-secret", "WEBHOOK_SECRET"),
-        ("WEBHOOK_TIMEOUT_MS", "5", "WEBHOOK_TIMEOUT_MS must be between"),
-        (
-            "WEBHOOK_ORIGIN_CONCURRENCY",
-            "0",
-            "WEBHOOK_ORIGIN_CONCURRENCY must be between",
-        ),
-        (
-            "WEBHOOK_SLOW_CONCURRENCY",
-            "many",
-            "WEBHOOK_SLOW_CONCURRENCY is invalid",
-        ),
-        ("CALLBACK_ALLOW_CIDRS", "10.0.0.0/40", "CALLBACK_ALLOW_CIDRS"),
-        ("DISPATCHER_BIND", "here", "DISPATCHER_BIND must be an address and port"),
-    ] {
-        let output = dispatcher().env(name, value).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{name}={value} was accepted");
-        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-    }
+    assert_refused(
+        dispatcher,
+        &[
+            ("WEBHOOK_RETRY_SCHEDULE", "5s,later", "WEBHOOK_RETRY_SCHEDULE"),
+            ("WEBHOOK_SECRET", "not-a-secret", "WEBHOOK_SECRET"),
+            ("WEBHOOK_TIMEOUT_MS", "5", "WEBHOOK_TIMEOUT_MS must be between"),
+            (
+                "WEBHOOK_ORIGIN_CONCURRENCY",
+                "0",
+                "WEBHOOK_ORIGIN_CONCURRENCY must be between",
+            ),
+            (
+                "WEBHOOK_SLOW_CONCURRENCY",
+                "many",
+                "WEBHOOK_SLOW_CONCURRENCY is invalid",
+            ),
+            ("CALLBACK_ALLOW_CIDRS", "10.0.0.0/40", "CALLBACK_ALLOW_CIDRS"),
+            ("DISPATCHER_BIND", "here", "DISPATCHER_BIND must be an address and port"),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,9 +46,7 @@ async fn first_start_generates_a_secret_and_sigterm_stops_it() {
     let mut command = dispatcher();
     command
         .env("DATABASE_URL", db.url())
-        .env("RABBITMQ_URL", &bus.settings.rabbitmq_url)
-        .env("BUS_EXCHANGE", &bus.settings.bus_exchange)
-        .env("BUS_QUEUE_PREFIX", &bus.settings.bus_queue_prefix)
+        .envs(bus.env())
         .env("DISPATCHER_BIND", "127.0.0.1:0")
         .env_remove("WEBHOOK_SECRET");
     let mut process = ServiceProcess::spawn(
@@ -63,29 +56,20 @@ async fn first_start_generates_a_secret_and_sigterm_stops_it() {
         "tronpay-webhook-dispatcher health endpoint listening",
     );
     let port = process.port;
-    let secrets: Vec<String> = db
-        .client()
-        .await
-        .query("SELECT secret FROM webhook_secrets", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let secrets: Vec<String> = db.column("SELECT secret FROM webhook_secrets").await;
     assert_eq!(secrets.len(), 1);
     assert!(secrets[0].starts_with("whsec_"));
 
     let url = format!("http://127.0.0.1:{port}/health");
-    let mut healthy = false;
-    for _ in 0..100 {
-        let health: serde_json::Value = http_client().get(&url).send().await.unwrap().json().await.unwrap();
-        if health["status"] == "healthy" && health["broker"] == "connected" {
-            healthy = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(healthy, "the dispatcher reports database and broker connected");
+    eventually(
+        Duration::from_secs(10),
+        "the dispatcher to report database and broker connected",
+        || async {
+            let health = get_json(&url).await;
+            (health["status"] == "healthy" && health["broker"] == "connected").then_some(())
+        },
+    )
+    .await;
     let live = http_client().get(format!("{url}/live")).send().await.unwrap();
     assert_eq!(live.status(), 200, "liveness for orchestrators");
 

@@ -1,0 +1,66 @@
+//! The reconciler: applies confirmed transfers whose `payment.detected`
+//! never came (or was given up on), address by address, so a lost message
+//! delays a payment and never loses it.
+
+use std::collections::HashSet;
+
+use diesel_async::AsyncConnection;
+use tronpay_db::error::DbErrorKind;
+use tronpay_db::{DbError, DbPool, matching};
+use tronpay_domain::matching::MatchRules;
+
+use super::ApplyError;
+use super::apply::apply_confirmed;
+
+/// Applies the confirmed transfers whose message did not come (or was given
+/// up on) and that have waited `older_than_seconds`; returns how many
+/// addresses were handled and whether webhook work was enqueued.
+///
+/// An address whose transfers cannot be applied for a reason retrying will
+/// not cure (a corrupt row, a bug) is logged with the error, added to
+/// `skipped` and left out of later rounds, and the round goes on with the
+/// other addresses. A database that is unavailable or lacks its schema ends
+/// the round (the next one tries again).
+pub async fn reconcile(
+    pool: &DbPool,
+    rules: &MatchRules,
+    older_than_seconds: i64,
+    skipped: &mut HashSet<String>,
+) -> Result<(usize, bool), DbError> {
+    let addresses = {
+        let excluded: Vec<String> = skipped.iter().cloned().collect();
+        let mut conn = pool.get().await?;
+        matching::addresses_with_unapplied(&mut conn, older_than_seconds, 100, &excluded).await?
+    };
+    let mut enqueued = false;
+    for address in &addresses {
+        let mut conn = pool.get().await?;
+        let outcome = conn
+            .transaction::<_, ApplyError, _>(async |conn| {
+                matching::lock_address(conn, address).await?;
+                apply_confirmed(conn, rules, address).await
+            })
+            .await;
+        match outcome {
+            Ok(done) => enqueued |= done,
+            Err(ApplyError::Db(error)) => match error.kind() {
+                DbErrorKind::Unavailable | DbErrorKind::Setup => return Err(error),
+                DbErrorKind::Conflict if error.is_retryable() => {
+                    tracing::info!(%address, %error, "reconciler: lost a race; next round");
+                }
+                DbErrorKind::Conflict | DbErrorKind::Corrupt | DbErrorKind::Bug => {
+                    tracing::error!(%address, %error, "reconciler: the transfers to this address cannot be applied; skipping it");
+                    skipped.insert(address.clone());
+                }
+            },
+            Err(ApplyError::UnknownTransfer(id)) => tracing::warn!(%id, "reconciler: transfer vanished"),
+        }
+    }
+    if !addresses.is_empty() {
+        tracing::warn!(
+            addresses = addresses.len(),
+            "applied confirmed transfers whose event had not been applied"
+        );
+    }
+    Ok((addresses.len(), enqueued))
+}

@@ -1,0 +1,43 @@
+//! What every request handler shares ([`AppState`]) and the broker status
+//! the workers report ([`BusHealth`]); built by [`crate::startup`], read by
+//! [`crate::routes`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tronpay_bus::BusStatus;
+use tronpay_db::DbPool;
+use tronpay_runtime::supervise::TaskHealth;
+
+use crate::callback_guard::CallbackGuard;
+use crate::settings::ApiSettings;
+
+/// Broker status of the consumer and the outbox relay.
+#[derive(Clone)]
+pub struct BusHealth {
+    pub consumer: Arc<BusStatus>,
+    pub relay: Arc<BusStatus>,
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: DbPool,
+    pub settings: ApiSettings,
+    pub callback_guard: CallbackGuard,
+    pub started: Instant,
+    pub bus: Option<BusHealth>,
+    /// The first failure of this process's supervised tasks, if any.
+    pub tasks: Arc<TaskHealth>,
+}
+
+impl AppState {
+    /// `connected`, `disconnected`, or `null` when this process runs no
+    /// broker workers.
+    pub(crate) fn broker(&self) -> serde_json::Value {
+        match &self.bus {
+            Some(bus) if bus.consumer.connected() && bus.relay.connected() => "connected".into(),
+            Some(_) => "disconnected".into(),
+            None => serde_json::Value::Null,
+        }
+    }
+}

@@ -1,0 +1,2 @@
+ALTER TABLE payments DROP CONSTRAINT ck_payments_notify_events;
+ALTER TABLE webhook_deliveries DROP CONSTRAINT ck_webhook_deliveries_event_type;
