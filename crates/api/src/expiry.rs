@@ -3,11 +3,11 @@
 //! could still pay it waits to be applied — so a payment paid just before its
 //! deadline is never expired while its transfer is on its way.
 
-use std::collections::HashSet;
-
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tronpay_db::error::DbErrorKind;
+
+use crate::skips::Skips;
 use tronpay_db::webhooks;
 use tronpay_db::{DbError, DbPool, logs, matching};
 use tronpay_domain::events::WebhookEvent;
@@ -26,11 +26,12 @@ struct Due {
 /// webhook work was enqueued.
 ///
 /// Each payment expires in a savepoint of its own: one whose row cannot be
-/// read (corrupt) or trips a bug is logged with its id, added to `skipped`
-/// and left out of later sweeps, and the others still expire. A database
-/// that is unavailable or lacks its schema fails the sweep.
-pub async fn sweep(pool: &DbPool, skipped: &mut HashSet<String>) -> Result<(usize, bool), DbError> {
-    let excluded: Vec<String> = skipped.iter().cloned().collect();
+/// read (corrupt) or trips a statement the database rejects is logged with
+/// its id and left out of the sweeps of the next [`crate::skips::SKIP_FOR`],
+/// and the others still expire. A database that is unavailable or lacks its
+/// schema fails the sweep.
+pub async fn sweep(pool: &DbPool, skipped: &mut Skips) -> Result<(usize, bool), DbError> {
+    let excluded = skipped.current();
     let mut conn = pool.get().await?;
     let mut bad = Vec::new();
     let outcome = conn
@@ -87,6 +88,8 @@ pub async fn sweep(pool: &DbPool, skipped: &mut HashSet<String>) -> Result<(usiz
             Ok((expired, enqueued))
         })
         .await;
-    skipped.extend(bad);
+    for id in bad {
+        skipped.skip(id);
+    }
     outcome
 }

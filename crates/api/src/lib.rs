@@ -17,6 +17,7 @@ pub mod expiry;
 pub mod request;
 pub mod routes;
 pub mod settings;
+pub mod skips;
 pub mod startup;
 pub mod state;
 pub mod workers;

@@ -81,8 +81,8 @@ impl Workers {
             let mut rounds = 0u64;
             // Addresses the reconciler, and payments the sweep, found they
             // cannot apply or expire (see `reconcile` and `expiry::sweep`).
-            let mut skipped = std::collections::HashSet::new();
-            let mut unexpirable = std::collections::HashSet::new();
+            let mut skipped = crate::skips::Skips::default();
+            let mut unexpirable = crate::skips::Skips::default();
             loop {
                 rounds += 1;
                 // Every 10 s: transfers whose event was lost or given up on.

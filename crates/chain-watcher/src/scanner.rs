@@ -484,7 +484,7 @@ impl Scanner {
     async fn scan_tip(&self, range: RangeInclusive<u64>) -> Option<u64> {
         let mut scanned = None;
         for number in range {
-            let infos = match self.node.tx_infos(number).await {
+            let infos = match self.node.tip_tx_infos(number).await {
                 Ok(infos) => infos,
                 Err(error) => {
                     tracing::debug!(block = number, %error, "tip scan stopped");

@@ -86,8 +86,9 @@ pub enum Unavailable {
     /// demoted during a failover.
     #[error("the database is read-only (a standby, or a failover in progress): {0}")]
     ReadOnly(String),
-    /// Starting up, shutting down, a connection pooler's own limit, a plan
-    /// invalidated by a schema change, …
+    /// Starting up or shutting down, out of disk or memory, an I/O error, a
+    /// connection pooler's own limit, a plan invalidated by a schema change,
+    /// …
     #[error("database unavailable: {0}")]
     Other(String),
 }
@@ -280,6 +281,27 @@ pub const MESSAGES: &[(&str, Match, Meaning)] = &[
         Match::Contains("in a read-only transaction"),
         Meaning::ReadOnly,
     ),
+    (
+        "57P03",
+        Match::StartsWith("the database system is"),
+        Meaning::Unavailable,
+    ),
+    // Resources: a full disk, memory, an I/O error — the database cannot
+    // work right now, not tronpay's statement.
+    (
+        "53100",
+        Match::StartsWith("could not extend file"),
+        Meaning::Unavailable,
+    ),
+    (
+        "53100",
+        Match::Contains("No space left on device"),
+        Meaning::Unavailable,
+    ),
+    ("53200", Match::StartsWith("out of memory"), Meaning::Unavailable),
+    ("53200", Match::StartsWith("out of shared memory"), Meaning::Unavailable),
+    ("58030", Match::StartsWith("could not write to"), Meaning::Unavailable),
+    ("58030", Match::StartsWith("could not read from"), Meaning::Unavailable),
     ("40P01", Match::StartsWith("deadlock detected"), Meaning::Serialization),
     (
         "40001",
@@ -288,6 +310,12 @@ pub const MESSAGES: &[(&str, Match, Meaning)] = &[
     ),
     // PgBouncer's own errors (SQLSTATE 08P01): its pool, not tronpay's query.
     ("08P01", Match::StartsWith("query_wait_timeout"), Meaning::Unavailable),
+    // A pooler that lost a connection's prepared statements.
+    (
+        "26000",
+        Match::Around("prepared statement \"", "\" does not exist"),
+        Meaning::Unavailable,
+    ),
     (
         "08P01",
         Match::StartsWith("server conn crashed"),
@@ -312,10 +340,12 @@ pub const MESSAGES: &[(&str, Match, Meaning)] = &[
 
 /// What a server message means, if [`MESSAGES`] knows it.
 pub fn meaning_of(message: &str) -> Option<Meaning> {
-    MESSAGES
-        .iter()
-        .find(|(_, pattern, _)| pattern.matches(message))
-        .map(|(_, _, meaning)| *meaning)
+    row_of(message).map(|row| MESSAGES[row].2)
+}
+
+/// The index of the first row of [`MESSAGES`] that recognises `message`.
+pub fn row_of(message: &str) -> Option<usize> {
+    MESSAGES.iter().position(|(_, pattern, _)| pattern.matches(message))
 }
 
 impl From<DieselError> for DbError {

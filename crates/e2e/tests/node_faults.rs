@@ -256,4 +256,11 @@ async fn an_empty_block_just_polled_costs_no_extra_call() {
     // missing one.
     assert!(client.tx_infos(solid - 1).await.unwrap().is_empty());
     assert_eq!(reads(), 1);
+    // The head block just polled tells an empty block at the tip, not a
+    // final one (a reorganisation could still replace it).
+    let head = client.now_block().await.unwrap().number().unwrap();
+    assert!(client.tip_tx_infos(head).await.unwrap().is_empty());
+    assert_eq!(reads(), 1, "the head block just polled was empty");
+    assert!(client.tx_infos(head).await.unwrap().is_empty());
+    assert_eq!(reads(), 2, "a final read trusts only the final block polled");
 }

@@ -449,6 +449,12 @@ struct Hanging {
 
 impl Hanging {
     async fn start() -> Self {
+        Self::answering_first(0).await
+    }
+
+    /// Answers `200` to its first `answered` requests, then hangs like
+    /// [`Self::start`]'s.
+    async fn answering_first(answered: usize) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let opened = Arc::new(AtomicUsize::new(0));
@@ -458,10 +464,14 @@ impl Hanging {
             let closed = Arc::clone(&closed);
             async move {
                 while let Ok((mut socket, _)) = listener.accept().await {
-                    opened.fetch_add(1, Ordering::SeqCst);
+                    let answer = opened.fetch_add(1, Ordering::SeqCst) < answered;
                     let closed = Arc::clone(&closed);
                     tokio::spawn(async move {
                         let mut buffer = [0u8; 4096];
+                        if answer && let Ok(1..) = socket.read(&mut buffer).await {
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                            let _ = tokio::io::AsyncWriteExt::write_all(&mut socket, reply).await;
+                        }
                         while let Ok(1..) = socket.read(&mut buffer).await {}
                         closed.fetch_add(1, Ordering::SeqCst);
                     });
@@ -542,26 +552,60 @@ async fn a_hanging_receiver_does_not_delay_another_receivers_webhook() {
     complete_in_one_block(&stack, &[hanging.url.as_str(); 9]).await;
     // The API enqueues the webhooks of one block in its own order, so the
     // healthy payment completes in the next block, once the hanging
-    // receiver holds every request its origin may have open (3 of 4).
+    // receiver holds what its origin may have open: it never answered, so
+    // one request (WEBHOOK_CONCURRENCY / 16, at least 1).
     eventually(
         Duration::from_secs(30),
-        "the hanging receiver to hold requests",
-        || async { (hanging.counts().0 >= 3).then_some(()) },
+        "the hanging receiver to hold a request",
+        || async { (hanging.counts().0 >= 1).then_some(()) },
     )
     .await;
     let ids = complete_in_one_block(&stack, &[&healthy.url]).await;
 
     let (open, closed) = when_delivered(&healthy, || hanging.counts()).await;
     assert_eq!(closed, 0, "the healthy webhook waited for a hanging request to end");
-    assert!(open >= 1, "{open} hanging requests open");
-    // Not all nine are open: the other six wait, parked, for the hanging
-    // origin's own slots (WEBHOOK_ORIGIN_CONCURRENCY, 3 of 4 by default).
-    assert!(open <= 3, "one origin holds at most 3 of the 4 slots ({open} open)");
+    // Not all nine are open: the other eight wait, parked, for the hanging
+    // origin's one slot.
+    assert_eq!(open, 1, "a receiver that never answered holds one slot");
     let row = delivery(&stack, &ids[0]).await;
     assert_eq!(
         (row["status"].as_str(), row["attempts"].as_i64()),
         (Some("delivered"), Some(1))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_answered_then_hangs_holds_only_its_share() {
+    let (stack, _dispatcher) = stack_with_dispatcher(|settings| {
+        settings.webhook_concurrency = 4;
+        settings.webhook_timeout_ms = 10_000;
+    })
+    .await;
+    // It answers once (so it has its full share: WEBHOOK_ORIGIN_CONCURRENCY,
+    // 3 of 4), then hangs.
+    let hanging = Hanging::answering_first(1).await;
+    let healthy = Receiver::start(vec![]).await;
+    let first = complete_in_one_block(&stack, &[hanging.url.as_str()]).await;
+    eventually(Duration::from_secs(30), "the first webhook delivered", || async {
+        (delivery(&stack, &first[0]).await["status"] == "delivered").then_some(())
+    })
+    .await;
+    let (_, closed_before) = hanging.counts();
+    complete_in_one_block(&stack, &[hanging.url.as_str(); 9]).await;
+    eventually(
+        Duration::from_secs(30),
+        "the hanging receiver to hold its share",
+        || async { (hanging.counts().0 >= 3).then_some(()) },
+    )
+    .await;
+    let ids = complete_in_one_block(&stack, &[&healthy.url]).await;
+    let (open, closed) = when_delivered(&healthy, || hanging.counts()).await;
+    assert_eq!(
+        closed, closed_before,
+        "the healthy webhook waited for a hanging request to end"
+    );
+    assert_eq!(open, 3, "one origin holds at most 3 of the 4 slots");
+    assert_eq!(delivery(&stack, &ids[0]).await["attempts"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

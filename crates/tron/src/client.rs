@@ -180,9 +180,9 @@ pub struct NodeClient {
     last_error: Mutex<Option<(String, SystemTime)>>,
     /// Per URL (same order as the settings), for stall detection.
     progress: Mutex<Vec<Progress>>,
-    /// `(height, transaction count)` of the head and final blocks read
-    /// lately, newest last.
-    known_blocks: Mutex<VecDeque<(u64, usize)>>,
+    /// `(height, transaction count, which)` of the head and final blocks
+    /// read lately, newest last.
+    known_blocks: Mutex<VecDeque<(u64, usize, Moving)>>,
 }
 
 impl NodeClient {
@@ -269,7 +269,7 @@ impl NodeClient {
             if known.len() == KNOWN_BLOCKS {
                 known.pop_front();
             }
-            known.push_back((number, block.transactions.len()));
+            known.push_back((number, block.transactions.len(), which));
         }
         Ok(block)
     }
@@ -324,30 +324,49 @@ impl NodeClient {
         Ok(block.number().is_some().then_some(block))
     }
 
-    /// Whether a head or final block read lately was block `number`, with no
-    /// transaction.
-    fn known_empty(&self, number: u64) -> bool {
+    /// Whether a block read lately was block `number`, with no transaction:
+    /// a final block only, or (`at_tip`) a head block too.
+    fn known_empty(&self, number: u64, at_tip: bool) -> bool {
         self.known_blocks
             .lock()
-            .map(|known| known.iter().any(|&(height, count)| height == number && count == 0))
+            .map(|known| {
+                known
+                    .iter()
+                    .any(|&(height, count, which)| height == number && count == 0 && (at_tip || which == Moving::Final))
+            })
             .unwrap_or(false)
     }
 
     /// `POST /wallet/gettransactioninfobyblocknum`: every receipt and event
-    /// log of one block in a single call (`[]` for an empty block).
+    /// log of a final block in a single call (`[]` for an empty block). An
+    /// empty answer is taken as an empty block only when the final block
+    /// just polled says so, or the block itself (read) does: a block at a
+    /// final height cannot change.
     pub async fn tx_infos(&self, number: u64) -> Result<Vec<TxInfo>, NodeError> {
+        self.receipts(number, false).await
+    }
+
+    /// As [`Self::tx_infos`], for a block above the final height (early
+    /// detection): the head block just polled also tells an empty block from
+    /// a missing one. A reorganisation could replace that block, but what is
+    /// found at the tip only announces a transfer; the final block decides.
+    pub async fn tip_tx_infos(&self, number: u64) -> Result<Vec<TxInfo>, NodeError> {
+        self.receipts(number, true).await
+    }
+
+    async fn receipts(&self, number: u64, at_tip: bool) -> Result<Vec<TxInfo>, NodeError> {
         let infos: Vec<TxInfo> = self
             .post(
                 "wallet/gettransactioninfobyblocknum",
                 serde_json::json!({ "num": number }),
             )
             .await?;
-        self.check_receipts(number, infos).await
+        self.check_receipts(number, infos, at_tip).await
     }
 
     /// Rejects receipts that cannot be trusted to be the whole block; the
     /// node that gave them is then left for the next one.
-    async fn check_receipts(&self, number: u64, infos: Vec<TxInfo>) -> Result<Vec<TxInfo>, NodeError> {
+    async fn check_receipts(&self, number: u64, infos: Vec<TxInfo>, at_tip: bool) -> Result<Vec<TxInfo>, NodeError> {
         // A node must answer for the block asked, with one block time.
         let garbage = |snippet: String| {
             let error = NodeError::Garbage {
@@ -372,9 +391,10 @@ impl NodeClient {
         }
         // A node answers `[]` both for an empty block and for a block it does
         // not have (one behind the others, behind a load balancer). Only a
-        // block that exists with no transaction is empty: the head or final
-        // block just polled may already say so; otherwise the block is read.
-        if infos.is_empty() && !self.known_empty(number) {
+        // block that exists with no transaction is empty: the final (or, at
+        // the tip, the head) block just polled may already say so; otherwise
+        // the block is read.
+        if infos.is_empty() && !self.known_empty(number, at_tip) {
             match self.block_by_num(number).await? {
                 Some(block) if block.number() != Some(number) => {
                     return Err(garbage(format!(

@@ -6,7 +6,9 @@
 //!
 //! - An origin (scheme, host, port of the callback URL) has at most
 //!   `per_origin` attempts in flight, in both lanes together, so one
-//!   destination never holds every slot.
+//!   destination never holds every slot; until it has answered once, only
+//!   `first_contact` (so several new destinations that hang cannot take the
+//!   main lane between them before their first timeouts).
 //! - An origin whose last attempt timed out is *slow*: its attempts take the
 //!   slow lane (`slow` slots, besides the main ones) until one of them gets
 //!   an HTTP answer again. Destinations known to hang never wait for the same
@@ -31,8 +33,9 @@ use tronpay_domain::DeliveryId;
 pub const PARKED_PER_ORIGIN: usize = 1_000;
 /// Deliveries parked in all, at most (about 50 bytes each).
 pub const PARKED_IN_ALL: usize = 10_000;
-/// Origins remembered at most; beyond it, idle slow origins are forgotten
-/// (their next attempt takes the main lane again and finds out).
+/// Origins remembered at most; beyond it, idle ones are forgotten (a slow
+/// one's next attempt takes the main lane again and finds out; one that
+/// answered starts again with its first-contact share).
 const ORIGINS_REMEMBERED: usize = 10_000;
 
 /// Where a callback goes, for fairness: scheme, host and port, as in
@@ -128,6 +131,11 @@ pub struct Limits {
     /// Attempts in flight per origin, both lanes together
     /// (`WEBHOOK_ORIGIN_CONCURRENCY`).
     pub per_origin: usize,
+    /// Attempts in flight to an origin that has not answered yet (a new
+    /// one, or one this dispatcher forgot): a few, so that several new
+    /// destinations that hang cannot take the main lane between them before
+    /// their first timeouts (at most `per_origin`).
+    pub first_contact: usize,
     /// Attempts in flight in the slow lane (`WEBHOOK_SLOW_CONCURRENCY`).
     pub slow: usize,
     /// Deliveries parked per origin.
@@ -140,6 +148,8 @@ pub struct Limits {
 struct OriginState {
     in_flight: usize,
     slow: bool,
+    /// An attempt to it got an HTTP answer (its full share applies).
+    answered: bool,
     parked: VecDeque<DeliveryId>,
     parked_ids: HashSet<DeliveryId>,
     /// Waiting in [`Lanes::slow_queue`].
@@ -147,6 +157,15 @@ struct OriginState {
 }
 
 impl OriginState {
+    /// Attempts it may have in flight.
+    fn cap(&self, limits: &Limits) -> usize {
+        if self.answered {
+            limits.per_origin
+        } else {
+            limits.first_contact
+        }
+    }
+
     fn lane(&self) -> Lane {
         if self.slow { Lane::Slow } else { Lane::Main }
     }
@@ -179,6 +198,7 @@ impl Lanes {
         Self {
             limits: Limits {
                 per_origin: limits.per_origin.max(1),
+                first_contact: limits.first_contact.clamp(1, limits.per_origin.max(1)),
                 slow: limits.slow.max(1),
                 parked_per_origin: limits.parked_per_origin,
                 parked_in_all: limits.parked_in_all,
@@ -200,7 +220,7 @@ impl Lanes {
         let slow_full = self.slow_in_flight >= limits.slow;
         let state = self.origins.entry(origin.clone()).or_default();
         let lane = state.lane();
-        if state.in_flight < limits.per_origin && !(lane == Lane::Slow && slow_full) {
+        if state.in_flight < state.cap(&limits) && !(lane == Lane::Slow && slow_full) {
             // A parked id whose message came again, with room now: it goes
             // (this also heals a queue left behind by a cancelled attempt).
             if state.parked_ids.remove(&id) {
@@ -259,7 +279,10 @@ impl Lanes {
         state.in_flight = state.in_flight.saturating_sub(1);
         let was = state.lane();
         match ended {
-            Ended::Answered => state.slow = false,
+            Ended::Answered => {
+                state.slow = false;
+                state.answered = true;
+            }
             Ended::TimedOut => state.slow = true,
             Ended::Other => {}
         }
@@ -313,7 +336,7 @@ impl Lanes {
             }
             return;
         }
-        while state.in_flight < self.limits.per_origin
+        while state.in_flight < state.cap(&self.limits)
             && let Some(id) = state.unpark()
         {
             self.parked -= 1;
@@ -343,7 +366,7 @@ impl Lanes {
             }
             // An origin at its own limit is queued again when one of its
             // attempts ends.
-            if state.in_flight >= self.limits.per_origin {
+            if state.in_flight >= state.cap(&self.limits) {
                 continue;
             }
             let Some(id) = state.unpark() else {
@@ -366,10 +389,13 @@ impl Lanes {
 
     /// Forgets an origin with nothing in flight or parked, unless it is
     /// slow (remembered, up to [`ORIGINS_REMEMBERED`] origins).
+    /// Forgets an idle origin with nothing to remember (not slow, never
+    /// answered), and every idle one once too many are remembered.
     fn tidy(&mut self, origin: &Origin) {
         if let Some(state) = self.origins.get(origin)
             && state.idle()
             && !state.slow
+            && !state.answered
         {
             self.origins.remove(origin);
         }
@@ -383,9 +409,12 @@ impl Lanes {
 mod tests {
     use super::*;
 
+    /// Lanes whose origins have their full share from the first attempt
+    /// (first contact is tested on its own).
     fn lanes(per_origin: usize, slow: usize) -> Lanes {
         Lanes::new(Limits {
             per_origin,
+            first_contact: per_origin,
             slow,
             parked_per_origin: 4,
             parked_in_all: 6,
@@ -483,8 +512,12 @@ mod tests {
             Admission::Start(Lane::Main)
         );
         lanes.finish(&flaky, Lane::Main, Ended::Answered);
-        // Nothing is kept for an idle healthy origin.
-        assert!(lanes.origins.is_empty());
+        // An idle healthy origin is remembered only as one that answers.
+        assert_eq!(
+            (lanes.in_flight(), lanes.parked(), lanes.is_slow(&flaky)),
+            (0, 0, false)
+        );
+        assert!(lanes.origins.get(&flaky).is_some_and(|state| state.answered));
     }
 
     #[test]
@@ -599,7 +632,7 @@ mod tests {
         assert_eq!(lanes.admit(&busy, parked), Admission::Start(Lane::Main));
         assert_eq!(lanes.parked(), 0);
         assert!(lanes.finish(&busy, Lane::Main, Ended::Answered).starts.is_empty());
-        assert!(lanes.origins.is_empty());
+        assert_eq!((lanes.in_flight(), lanes.parked()), (0, 0));
     }
 
     #[test]
@@ -614,5 +647,29 @@ mod tests {
         assert!(lanes.finish(&busy, Lane::Main, Ended::Answered).starts.is_empty());
         assert_eq!(lanes.in_flight(), 0);
         assert_eq!(lanes.admit(&busy, DeliveryId::generate()), Admission::Dropped);
+    }
+
+    #[test]
+    fn an_origin_that_never_answered_gets_a_few_slots_until_it_does() {
+        let mut lanes = Lanes::new(Limits {
+            per_origin: 3,
+            first_contact: 1,
+            slow: 1,
+            parked_per_origin: 4,
+            parked_in_all: 6,
+        });
+        let new = origin("https://new.example.com/hook");
+        let [first, second, third] = [DeliveryId::generate(), DeliveryId::generate(), DeliveryId::generate()];
+        assert_eq!(lanes.admit(&new, first), Admission::Start(Lane::Main));
+        assert_eq!(
+            lanes.admit(&new, second),
+            Admission::Parked,
+            "one attempt until it answers"
+        );
+        assert_eq!(lanes.admit(&new, third), Admission::Parked);
+        // Its first answer gives it its full share: both parked ones start.
+        let finished = lanes.finish(&new, Lane::Main, Ended::Answered);
+        let started: Vec<DeliveryId> = finished.starts.iter().map(|start| start.id).collect();
+        assert_eq!(started, [second, third]);
     }
 }

@@ -129,6 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         in_flight: Semaphore::new(settings.webhook_concurrency),
         lanes: Mutex::new(Lanes::new(Limits {
             per_origin: settings.origin_concurrency(),
+            first_contact: settings.first_contact_concurrency(),
             slow: settings.slow_concurrency(),
             parked_per_origin: PARKED_PER_ORIGIN,
             parked_in_all: PARKED_IN_ALL,

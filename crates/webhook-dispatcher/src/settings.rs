@@ -157,6 +157,13 @@ impl DispatcherSettings {
             .unwrap_or((self.webhook_concurrency.saturating_mul(3) / 4).max(1))
     }
 
+    /// Attempts in flight to an origin that has not answered yet: 1/16 of
+    /// `WEBHOOK_CONCURRENCY` rounded down, at least 1 (4 of 64, 1 of 4),
+    /// at most its full share.
+    pub fn first_contact_concurrency(&self) -> usize {
+        (self.webhook_concurrency / 16).clamp(1, self.origin_concurrency())
+    }
+
     /// Size of the slow lane: `WEBHOOK_SLOW_CONCURRENCY`, else ¼ of
     /// `WEBHOOK_CONCURRENCY` rounded down, at least 1 (16 of 64, 1 of 4).
     pub fn slow_concurrency(&self) -> usize {

@@ -144,17 +144,25 @@ pub(crate) async fn handle_parsed(
     }
 }
 
-/// A delivery that could not be applied. A corrupt row or a bug will not go
-/// away by retrying: the message goes to the dead-letter queue (visible to
-/// the operator) and its transfer stays unapplied in the database. Anything
-/// else is retried, up to [`MAX_ATTEMPTS`].
+/// A delivery that could not be applied. A corrupt row will not go away by
+/// retrying: the message goes to the dead-letter queue at once (visible to
+/// the operator), its transfer left unapplied in the database for the
+/// reconciler. Anything else is retried, up to [`MAX_ATTEMPTS`]; then a
+/// confirmation is acknowledged and left to the reconciler, and a statement
+/// the database keeps rejecting (a bug) is dead-lettered.
 pub(crate) fn failed(attempts: &Attempts, parsed: &Parsed, error: &DbError) -> Result<bool, HandlerError> {
-    if matches!(error.kind(), DbErrorKind::Corrupt | DbErrorKind::Bug) {
+    let reject = |attempts: &Attempts| {
         attempts.done(parsed.message_id);
         tracing::error!(%error, transfer = %parsed.event.transfer.id, "a payment.detected cannot be applied");
-        return Err(HandlerError::Reject(format!("cannot be applied: {error}")));
+        Err(HandlerError::Reject(format!("cannot be applied: {error}")))
+    };
+    if error.kind() == DbErrorKind::Corrupt {
+        return reject(attempts);
     }
     let tries = attempts.failed(parsed.message_id);
+    if tries >= MAX_ATTEMPTS && error.kind() == DbErrorKind::Bug {
+        return reject(attempts);
+    }
     if tries >= MAX_ATTEMPTS && parsed.event.state == TransferState::Confirmed {
         attempts.done(parsed.message_id);
         tracing::error!(%error, transfer = %parsed.event.transfer.id, "giving up on a message after {tries} attempts; the reconciler will apply its transfer");

@@ -2,8 +2,6 @@
 //! never came (or was given up on), address by address, so a lost message
 //! delays a payment and never loses it.
 
-use std::collections::HashSet;
-
 use diesel_async::AsyncConnection;
 use tronpay_db::error::DbErrorKind;
 use tronpay_db::{DbError, DbPool, matching};
@@ -11,24 +9,26 @@ use tronpay_domain::matching::MatchRules;
 
 use super::ApplyError;
 use super::apply::apply_confirmed;
+use crate::skips::Skips;
 
 /// Applies the confirmed transfers whose message did not come (or was given
 /// up on) and that have waited `older_than_seconds`; returns how many
 /// addresses were handled and whether webhook work was enqueued.
 ///
-/// An address whose transfers cannot be applied for a reason retrying will
-/// not cure (a corrupt row, a bug) is logged with the error, added to
-/// `skipped` and left out of later rounds, and the round goes on with the
-/// other addresses. A database that is unavailable or lacks its schema ends
-/// the round (the next one tries again).
+/// An address whose transfers cannot be applied for a reason retrying now
+/// will not cure (a corrupt row, a statement the database rejects) is logged
+/// with the error and left out of the rounds of the next
+/// [`crate::skips::SKIP_FOR`], and the round goes on with the other
+/// addresses. A database that is unavailable or lacks its schema ends the
+/// round (the next one tries again).
 pub async fn reconcile(
     pool: &DbPool,
     rules: &MatchRules,
     older_than_seconds: i64,
-    skipped: &mut HashSet<String>,
+    skipped: &mut Skips,
 ) -> Result<(usize, bool), DbError> {
     let addresses = {
-        let excluded: Vec<String> = skipped.iter().cloned().collect();
+        let excluded = skipped.current();
         let mut conn = pool.get().await?;
         matching::addresses_with_unapplied(&mut conn, older_than_seconds, 100, &excluded).await?
     };
@@ -50,7 +50,7 @@ pub async fn reconcile(
                 }
                 DbErrorKind::Conflict | DbErrorKind::Corrupt | DbErrorKind::Bug => {
                     tracing::error!(%address, %error, "reconciler: the transfers to this address cannot be applied; skipping it");
-                    skipped.insert(address.clone());
+                    skipped.skip(address.clone());
                 }
             },
             Err(ApplyError::UnknownTransfer(id)) => tracing::warn!(%id, "reconciler: transfer vanished"),
