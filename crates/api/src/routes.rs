@@ -122,6 +122,11 @@ async fn create_payment(
         ttl_seconds: state.settings.payment_ttl_seconds,
         log_message: &log_message,
         log_metadata: &log_metadata,
+        notify_events: &[],
+        api_version: 0,
+        redirect_url: None,
+        metadata_json: None,
+        checkout_url: None,
     };
     let mut conn = state.pool.get().await?;
     let created = payments::create(&mut conn, &new).await.map_err(|error| match error {

@@ -32,6 +32,11 @@ struct ExportedPayment<'a> {
     callback_success: bool,
     expires_at: EpochSeconds,
     notify_events: &'a [String],
+    api_version: i16,
+    redirect_url: Option<&'a str>,
+    /// The text as given, spliced in.
+    metadata: Option<&'a serde_json::value::RawValue>,
+    checkout_url: Option<&'a str>,
 }
 
 pub async fn run(mut conn: AsyncPgConnection, file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -108,6 +113,13 @@ fn write_payment(out: &mut impl Write, row: &PaymentRow, first: bool) -> anyhow:
         callback_success: row.callback_success,
         expires_at: epoch_seconds(row.expires_at),
         notify_events: &row.notify_events,
+        api_version: row.api_version,
+        redirect_url: row.redirect_url.as_deref(),
+        metadata: row
+            .metadata_json
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok()),
+        checkout_url: row.checkout_url.as_deref(),
     };
     let text = serde_json::to_string_pretty(&payment)?;
     out.write_all(if first { b"\n" } else { b",\n" })?;

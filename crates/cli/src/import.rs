@@ -271,9 +271,10 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
         Some(value) => serde_json::from_str::<Vec<String>>(value)
             .ok()
             .filter(|events| {
-                events
-                    .iter()
-                    .all(|event| tronpay_domain::events::WebhookEvent::parse(event).is_some())
+                events.iter().all(|event| {
+                    tronpay_domain::events::WebhookEvent::parse(event)
+                        .is_some_and(|event| tronpay_domain::events::WebhookEvent::SUBSCRIBABLE.contains(&event))
+                })
             })
             .ok_or("notify_events is not a list of webhook event names")?,
     };
@@ -302,6 +303,18 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
         callback_success,
         expires_at,
         notify_events,
+        api_version: match integer("api_version")? {
+            None => 0,
+            Some(version @ 0..=1) => i16::try_from(version).unwrap_or(0),
+            Some(_) => return Err("api_version must be 0 (the original API) or 1 (v1)".into()),
+        },
+        redirect_url: string("redirect_url")?,
+        metadata_json: match raw("metadata") {
+            None => None,
+            Some(value) if value.trim_start().starts_with('{') => Some(value.to_owned()),
+            Some(_) => return Err("metadata must be a JSON object".into()),
+        },
+        checkout_url: string("checkout_url")?,
     })
 }
 

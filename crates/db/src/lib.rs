@@ -4,9 +4,11 @@
 //! ([`schema`]), and queries are small functions that take a connection, so
 //! they work the same inside or outside a transaction.
 
+pub mod api_keys;
 pub mod chain;
 pub mod deliveries;
 pub mod error;
+pub mod idempotency;
 pub mod locks;
 pub mod logs;
 pub mod matching;

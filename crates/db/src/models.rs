@@ -10,7 +10,7 @@ use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use tronpay_domain::events::WebhookEvent;
-use tronpay_domain::wire::{EpochSeconds, PaymentView};
+use tronpay_domain::wire::{EpochSeconds, PaymentResource, PaymentView, Rfc3339};
 use tronpay_domain::{JsonAmount, PaymentId, PaymentStatus, UsdtAmount};
 
 use crate::schema::{payments, sql_types};
@@ -56,6 +56,15 @@ pub struct PaymentRow {
     pub expires_at: NaiveDateTime,
     /// Webhook events besides completion this payment receives.
     pub notify_events: Vec<String>,
+    /// 0: made through the original `/create_payment`; 1: through `/v1`
+    /// (its webhooks carry the v1 resource).
+    pub api_version: i16,
+    /// Where the checkout page sends the buyer once paid (v1).
+    pub redirect_url: Option<String>,
+    /// The merchant's metadata: a JSON object, the text as given (v1).
+    pub metadata_json: Option<String>,
+    /// `PUBLIC_BASE_URL` + `/pay/{id}` when it was created (v1).
+    pub checkout_url: Option<String>,
 }
 
 impl PaymentRow {
@@ -76,11 +85,42 @@ impl PaymentRow {
             .transpose()
     }
 
-    /// Whether this payment receives `event`: completion always; the others
-    /// only when it asked for them (never for payments created through the
-    /// original `/create_payment`).
+    /// Whether this payment receives `event`: none without a callback URL
+    /// (a v1 payment may have none); completion always; the others only when
+    /// it asked for them (never for payments created through the original
+    /// `/create_payment`).
     pub fn wants(&self, event: WebhookEvent) -> bool {
-        event == WebhookEvent::Completed || self.notify_events.iter().any(|wanted| wanted == event.as_str())
+        !self.callback_url.is_empty()
+            && (event == WebhookEvent::Completed || self.notify_events.iter().any(|wanted| wanted == event.as_str()))
+    }
+
+    /// The v1 resource of this payment; fails only for a stored amount that
+    /// is not a USDT amount.
+    pub fn resource(&self) -> Result<PaymentResource<'_>, tronpay_domain::AmountError> {
+        let rfc3339 = |time: NaiveDateTime| Rfc3339::from_micros(time.and_utc().timestamp_micros());
+        let expected = self.expected_amount()?;
+        Ok(PaymentResource {
+            id: self.id.as_str(),
+            order_id: &self.order_id,
+            status: self.status().as_str(),
+            amount: expected,
+            amount_to_pay: expected,
+            received_amount: self.received_amount()?,
+            currency: "USDT_TRC20",
+            address: &self.wallet_address,
+            checkout_url: self.checkout_url.as_deref(),
+            notify_url: Some(self.callback_url.as_str()).filter(|url| !url.is_empty()),
+            notify_events: &self.notify_events,
+            redirect_url: self.redirect_url.as_deref(),
+            metadata: self
+                .metadata_json
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok()),
+            transaction_hash: self.transaction_hash.as_deref(),
+            created_at: rfc3339(self.created_at),
+            expires_at: rfc3339(self.expires_at),
+            completed_at: self.completed_at.map(rfc3339),
+        })
     }
 }
 

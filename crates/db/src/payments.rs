@@ -6,7 +6,7 @@ use chrono::NaiveDateTime;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Numeric, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Nullable, Numeric, SmallInt, Text, Timestamp};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::DbError;
@@ -28,6 +28,15 @@ pub struct NewPayment<'a> {
     /// The `created` log row written with it.
     pub log_message: &'a str,
     pub log_metadata: &'a str,
+    /// Webhook events besides completion (v1; empty for the original API).
+    pub notify_events: &'a [String],
+    /// 0: the original `/create_payment`; 1: `/v1/payments`.
+    pub api_version: i16,
+    pub redirect_url: Option<&'a str>,
+    /// A JSON object's text, stored as given.
+    pub metadata_json: Option<&'a str>,
+    /// The buyer's page (v1).
+    pub checkout_url: Option<&'a str>,
 }
 
 /// The times PostgreSQL assigned to a new payment.
@@ -80,7 +89,8 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
         let new = self.0;
         out.push_sql(
             "WITH inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
-             status, created_at, expires_at, last_checked_timestamp) VALUES (",
+             notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
+             last_checked_timestamp) VALUES (",
         );
         out.push_bind_param::<Text, _>(&new.id)?;
         out.push_sql(", ");
@@ -91,6 +101,16 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
         out.push_bind_param::<Text, _>(&new.callback_url)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&new.order_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&new.notify_events)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SmallInt, _>(&new.api_version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&new.redirect_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&new.metadata_json)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&new.checkout_url)?;
         out.push_sql(", 'pending', now() AT TIME ZONE 'utc', (now() AT TIME ZONE 'utc') + ");
         out.push_bind_param::<BigInt, _>(&new.ttl_seconds)?;
         out.push_sql(
@@ -200,4 +220,78 @@ pub async fn oldest_pending(conn: &mut AsyncPgConnection) -> Result<Option<(Stri
         .first(conn)
         .await
         .optional()?)
+}
+
+/// What `GET /v1/payments` filters on; every field is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<tronpay_domain::PaymentStatus>,
+    pub order_id: Option<String>,
+    /// A receiving address (Base58).
+    pub address: Option<String>,
+    /// `created_at >= created_from` (UTC).
+    pub created_from: Option<NaiveDateTime>,
+    /// `created_at < created_to` (UTC).
+    pub created_to: Option<NaiveDateTime>,
+}
+
+/// A page of payments, newest first (`(created_at, id)` descending), after
+/// the row `after` when given. Stable while payments are created: a new
+/// payment sorts before every page already read, so paging on never shows a
+/// row twice or skips one that existed when paging began.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &ListFilter,
+    after: Option<(NaiveDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<PaymentRow>, DbError> {
+    let mut query = payments::table
+        .order((payments::created_at.desc(), payments::id.desc()))
+        .limit(limit)
+        .select(PaymentRow::as_select())
+        .into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(payments::status.eq(crate::models::DbStatus(status)));
+    }
+    if let Some(order_id) = &filter.order_id {
+        query = query.filter(payments::order_id.eq(order_id.clone()));
+    }
+    if let Some(address) = &filter.address {
+        query = query.filter(payments::wallet_address.eq(address.clone()));
+    }
+    if let Some(from) = filter.created_from {
+        query = query.filter(payments::created_at.ge(from));
+    }
+    if let Some(to) = filter.created_to {
+        query = query.filter(payments::created_at.lt(to));
+    }
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            payments::created_at
+                .lt(created_at)
+                .or(payments::created_at.eq(created_at).and(payments::id.lt(id))),
+        );
+    }
+    Ok(query.load(conn).await?)
+}
+
+/// Cancels a pending payment (status `failed`); `None` when it is not
+/// pending (any more). Take its address's lock first, as matching does, so
+/// that a cancel and a completing transfer serialise and exactly one wins.
+pub async fn cancel(
+    conn: &mut AsyncPgConnection,
+    id: &tronpay_domain::PaymentId,
+) -> Result<Option<PaymentRow>, DbError> {
+    use crate::models::DbStatus;
+    use tronpay_domain::PaymentStatus;
+    Ok(diesel::update(
+        payments::table
+            .filter(payments::id.eq(id.as_str()))
+            .filter(payments::status.eq(DbStatus(PaymentStatus::Pending))),
+    )
+    .set(payments::status.eq(DbStatus(PaymentStatus::Failed)))
+    .returning(PaymentRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?)
 }

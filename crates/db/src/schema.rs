@@ -29,6 +29,34 @@ diesel::table! {
         callback_success -> Bool,
         expires_at -> Timestamp,
         notify_events -> Array<Text>,
+        api_version -> Int2,
+        redirect_url -> Nullable<Text>,
+        metadata_json -> Nullable<Text>,
+        checkout_url -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        name -> Varchar,
+        prefix -> Varchar,
+        secret_hash -> Varchar,
+        scopes -> Array<Text>,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (api_key_id, idempotency_key) {
+        api_key_id -> Uuid,
+        idempotency_key -> Varchar,
+        request_hash -> Varchar,
+        response_status -> Int2,
+        response_body -> Text,
+        created_at -> Timestamp,
     }
 }
 

@@ -5,7 +5,7 @@
 use diesel::sql_types::{Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tronpay_domain::events::{CALLBACK_DUE, CallbackDue, WebhookEvent};
-use tronpay_domain::wire::WebhookBody;
+use tronpay_domain::wire::{TransferResource, V1WebhookBody, WebhookBody};
 use tronpay_domain::{DeliveryId, JsonAmount, Transfer};
 
 use crate::error::DbError;
@@ -53,30 +53,18 @@ pub async fn enqueue(
     event: WebhookEvent,
     transfer: Option<&Transfer>,
 ) -> Result<Option<DeliveryId>, DbError> {
-    let invalid = |error| DbError::corrupt("payment", &payment.id, format!("invalid amount: {error}"));
-    let received = match event {
-        WebhookEvent::Completed => payment.received_amount().map_err(invalid)?,
-        // For detections and late transfers, the amount of that transfer.
-        _ => transfer
-            .map(|transfer| transfer.amount)
-            .or(payment.received_amount().map_err(invalid)?),
+    let body = if payment.api_version >= 1 {
+        let invalid = |error| DbError::corrupt("payment", &payment.id, format!("invalid amount: {error}"));
+        let body = V1WebhookBody {
+            event: event.as_str(),
+            payment: payment.resource().map_err(invalid)?,
+            transfer: transfer.map(TransferResource::of),
+        };
+        serde_json::to_string(&body)
+    } else {
+        serde_json::to_string(&legacy_body(payment, event, transfer)?)
     };
-    let body = WebhookBody {
-        payment_id: payment.id.as_str(),
-        order_id: &payment.order_id,
-        wallet_address: &payment.wallet_address,
-        currency: "USDT_TRC20",
-        expected_amount_usdt: JsonAmount(payment.expected_amount().map_err(invalid)?),
-        received_amount_usdt: received.map(JsonAmount),
-        transaction_hash: transfer
-            .map(|transfer| transfer.id.txid.as_str())
-            .or(payment.transaction_hash.as_deref()),
-        block_timestamp: transfer.map(|transfer| transfer.block_time_ms),
-        status: payment.status().as_str(),
-        event: event.as_str(),
-    };
-    let body = serde_json::to_string(&body)
-        .map_err(|error| DbError::bug(format!("webhook body not serializable: {error}")))?;
+    let body = body.map_err(|error| DbError::bug(format!("webhook body not serializable: {error}")))?;
     let delivery_id = DeliveryId::generate();
     let row = InsertDelivery {
         id: delivery_id.0,
@@ -96,4 +84,39 @@ pub async fn enqueue(
     };
     outbox::insert(conn, CALLBACK_DUE, &due).await?;
     Ok(Some(delivery_id))
+}
+
+/// The original service's webhook body (§5), for payments created through
+/// the legacy API. `received_amount_usdt` is the transfer's amount for
+/// detections and late transfers, and the payment's total on completion.
+///
+/// # Errors
+/// [`DbError`] `Corrupt` when a stored amount does not parse.
+fn legacy_body<'a>(
+    payment: &'a PaymentRow,
+    event: WebhookEvent,
+    transfer: Option<&'a Transfer>,
+) -> Result<WebhookBody<'a>, DbError> {
+    let invalid = |error| DbError::corrupt("payment", &payment.id, format!("invalid amount: {error}"));
+    let received = match event {
+        WebhookEvent::Completed => payment.received_amount().map_err(invalid)?,
+        // For detections and late transfers, the amount of that transfer.
+        _ => transfer
+            .map(|transfer| transfer.amount)
+            .or(payment.received_amount().map_err(invalid)?),
+    };
+    Ok(WebhookBody {
+        payment_id: payment.id.as_str(),
+        order_id: &payment.order_id,
+        wallet_address: &payment.wallet_address,
+        currency: "USDT_TRC20",
+        expected_amount_usdt: JsonAmount(payment.expected_amount().map_err(invalid)?),
+        received_amount_usdt: received.map(JsonAmount),
+        transaction_hash: transfer
+            .map(|transfer| transfer.id.txid.as_str())
+            .or(payment.transaction_hash.as_deref()),
+        block_timestamp: transfer.map(|transfer| transfer.block_time_ms),
+        status: payment.status().as_str(),
+        event: event.as_str(),
+    })
 }

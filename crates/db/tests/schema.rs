@@ -21,6 +21,11 @@ fn new_payment<'a>(id: &'a str, order_id: &'a str) -> NewPayment<'a> {
         ttl_seconds: 86_400,
         log_message: "created",
         log_metadata: "{}",
+        notify_events: &[],
+        api_version: 0,
+        redirect_url: None,
+        metadata_json: None,
+        checkout_url: None,
     }
 }
 
@@ -90,6 +95,10 @@ async fn tables_have_the_original_columns_types_and_indexes() {
             "callback_success bool None None None NO",
             "expires_at timestamp None None None NO",
             "notify_events _text None None None NO",
+            "api_version int2 None Some(16) Some(0) NO",
+            "redirect_url text None None None YES",
+            "metadata_json text None None None YES",
+            "checkout_url text None None None YES",
         ]
     );
     assert_eq!(

@@ -37,7 +37,13 @@ async fn check_constraints_list_exactly_the_enum_values() {
         ("ck_webhook_deliveries_status", names::<DeliveryStatus>()),
         ("ck_webhook_attempts_outcome", names::<AttemptOutcome>()),
         ("ck_webhook_deliveries_event_type", names::<WebhookEvent>()),
-        ("ck_payments_notify_events", names::<WebhookEvent>()),
+        (
+            "ck_payments_notify_events",
+            WebhookEvent::SUBSCRIBABLE
+                .iter()
+                .map(|event| event.as_str().to_owned())
+                .collect(),
+        ),
     ] {
         assert_eq!(listed(&client, constraint).await, expected, "{constraint}");
     }

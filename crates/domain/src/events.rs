@@ -40,7 +40,27 @@ crate::states::named_enum! {
         Expired = "payment.expired",
         Detected = "payment.detected",
         Late = "payment.late",
+        /// Credited, still short of the amount (v1).
+        PartiallyPaid = "payment.partially_paid",
+        /// Cancelled by the merchant (v1).
+        Cancelled = "payment.cancelled",
+        /// A test webhook (`POST /v1/payments/{id}/test-webhook`); never
+        /// subscribed to.
+        Ping = "ping",
     }
+}
+
+impl WebhookEvent {
+    /// The events a payment may ask for in `notify_events` (all but `ping`;
+    /// completion is always sent).
+    pub const SUBSCRIBABLE: [Self; 6] = [
+        Self::Detected,
+        Self::PartiallyPaid,
+        Self::Completed,
+        Self::Expired,
+        Self::Cancelled,
+        Self::Late,
+    ];
 }
 
 impl WebhookEvent {

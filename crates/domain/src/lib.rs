@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod amount;
+pub mod api_key;
 pub mod callback;
 pub mod events;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod wire;
 
 pub use address::{AddressError, TronAddress};
 pub use amount::{AmountError, JsonAmount, UsdtAmount};
+pub use api_key::{ApiKeyText, Scope};
 pub use callback::{AddressPolicy, CallbackUrl, CallbackUrlError, NonPublicReason, classify_ip};
 pub use ids::{DeliveryId, PaymentId, PaymentIdError};
 pub use payment::{

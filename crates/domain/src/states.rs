@@ -185,6 +185,11 @@ named_enum! {
         Completed = "completed",
         Overpaid = "overpaid",
         Expired = "expired",
+        /// Cancelled by the merchant (`POST /v1/payments/{id}/cancel`); the
+        /// status is `failed` and the message holds the reason.
+        Cancelled = "cancelled",
+        /// An operator credited a transfer to it by hand.
+        Assigned = "assigned",
         Late = "late",
         CallbackSent = "callback_sent",
         /// An attempt failed (another is scheduled, or the receiver refused

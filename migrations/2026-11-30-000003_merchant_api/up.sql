@@ -1,0 +1,54 @@
+-- The merchant API v1 (PRODUCT §9).
+
+-- API keys: `tpk_<prefix>_<secret>`, printed once; only the SHA-256 of the
+-- whole key is stored. The prefix finds the row; the hash is compared in
+-- constant time.
+CREATE TABLE api_keys (
+    id           UUID         PRIMARY KEY,
+    name         VARCHAR(100) NOT NULL,
+    prefix       VARCHAR(16)  NOT NULL,
+    secret_hash  VARCHAR(64)  NOT NULL,
+    scopes       TEXT[]       NOT NULL,
+    created_at   TIMESTAMP    NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    last_used_at TIMESTAMP,
+    revoked_at   TIMESTAMP,
+    CONSTRAINT uq_api_keys_prefix UNIQUE (prefix),
+    CONSTRAINT ck_api_keys_scopes
+        CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['payments:read', 'payments:write', 'operator']::text[])
+);
+
+-- Idempotent creates: the first response to an `Idempotency-Key` of a key,
+-- replayed for 24 hours. The row is written in the same transaction as the
+-- payment, so two requests with one key make one payment.
+CREATE TABLE idempotency_keys (
+    api_key_id      UUID         NOT NULL REFERENCES api_keys (id),
+    idempotency_key VARCHAR(255) NOT NULL,
+    request_hash    VARCHAR(64)  NOT NULL,
+    response_status SMALLINT     NOT NULL,
+    response_body   TEXT         NOT NULL,
+    created_at      TIMESTAMP    NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    PRIMARY KEY (api_key_id, idempotency_key)
+);
+CREATE INDEX ix_idempotency_keys_created_at ON idempotency_keys (created_at);
+
+-- v1 payments: which API made the payment (its webhooks and views follow),
+-- where the buyer goes when it is paid, and the merchant's metadata (a JSON
+-- object, kept as the text given).
+ALTER TABLE payments
+    ADD COLUMN api_version   SMALLINT NOT NULL DEFAULT 0,
+    ADD COLUMN redirect_url  TEXT,
+    ADD COLUMN metadata_json TEXT,
+    ADD COLUMN checkout_url  TEXT;
+
+-- v1 webhook events: partial payments and cancellations, and the `ping` of
+-- a test webhook (deliveries only: nobody subscribes to it).
+ALTER TABLE webhook_deliveries
+    DROP CONSTRAINT ck_webhook_deliveries_event_type,
+    ADD CONSTRAINT ck_webhook_deliveries_event_type
+        CHECK (event_type IN ('payment.completed', 'payment.expired', 'payment.detected', 'payment.late',
+                              'payment.partially_paid', 'payment.cancelled', 'ping')) NOT VALID;
+ALTER TABLE payments
+    DROP CONSTRAINT ck_payments_notify_events,
+    ADD CONSTRAINT ck_payments_notify_events
+        CHECK (notify_events <@ ARRAY['payment.completed', 'payment.expired', 'payment.detected', 'payment.late',
+                                      'payment.partially_paid', 'payment.cancelled']::text[]) NOT VALID;
