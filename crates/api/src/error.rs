@@ -27,6 +27,15 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(&'static str),
+    /// No valid API key where one is required (`LEGACY_API_KEY_REQUIRED`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A key without the scope the endpoint needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Over a rate limit; retry after this many seconds.
+    #[error("rate limited, retry after {0} s")]
+    RateLimited(u64),
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
     #[error("database unavailable: {0}")]
@@ -59,6 +68,9 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -69,6 +81,8 @@ impl ResponseError for ApiError {
         let text: Cow<'_, str> = match self {
             Self::BadRequest(text) => Cow::Borrowed(text),
             Self::NotFound(text) | Self::Conflict(text) => Cow::Borrowed(text),
+            Self::Unauthorized(text) | Self::Forbidden(text) => Cow::Borrowed(text),
+            Self::RateLimited(seconds) => Cow::Owned(format!("Too many requests, retry after {seconds} s")),
             Self::PayloadTooLarge(limit) => Cow::Owned(format!("Request body too large (limit {limit} bytes)")),
             Self::Unavailable(error) => {
                 tracing::warn!(%error, "request failed: database unavailable");
@@ -81,8 +95,17 @@ impl ResponseError for ApiError {
             }
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header(("Retry-After", "5"));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header(("Retry-After", "5"));
+            }
+            Self::RateLimited(seconds) => {
+                response.insert_header(("Retry-After", seconds.to_string()));
+            }
+            Self::Unauthorized(_) => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
         }
         response.json(serde_json::json!({ "error": text }))
     }

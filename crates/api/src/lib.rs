@@ -20,6 +20,7 @@ pub mod settings;
 pub mod skips;
 pub mod startup;
 pub mod state;
+pub mod v1;
 pub mod workers;
 
 use std::future::Future;

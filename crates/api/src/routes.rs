@@ -2,7 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, Route, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tronpay_db::chain::{self, ChainState};
@@ -10,12 +11,13 @@ use tronpay_db::error::Unavailable;
 use tronpay_db::models::epoch_seconds;
 use tronpay_db::payments::{self, CreateError, NewPayment};
 use tronpay_db::{DbError, stats};
-use tronpay_domain::JsonAmount;
 use tronpay_domain::wire::EpochSeconds;
+use tronpay_domain::{JsonAmount, Scope};
 
 use crate::error::{ApiError, text};
 use crate::request::CreatePaymentRequest;
 use crate::state::AppState;
+use crate::v1::auth::Denied;
 
 /// The chain as the watcher last recorded it, for `/health` and `/stats`
 /// (`status: degraded` when the node is stalled or unreachable; the API's
@@ -26,34 +28,114 @@ fn chain_json(chain: Option<&ChainState>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// One route of the API: its method, path (`{name}` segments), whether
+/// `/openapi.json` documents it, and its handler. [`endpoints`] is the one
+/// list the server is built from and the OpenAPI test checks.
+pub struct Endpoint {
+    pub method: Method,
+    pub path: &'static str,
+    pub documented: bool,
+    route: fn() -> Route,
+}
+
+impl Endpoint {
+    pub(crate) fn new(method: Method, path: &'static str, route: fn() -> Route) -> Self {
+        Self {
+            method,
+            path,
+            documented: true,
+            route,
+        }
+    }
+
+    /// Served, not in the OpenAPI document (`HEAD` twins, the documents).
+    pub(crate) fn undocumented(method: Method, path: &'static str, route: fn() -> Route) -> Self {
+        Self {
+            documented: false,
+            ..Self::new(method, path, route)
+        }
+    }
+}
+
+/// Every route the API serves.
+pub fn endpoints() -> Vec<Endpoint> {
+    let mut endpoints = vec![
+        Endpoint::new(Method::POST, "/create_payment", || web::post().to(create_payment)),
+        Endpoint::new(Method::GET, "/payment_status/{payment_id}", || {
+            web::get().to(payment_status)
+        }),
+        Endpoint::undocumented(Method::HEAD, "/payment_status/{payment_id}", || {
+            web::head().to(payment_status)
+        }),
+        Endpoint::new(Method::GET, "/health", || web::get().to(health)),
+        Endpoint::undocumented(Method::HEAD, "/health", || web::head().to(health)),
+        Endpoint::new(Method::GET, "/health/live", || web::get().to(live)),
+        Endpoint::undocumented(Method::HEAD, "/health/live", || web::head().to(live)),
+        Endpoint::new(Method::GET, "/stats", || web::get().to(get_stats)),
+        Endpoint::undocumented(Method::HEAD, "/stats", || web::head().to(get_stats)),
+    ];
+    endpoints.extend(crate::v1::endpoints());
+    endpoints
+}
+
+/// Registers [`endpoints`], one resource per path; a known path with
+/// another method is a 405 (a problem under `/v1`, the original's JSON
+/// elsewhere).
 pub fn configure(config: &mut web::ServiceConfig) {
-    let resource = |path| web::resource(path).default_service(web::to(method_not_allowed));
-    config
-        .service(resource("/create_payment").route(web::post().to(create_payment)))
-        .service(
-            resource("/payment_status/{payment_id}")
-                .route(web::get().to(payment_status))
-                .route(web::head().to(payment_status)),
-        )
-        .service(
-            resource("/health")
-                .route(web::get().to(health))
-                .route(web::head().to(health)),
-        )
-        .service(
-            resource("/health/live")
-                .route(web::get().to(tronpay_runtime::health::live))
-                .route(web::head().to(tronpay_runtime::health::live)),
-        )
-        .service(
-            resource("/stats")
-                .route(web::get().to(get_stats))
-                .route(web::head().to(get_stats)),
-        );
+    let endpoints = endpoints();
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in &endpoints {
+        if !paths.contains(&endpoint.path) {
+            paths.push(endpoint.path);
+        }
+    }
+    for path in paths {
+        let mut resource = web::resource(path);
+        resource = if path.starts_with("/v1/") {
+            resource.default_service(web::to(crate::v1::problem::method_not_allowed))
+        } else {
+            resource.default_service(web::to(method_not_allowed))
+        };
+        for endpoint in endpoints.iter().filter(|endpoint| endpoint.path == path) {
+            resource = resource.route((endpoint.route)());
+        }
+        config.service(resource);
+    }
+}
+
+/// Checks the key of a request to an original endpoint when
+/// `LEGACY_API_KEY_REQUIRED` is on (401/403 in the original's error shape).
+async fn legacy_key(state: &AppState, request: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
+    if !state.settings.legacy_api_key_required {
+        return Ok(());
+    }
+    let header = request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let caller = state
+        .keys
+        .authenticate(&state.pool, header)
+        .await
+        .map_err(|denied| match denied {
+            Denied::Unauthorized(why) => ApiError::Unauthorized(why.to_owned()),
+            Denied::Unavailable(error) => error.into(),
+        })?;
+    if caller.has(scope) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "this endpoint needs an API key with the scope {scope}"
+        )))
+    }
 }
 
 /// Reads the body up to `limit` bytes; more is a 413, never a 500.
-async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub(crate) async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let declared = request
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -73,12 +155,42 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usiz
     Ok(body)
 }
 
-#[derive(Serialize)]
-struct CreatedBody<'a> {
+/// The original's answer to `POST /create_payment`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = LegacyCreated)]
+pub(crate) struct CreatedBody<'a> {
     payment_id: &'a str,
+    /// Always `watching`.
     status: &'static str,
     message: &'static str,
+    /// Seconds since the Unix epoch, with microseconds.
+    #[schema(value_type = f64)]
     expires_at: EpochSeconds,
+}
+
+/// The original's request to `POST /create_payment` (documentation only:
+/// [`CreatePaymentRequest::parse`] reads it with the original's rules).
+#[derive(utoipa::ToSchema)]
+#[schema(as = LegacyCreatePayment)]
+#[allow(dead_code)]
+pub(crate) struct LegacyCreatePayment {
+    /// Base58Check TRON address.
+    #[schema(example = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")]
+    wallet_address: String,
+    /// USDT, a JSON number (a decimal string is accepted too).
+    #[schema(example = 12.34)]
+    expected_amount_usdt: f64,
+    /// Where the completion webhook goes.
+    #[schema(example = "https://shop.example.com/hook")]
+    callback_url: String,
+    order_id: String,
+}
+
+/// The original's error body.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = LegacyError)]
+pub(crate) struct LegacyError {
+    error: String,
 }
 
 #[derive(Serialize)]
@@ -88,11 +200,26 @@ struct CreatedLogMetadata<'a> {
     order_id: &'a str,
 }
 
-async fn create_payment(
+/// Creates a payment watch (the original service's endpoint, unchanged).
+#[utoipa::path(
+    post, path = "/create_payment", tag = "original",
+    request_body = LegacyCreatePayment,
+    responses(
+        (status = 201, description = "Watching", body = CreatedBody),
+        (status = 400, description = "Invalid request", body = LegacyError),
+        (status = 401, description = "LEGACY_API_KEY_REQUIRED and no valid key", body = LegacyError),
+        (status = 403, description = "The key lacks payments:write", body = LegacyError),
+        (status = 409, description = "The order id has a pending payment", body = LegacyError),
+        (status = 413, description = "Body too large", body = LegacyError),
+    ),
+    security((), ("api_key" = ["payments:write"]))
+)]
+pub(crate) async fn create_payment(
     state: web::Data<AppState>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    legacy_key(&state, &request, Scope::PaymentsWrite).await?;
     let body = read_body(&request, payload, state.settings.max_body_bytes).await?;
     let create = CreatePaymentRequest::parse(&body)?;
     state
@@ -122,11 +249,6 @@ async fn create_payment(
         ttl_seconds: state.settings.payment_ttl_seconds,
         log_message: &log_message,
         log_metadata: &log_metadata,
-        notify_events: &[],
-        api_version: 0,
-        redirect_url: None,
-        metadata_json: None,
-        checkout_url: None,
     };
     let mut conn = state.pool.get().await?;
     let created = payments::create(&mut conn, &new).await.map_err(|error| match error {
@@ -149,7 +271,24 @@ async fn create_payment(
     }))
 }
 
-async fn payment_status(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+/// A payment's status (the original service's endpoint, unchanged).
+#[utoipa::path(
+    get, path = "/payment_status/{payment_id}", tag = "original",
+    params(("payment_id" = String, Path, description = "The payment id")),
+    responses(
+        (status = 200, description = "The payment", body = tronpay_domain::wire::PaymentView),
+        (status = 401, description = "LEGACY_API_KEY_REQUIRED and no valid key", body = LegacyError),
+        (status = 403, description = "The key lacks payments:read", body = LegacyError),
+        (status = 404, description = "No such payment", body = LegacyError),
+    ),
+    security((), ("api_key" = ["payments:read"]))
+)]
+pub(crate) async fn payment_status(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    legacy_key(&state, &request, Scope::PaymentsRead).await?;
     let id = path.into_inner();
     // Ids are at most 36 printable characters (imported ones need not be
     // UUIDs); anything else cannot exist, and a NUL would upset PostgreSQL.
@@ -175,7 +314,24 @@ fn now_epoch() -> f64 {
 /// How long `/health` waits for the database before calling it disconnected.
 const HEALTH_DB_WAIT: Duration = Duration::from_secs(2);
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+/// Liveness: 200 while the process serves (no dependency is checked).
+#[utoipa::path(
+    get, path = "/health/live", tag = "original",
+    responses((status = 200, description = "Alive", body = Object, example = json!({"status": "alive"}))),
+)]
+pub(crate) async fn live() -> HttpResponse {
+    tronpay_runtime::health::live().await
+}
+
+/// Readiness: the database, the broker workers, the chain as last seen.
+#[utoipa::path(
+    get, path = "/health", tag = "original",
+    responses(
+        (status = 200, description = "Healthy", body = Object),
+        (status = 503, description = "Unhealthy (the body says why)", body = Object),
+    ),
+)]
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     // "disconnected" means no connection could be had; a database that
     // answers but is slow, saturated or missing its tables is "connected"
     // and still unhealthy.
@@ -255,7 +411,18 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::ServiceUnavailable().json(body)
 }
 
-async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// Counts by status, pool and chain figures (the original's `/stats`).
+#[utoipa::path(
+    get, path = "/stats", tag = "original",
+    responses(
+        (status = 200, description = "Statistics", body = Object),
+        (status = 401, description = "LEGACY_API_KEY_REQUIRED and no valid key", body = LegacyError),
+        (status = 403, description = "The key lacks payments:read", body = LegacyError),
+    ),
+    security((), ("api_key" = ["payments:read"]))
+)]
+pub(crate) async fn get_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    legacy_key(&state, &request, Scope::PaymentsRead).await?;
     let mut conn = state.pool.get().await?;
     let counts = stats::status_counts(&mut conn).await?;
     let chain = chain::state(&mut conn).await?;
@@ -284,6 +451,12 @@ async fn get_stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
 /// JSON answers for unknown paths and wrong methods (the original answered
 /// with Flask's HTML pages).
 pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    if request.path().starts_with("/v1/") {
+        return actix_web::ResponseError::error_response(&crate::v1::problem::Problem::new(
+            crate::v1::problem::ROUTE_NOT_FOUND,
+            format!("no endpoint {}", request.path()),
+        ));
+    }
     HttpResponse::NotFound().json(serde_json::json!({ "error": format!("Not found: {}", request.path()) }))
 }
 

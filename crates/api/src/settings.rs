@@ -43,6 +43,17 @@ pub struct ApiSettings {
     /// it is recorded as ignored (address-poisoning dust). A transfer of 0
     /// is always ignored.
     pub min_credit_usdt: UsdtAmount,
+    /// `PUBLIC_BASE_URL`: where buyers and merchants reach this API from
+    /// outside (`https://pay.example.com`); `checkout_url` is this plus
+    /// `/pay/{id}`. Default: `http://` + the bound address.
+    pub public_base_url: String,
+    /// `LEGACY_API_KEY_REQUIRED`: the original endpoints (`/create_payment`,
+    /// `/payment_status/{id}`, `/stats`) take an API key like `/v1` does.
+    /// Off by default, since the original's clients send none.
+    pub legacy_api_key_required: bool,
+    /// `API_KEY_CACHE_SECONDS`: how long a replica trusts what it read about
+    /// a key; a revoked key is refused everywhere within this many seconds.
+    pub api_key_cache_seconds: u64,
 }
 
 impl Default for ApiSettings {
@@ -59,6 +70,9 @@ impl Default for ApiSettings {
             shutdown_timeout_seconds: 30,
             api_process_events: true,
             min_credit_usdt: MatchRules::default().min_credit,
+            public_base_url: String::new(),
+            legacy_api_key_required: false,
+            api_key_cache_seconds: 5,
         }
     }
 }
@@ -80,6 +94,12 @@ impl Validate for ApiSettings {
         }
         if self.min_credit_usdt == UsdtAmount::ZERO {
             return Err("MIN_CREDIT_USDT must be at least 0.000001".into());
+        }
+        if !self.public_base_url.is_empty() {
+            self.public_base_url_at(0)?;
+        }
+        if self.api_key_cache_seconds > 300 {
+            return Err("API_KEY_CACHE_SECONDS must be at most 300 (a revoked key stays usable that long)".into());
         }
         Ok(())
     }
@@ -108,6 +128,31 @@ impl ApiSettings {
             allow: tronpay_domain::AddressPolicy::parse_allow_list(&self.callback_allow_cidrs)
                 .map_err(|error| format!("CALLBACK_ALLOW_CIDRS: {error}"))?,
         })
+    }
+
+    /// `PUBLIC_BASE_URL` without a trailing `/`, or `http://` + the bound
+    /// address (`port`, the one actually bound) when it is unset.
+    pub fn public_base_url_at(&self, port: u16) -> Result<String, String> {
+        if self.public_base_url.is_empty() {
+            let mut addr = self.bind_addr()?;
+            addr.set_port(port);
+            return Ok(format!("http://{addr}"));
+        }
+        let url = url::Url::parse(&self.public_base_url)
+            .map_err(|error| format!("PUBLIC_BASE_URL must be an absolute http(s) URL: {error}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || url.query().is_some() {
+            return Err(format!(
+                "PUBLIC_BASE_URL must be an http(s) URL without a query, such as https://pay.example.com, not {:?}",
+                self.public_base_url
+            ));
+        }
+        Ok(self.public_base_url.trim_end_matches('/').to_owned())
+    }
+
+    /// Whether the original endpoints are open on an address other hosts can
+    /// reach (worth a warning at start).
+    pub fn legacy_open_to_network(&self) -> bool {
+        !self.legacy_api_key_required && self.bind_addr().is_ok_and(|addr| !addr.ip().is_loopback())
     }
 
     pub fn callback_dns_timeout(&self) -> Duration {
@@ -142,5 +187,32 @@ mod tests {
             ..ApiSettings::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("MIN_CREDIT_USDT"));
+        for url in ["ftp://x", "pay.example.com", "https://pay.example.com/?a=1"] {
+            let bad = ApiSettings {
+                public_base_url: url.into(),
+                ..ApiSettings::default()
+            };
+            assert!(bad.validate().unwrap_err().starts_with("PUBLIC_BASE_URL"), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_public_base_url_defaults_to_the_bound_address() {
+        let settings = ApiSettings {
+            bind: "127.0.0.1:0".into(),
+            ..ApiSettings::default()
+        };
+        assert_eq!(settings.public_base_url_at(8080).unwrap(), "http://127.0.0.1:8080");
+        let settings = ApiSettings {
+            public_base_url: "https://pay.example.com/".into(),
+            ..settings
+        };
+        assert_eq!(settings.public_base_url_at(8080).unwrap(), "https://pay.example.com");
+        assert!(!settings.legacy_open_to_network());
+        let open = ApiSettings {
+            bind: "0.0.0.0:5000".into(),
+            ..ApiSettings::default()
+        };
+        assert!(open.legacy_open_to_network());
     }
 }

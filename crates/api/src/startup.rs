@@ -1,7 +1,7 @@
 //! Building and running the HTTP server.
 
 use std::net::TcpListener;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::callback_guard::CallbackGuard;
 use crate::routes;
 use crate::settings::ApiSettings;
 use crate::state::{AppState, BusHealth};
+use crate::v1::auth::KeyCache;
 
 /// The API bound to its port, not yet serving. Tests bind port 0 and read
 /// the port back.
@@ -41,11 +42,20 @@ impl Application {
             .api_workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
         let shutdown_timeout = settings.shutdown_timeout_seconds;
+        if settings.legacy_open_to_network() {
+            tracing::warn!(
+                bind = %settings.bind,
+                "the original endpoints (/create_payment, /payment_status, /stats) answer without an API key on \
+                 an address other hosts can reach; set LEGACY_API_KEY_REQUIRED=true once your clients send keys"
+            );
+        }
         let state = web::Data::new(AppState {
             callback_guard: CallbackGuard::new(
                 settings.callback_policy().map_err(anyhow::Error::msg)?,
                 settings.callback_dns_timeout(),
             ),
+            keys: KeyCache::new(Duration::from_secs(settings.api_key_cache_seconds)),
+            public_base_url: settings.public_base_url_at(port).map_err(anyhow::Error::msg)?,
             pool,
             settings,
             started: Instant::now(),
@@ -55,6 +65,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(crate::v1::query_config())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

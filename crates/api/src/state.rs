@@ -11,6 +11,7 @@ use tronpay_runtime::supervise::TaskHealth;
 
 use crate::callback_guard::CallbackGuard;
 use crate::settings::ApiSettings;
+use crate::v1::auth::KeyCache;
 
 /// Broker status of the consumer and the outbox relay.
 #[derive(Clone)]
@@ -28,6 +29,10 @@ pub struct AppState {
     pub bus: Option<BusHealth>,
     /// The first failure of this process's supervised tasks, if any.
     pub tasks: Arc<TaskHealth>,
+    /// What this replica knows of API keys (`API_KEY_CACHE_SECONDS`).
+    pub keys: KeyCache,
+    /// `PUBLIC_BASE_URL` without a trailing `/` (checkout URLs start with it).
+    pub public_base_url: String,
 }
 
 impl AppState {

@@ -598,3 +598,6 @@ async fn unknown_paths_and_methods_answer_json() {
     assert_eq!(status, 405);
     assert!(body["error"].is_string());
 }
+
+#[path = "v1/mod.rs"]
+mod v1;

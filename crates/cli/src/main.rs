@@ -11,6 +11,7 @@ mod chain;
 mod db;
 mod export;
 mod import;
+mod keys;
 mod webhooks;
 
 #[derive(Parser)]
@@ -40,6 +41,9 @@ enum Command {
     /// RabbitMQ: the dead-letter queues.
     #[command(subcommand)]
     Bus(bus::BusCommand),
+    /// API keys of the merchant API v1.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
             Command::Chain(command) => chain::run(command, &settings.validated()?).await,
             Command::Webhooks(command) => webhooks::run(command, &settings.validated()?).await,
             Command::Bus(command) => bus::run(command, &settings.validated()?).await,
+            Command::Keys(command) => keys::run(command, &settings.validated()?).await,
         }
     });
     match outcome {

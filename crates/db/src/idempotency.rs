@@ -1,11 +1,12 @@
 //! Idempotent creates (`idempotency_keys`): the first response to an
-//! `Idempotency-Key` of an API key, kept for 24 hours.
+//! `Idempotency-Key` of an API key, kept for [`KEEP_HOURS`].
 //!
-//! [`claim`] runs in the transaction that creates the payment and inserts
-//! the key's row first: a second request with the same key waits on that
-//! row's unique index until the first commits, then finds it and replays
-//! (or, for another body, refuses) it — so one key makes one payment,
-//! however many requests race.
+//! The record is written by the statement that creates the payment
+//! ([`crate::payments::create_v1`]) with the response already in it, so one
+//! key makes one payment however many requests race: a second request with
+//! the same key waits on the record's primary key until the first commits,
+//! inserts nothing, and then [`stored`] finds the first response to replay
+//! (or, for another body, to refuse). A create that fails leaves no record.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -15,8 +16,24 @@ use uuid::Uuid;
 use crate::error::DbError;
 use crate::schema::idempotency_keys;
 
-/// How long a response is replayed.
+/// How long a response is replayed, in hours; an older record is forgotten
+/// and its key starts over.
 pub const KEEP_HOURS: i64 = 24;
+
+/// An `Idempotency-Key` to record with a new payment, with the response the
+/// request is answered with.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub api_key_id: Uuid,
+    /// The header's value (1 to 255 visible ASCII characters).
+    pub key: &'a str,
+    /// SHA-256 of the request body, 64 hex digits.
+    pub request_hash: &'a str,
+    /// The HTTP status of the response (201).
+    pub response_status: i16,
+    /// The response body, replayed byte for byte.
+    pub response_body: &'a str,
+}
 
 /// What an earlier request with the same key left.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -26,29 +43,32 @@ pub struct Stored {
     pub request_hash: String,
     pub response_status: i16,
     pub response_body: String,
+    /// When it was recorded (UTC).
     pub created_at: NaiveDateTime,
 }
 
-/// The outcome of [`claim`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The key is new (or its record expired): do the work and [`finish`].
-    New,
-    /// An earlier request used it: replay or refuse.
-    Used(Stored),
+impl Stored {
+    /// Whether the record is older than [`KEEP_HOURS`] at `now` (UTC).
+    pub fn expired(&self, now: NaiveDateTime) -> bool {
+        self.created_at < now - chrono::TimeDelta::hours(KEEP_HOURS)
+    }
 }
 
-/// Claims `key` for `api_key` inside the caller's transaction, with a
-/// placeholder row that [`finish`] completes before the commit.
-pub async fn claim(
-    conn: &mut AsyncPgConnection,
-    api_key: Uuid,
-    key: &str,
-    request_hash: &str,
-) -> Result<Claim, DbError> {
+/// The record of `key` for `api_key`, if any (expired or not).
+pub async fn stored(conn: &mut AsyncPgConnection, api_key: Uuid, key: &str) -> Result<Option<Stored>, DbError> {
+    Ok(idempotency_keys::table
+        .find((api_key, key))
+        .select(Stored::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Forgets the record of `key` for `api_key` if it is older than
+/// [`KEEP_HOURS`]; returns whether it did.
+pub async fn forget_expired(conn: &mut AsyncPgConnection, api_key: Uuid, key: &str) -> Result<bool, DbError> {
     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(KEEP_HOURS);
-    // An expired record is forgotten: the key starts over.
-    diesel::delete(
+    let deleted = diesel::delete(
         idempotency_keys::table
             .filter(idempotency_keys::api_key_id.eq(api_key))
             .filter(idempotency_keys::idempotency_key.eq(key))
@@ -56,47 +76,10 @@ pub async fn claim(
     )
     .execute(conn)
     .await?;
-    let inserted = diesel::insert_into(idempotency_keys::table)
-        .values((
-            idempotency_keys::api_key_id.eq(api_key),
-            idempotency_keys::idempotency_key.eq(key),
-            idempotency_keys::request_hash.eq(request_hash),
-            idempotency_keys::response_status.eq(0i16),
-            idempotency_keys::response_body.eq(""),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    if inserted == 1 {
-        return Ok(Claim::New);
-    }
-    let stored = idempotency_keys::table
-        .find((api_key, key))
-        .select(Stored::as_select())
-        .first(conn)
-        .await?;
-    Ok(Claim::Used(stored))
+    Ok(deleted > 0)
 }
 
-/// Records the response to replay for `key`.
-pub async fn finish(
-    conn: &mut AsyncPgConnection,
-    api_key: Uuid,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> Result<(), DbError> {
-    diesel::update(idempotency_keys::table.find((api_key, key)))
-        .set((
-            idempotency_keys::response_status.eq(i16::try_from(status).unwrap_or(i16::MAX)),
-            idempotency_keys::response_body.eq(body),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-/// Deletes records older than [`KEEP_HOURS`]; returns how many.
+/// Deletes every record older than [`KEEP_HOURS`]; returns how many.
 pub async fn prune(conn: &mut AsyncPgConnection) -> Result<usize, DbError> {
     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(KEEP_HOURS);
     Ok(

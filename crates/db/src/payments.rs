@@ -10,6 +10,7 @@ use diesel::sql_types::{Array, BigInt, Nullable, Numeric, SmallInt, Text, Timest
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::DbError;
+use crate::idempotency;
 use crate::models::PaymentRow;
 use crate::schema::{payment_logs, payments};
 
@@ -28,15 +29,6 @@ pub struct NewPayment<'a> {
     /// The `created` log row written with it.
     pub log_message: &'a str,
     pub log_metadata: &'a str,
-    /// Webhook events besides completion (v1; empty for the original API).
-    pub notify_events: &'a [String],
-    /// 0: the original `/create_payment`; 1: `/v1/payments`.
-    pub api_version: i16,
-    pub redirect_url: Option<&'a str>,
-    /// A JSON object's text, stored as given.
-    pub metadata_json: Option<&'a str>,
-    /// The buyer's page (v1).
-    pub checkout_url: Option<&'a str>,
 }
 
 /// The times PostgreSQL assigned to a new payment.
@@ -89,8 +81,7 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
         let new = self.0;
         out.push_sql(
             "WITH inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
-             notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
-             last_checked_timestamp) VALUES (",
+             status, created_at, expires_at, last_checked_timestamp) VALUES (",
         );
         out.push_bind_param::<Text, _>(&new.id)?;
         out.push_sql(", ");
@@ -101,16 +92,6 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
         out.push_bind_param::<Text, _>(&new.callback_url)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&new.order_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&new.notify_events)?;
-        out.push_sql(", ");
-        out.push_bind_param::<SmallInt, _>(&new.api_version)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&new.redirect_url)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&new.metadata_json)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&new.checkout_url)?;
         out.push_sql(", 'pending', now() AT TIME ZONE 'utc', (now() AT TIME ZONE 'utc') + ");
         out.push_bind_param::<BigInt, _>(&new.ttl_seconds)?;
         out.push_sql(
@@ -122,6 +103,153 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&new.log_metadata)?;
         out.push_sql("::json, created_at FROM inserted) SELECT created_at, expires_at FROM inserted");
+        Ok(())
+    }
+}
+
+/// What [`create_v1`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreatedV1 {
+    /// The payment, its `created` log row and the idempotency record (when
+    /// one was given) were written.
+    Created,
+    /// The idempotency key was already used (within [`idempotency::KEEP_HOURS`]):
+    /// nothing was written; this is what the earlier request left.
+    KeyUsed(idempotency::Stored),
+}
+
+/// Inserts a v1 payment (`payment`, status `pending`, with the times the
+/// caller chose), its `created` log row and, when the request carried an
+/// `Idempotency-Key`, the record that replays its response — one statement,
+/// so one round trip and all or nothing. A key already used writes nothing
+/// and returns what the earlier request left; one older than
+/// [`idempotency::KEEP_HOURS`] is forgotten and the key starts over.
+///
+/// # Errors
+/// [`CreateError::DuplicatePendingOrder`] when the order id has a pending
+/// payment; [`CreateError::Db`] otherwise.
+pub async fn create_v1(
+    conn: &mut AsyncPgConnection,
+    payment: &PaymentRow,
+    log: (&str, &str),
+    record: Option<&idempotency::NewRecord<'_>>,
+) -> Result<CreatedV1, CreateError> {
+    for _ in 0..2 {
+        let inserted = CreateV1Statement {
+            payment,
+            id: payment.id.as_str(),
+            log,
+            api_key_id: record.map(|record| record.api_key_id),
+            key: record.map(|record| record.key),
+            request_hash: record.map(|record| record.request_hash),
+            response_status: record.map(|record| record.response_status),
+            response_body: record.map(|record| record.response_body),
+        }
+        .get_result::<i64>(conn)
+        .await
+        .map_err(DbError::from)
+        .map_err(|error| match error.unique_violation() {
+            Some(PENDING_ORDER_INDEX) => CreateError::DuplicatePendingOrder,
+            _ => error.into(),
+        })?;
+        let Some(record) = record.filter(|_| inserted == 0) else {
+            return Ok(CreatedV1::Created);
+        };
+        match idempotency::stored(conn, record.api_key_id, record.key).await? {
+            Some(stored) if !stored.expired(chrono::Utc::now().naive_utc()) => return Ok(CreatedV1::KeyUsed(stored)),
+            // Expired (or pruned meanwhile): forget it and try once more.
+            _ => {
+                idempotency::forget_expired(conn, record.api_key_id, record.key).await?;
+            }
+        }
+    }
+    Err(DbError::bug("an idempotency key neither inserts nor replays").into())
+}
+
+/// The statement behind [`create_v1`], prepared once per connection.
+struct CreateV1Statement<'q> {
+    payment: &'q PaymentRow,
+    id: &'q str,
+    log: (&'q str, &'q str),
+    // The idempotency record's fields, all `None` without a key.
+    api_key_id: Option<uuid::Uuid>,
+    key: Option<&'q str>,
+    request_hash: Option<&'q str>,
+    response_status: Option<i16>,
+    response_body: Option<&'q str>,
+}
+
+impl QueryId for CreateV1Statement<'_> {
+    type QueryId = CreateV1Statement<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for CreateV1Statement<'_> {
+    type SqlType = BigInt;
+}
+
+impl QueryFragment<Pg> for CreateV1Statement<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let payment = self.payment;
+        out.push_sql(
+            "WITH recorded AS (INSERT INTO idempotency_keys \
+             (api_key_id, idempotency_key, request_hash, response_status, response_body, created_at) SELECT ",
+        );
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.api_key_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.request_hash)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SmallInt>, _>(&self.response_status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.response_body)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&payment.created_at)?;
+        out.push_sql(" WHERE ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
+        out.push_sql(
+            " IS NOT NULL ON CONFLICT DO NOTHING RETURNING 1), \
+             inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
+             notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
+             last_checked_timestamp) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&payment.callback_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&payment.order_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&payment.notify_events)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SmallInt, _>(&payment.api_version)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&payment.redirect_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&payment.metadata_json)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&payment.checkout_url)?;
+        out.push_sql(", 'pending'::payment_status, ");
+        out.push_bind_param::<Timestamp, _>(&payment.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&payment.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&payment.last_checked_timestamp)?;
+        out.push_sql(" WHERE ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
+        out.push_sql(
+            " IS NULL OR EXISTS (SELECT 1 FROM recorded) RETURNING id, created_at), \
+             logged AS (INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) \
+             SELECT id, 'created', ",
+        );
+        out.push_bind_param::<Text, _>(&self.log.0)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.log.1)?;
+        out.push_sql("::json, created_at FROM inserted) SELECT count(*) FROM inserted");
         Ok(())
     }
 }

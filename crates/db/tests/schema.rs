@@ -21,11 +21,6 @@ fn new_payment<'a>(id: &'a str, order_id: &'a str) -> NewPayment<'a> {
         ttl_seconds: 86_400,
         log_message: "created",
         log_metadata: "{}",
-        notify_events: &[],
-        api_version: 0,
-        redirect_url: None,
-        metadata_json: None,
-        checkout_url: None,
     }
 }
 

@@ -24,8 +24,8 @@ pub use api_key::{ApiKeyText, Scope};
 pub use callback::{AddressPolicy, CallbackUrl, CallbackUrlError, NonPublicReason, classify_ip};
 pub use ids::{DeliveryId, PaymentId, PaymentIdError};
 pub use payment::{
-    ExpectedAmountError, MAX_EXPECTED_AMOUNT, MIN_EXPECTED_AMOUNT, OrderId, OrderIdError, PaymentStatus, TxId,
-    TxIdError, check_payment_ttl, expected_amount,
+    ExpectedAmountError, MAX_EXPECTED_AMOUNT, MIN_EXPECTED_AMOUNT, OrderId, OrderIdError, PAYMENT_TTL_RANGE,
+    PaymentStatus, TxId, TxIdError, check_payment_ttl, expected_amount,
 };
 pub use retry::parse_retry_after;
 pub use states::{AttemptOutcome, DeliveryStatus, LogEvent, MatchKind, Named, TransferState, UnknownName};

@@ -46,15 +46,24 @@ impl Serialize for EpochSeconds {
 /// The public view of a payment: the body of `GET /payment_status/{id}`
 /// (the original's `to_dict(include_internal=False)`), field for field.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = LegacyPaymentStatus))]
 pub struct PaymentView<'a> {
     pub id: &'a str,
     pub wallet_address: &'a str,
+    /// USDT, a JSON number with the exact digits.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 12.34))]
     pub expected_amount_usdt: JsonAmount,
     pub order_id: &'a str,
+    /// `pending`, `completed`, `expired` or `failed`.
     pub status: &'static str,
     pub transaction_hash: Option<&'a str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub received_amount_usdt: Option<JsonAmount>,
+    /// Seconds since the Unix epoch, with microseconds.
+    #[cfg_attr(feature = "openapi", schema(value_type = f64, example = 1764074428.123456))]
     pub created_at: EpochSeconds,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>))]
     pub completed_at: Option<EpochSeconds>,
 }
 

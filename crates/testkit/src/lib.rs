@@ -178,6 +178,20 @@ impl TestDb {
             .expect("connect to the test database")
     }
 
+    /// A new API key with `scopes` (names such as `payments:read`), as the
+    /// text a client sends after `Bearer `.
+    pub async fn api_key(&self, name: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<tronpay_domain::Scope> = scopes
+            .iter()
+            .map(|scope| scope.parse().unwrap_or_else(|_| panic!("unknown scope {scope}")))
+            .collect();
+        let key = tronpay_domain::ApiKeyText::generate().expect("randomness");
+        tronpay_db::api_keys::create(&mut self.connect().await, name, &key, &scopes)
+            .await
+            .expect("store the API key");
+        key.expose().to_owned()
+    }
+
     /// A plain client, for assertions written in SQL.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)

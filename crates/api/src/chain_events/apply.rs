@@ -208,7 +208,7 @@ async fn confirmed(
                 Some(&metadata(transfer, "amount_usdt", transfer.amount)),
             )
             .await?;
-            Ok(false)
+            notify(conn, &payment, WebhookEvent::PartiallyPaid, Some(transfer)).await
         }
         Decision::Late { payment_id } => late(conn, rows, &payment_id, transfer).await,
         Decision::Ignored(reason) => {
