@@ -1,3 +1,11 @@
+DROP INDEX ix_webhook_deliveries_created_at;
+DROP INDEX ix_transfers_chain_order;
+DROP INDEX ix_transfers_detected_payment_id;
+UPDATE transfers SET match_kind = 'unmatched' WHERE match_kind = 'assigned';
+ALTER TABLE transfers
+    DROP CONSTRAINT ck_transfers_match_kind,
+    ADD CONSTRAINT ck_transfers_match_kind
+        CHECK (match_kind IN ('exact', 'partial', 'completing', 'overpaid', 'late', 'unmatched', 'ignored')) NOT VALID;
 ALTER TABLE payments
     DROP CONSTRAINT ck_payments_notify_events,
     ADD CONSTRAINT ck_payments_notify_events

@@ -52,3 +52,17 @@ ALTER TABLE payments
     ADD CONSTRAINT ck_payments_notify_events
         CHECK (notify_events <@ ARRAY['payment.completed', 'payment.expired', 'payment.detected', 'payment.late',
                                       'payment.partially_paid', 'payment.cancelled']::text[]) NOT VALID;
+
+-- An operator may credit an unmatched or late transfer to a payment, once:
+-- the transfer's match kind becomes 'assigned'.
+ALTER TABLE transfers
+    DROP CONSTRAINT ck_transfers_match_kind,
+    ADD CONSTRAINT ck_transfers_match_kind
+        CHECK (match_kind IN ('exact', 'partial', 'completing', 'overpaid', 'late', 'unmatched', 'ignored',
+                              'assigned')) NOT VALID;
+
+-- The v1 views: a payment's transfers (also those only shown on it while
+-- not final), transfer lists newest first, and statistics of deliveries.
+CREATE INDEX ix_transfers_detected_payment_id ON transfers (detected_payment_id);
+CREATE INDEX ix_transfers_chain_order ON transfers (block_number, txid, log_index);
+CREATE INDEX ix_webhook_deliveries_created_at ON webhook_deliveries (created_at);

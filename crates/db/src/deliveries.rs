@@ -482,3 +482,71 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
         .get_result(conn)
         .await?)
 }
+
+/// The deliveries of one payment, oldest first.
+pub async fn for_payment(conn: &mut AsyncPgConnection, payment_id: &PaymentId) -> Result<Vec<DeliveryRow>, DbError> {
+    Ok(webhook_deliveries::table
+        .filter(webhook_deliveries::payment_id.eq(payment_id.as_str()))
+        .order((webhook_deliveries::created_at.asc(), webhook_deliveries::id.asc()))
+        .select(DeliveryRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// What [`redeliver`] did.
+#[derive(Debug)]
+pub enum Redelivery {
+    /// Back in line for an attempt now, with its `webhook-id` unchanged.
+    Queued(DeliveryRow),
+    /// It is `pending` or `sending` already: nothing to do.
+    Unfinished(DeliveryStatus),
+    /// No such delivery.
+    NotFound,
+}
+
+/// Sends a finished delivery (delivered, failed or dead) again: it goes back
+/// to `pending`, due now, with the same body and `webhook-id` (so a receiver
+/// that already has it can drop the copy), logged on its payment with
+/// `who` asked for it, and its `callback.due` written in the same
+/// transaction.
+pub async fn redeliver(conn: &mut AsyncPgConnection, id: DeliveryId, who: &str) -> Result<Redelivery, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let Some(row) = webhook_deliveries::table
+            .find(id.0)
+            .select(DeliveryRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(Redelivery::NotFound);
+        };
+        if matches!(row.status, DeliveryStatus::Pending | DeliveryStatus::Sending) {
+            return Ok(Redelivery::Unfinished(row.status));
+        }
+        let row = diesel::update(webhook_deliveries::table.find(id.0))
+            .set((
+                webhook_deliveries::status.eq(DeliveryStatus::Pending.as_str()),
+                webhook_deliveries::next_attempt_at.eq(chrono::Utc::now().naive_utc()),
+            ))
+            .returning(DeliveryRow::as_returning())
+            .get_result(conn)
+            .await?;
+        logs::insert(
+            conn,
+            &row.payment_id,
+            LogEvent::CallbackRetry,
+            &format!("Callback {} sent again at the request of {who}", row.event_type),
+            None,
+        )
+        .await?;
+        let due = DueRow {
+            id: row.id,
+            payment_id: row.payment_id.clone(),
+            event_type: row.event_type,
+        };
+        publish(conn, &[due]).await?;
+        Ok(Redelivery::Queued(row))
+    })
+    .await
+}

@@ -387,3 +387,134 @@ pub async fn recent_transfers(
     }
     stored(query.load(conn).await?)
 }
+
+/// What a transfer list shows (`GET /v1/transfers`).
+#[derive(Debug, Clone, Default)]
+pub struct TransferFilter {
+    /// Only the transfers an operator may credit to a payment
+    /// ([`ASSIGNABLE`] and final).
+    pub assignable: bool,
+    /// Only the transfers to this address (Base58Check).
+    pub address: Option<String>,
+}
+
+/// The match kinds of final transfers an operator may assign: they paid
+/// nothing (`unmatched`) or arrived after their payment expired (`late`).
+pub const ASSIGNABLE: [MatchKind; 2] = [MatchKind::Unmatched, MatchKind::Late];
+
+/// A place in a transfer list: `(block_number, txid, log_index)` of the
+/// last row shown.
+pub type TransferCursor = (i64, String, i32);
+
+/// A page of transfers, newest first (`(block_number, txid, log_index)`
+/// descending), after `after` when given. New transfers arrive in new
+/// blocks, so they sort before every page already read.
+pub async fn list_transfers(
+    conn: &mut AsyncPgConnection,
+    filter: &TransferFilter,
+    after: Option<TransferCursor>,
+    limit: i64,
+) -> Result<Vec<StoredTransfer>, DbError> {
+    let mut query = transfers::table
+        .order((
+            transfers::block_number.desc(),
+            transfers::txid.desc(),
+            transfers::log_index.desc(),
+        ))
+        .limit(limit)
+        .select(TransferRow::as_select())
+        .into_boxed();
+    if filter.assignable {
+        query = query
+            .filter(transfers::status.eq(TransferState::Confirmed.as_str()))
+            .filter(transfers::match_kind.eq_any(ASSIGNABLE.map(MatchKind::as_str)));
+    }
+    if let Some(address) = &filter.address {
+        query = query.filter(transfers::to_address.eq(address.clone()));
+    }
+    if let Some((block, txid, index)) = after {
+        query = query.filter(
+            transfers::block_number
+                .lt(block)
+                .or(transfers::block_number.eq(block).and(
+                    transfers::txid
+                        .lt(txid.clone())
+                        .or(transfers::txid.eq(txid).and(transfers::log_index.lt(index))),
+                )),
+        );
+    }
+    stored(query.load(conn).await?)
+}
+
+/// Credits an operator-assigned transfer to a pending or expired payment:
+/// `received` is the payment's new total; with `completed_by`, the payment
+/// completes with that transaction. `None` when the payment is neither
+/// pending nor expired (any more). The caller holds the locks of
+/// [`lock_address`] and [`lock_transfer`].
+pub async fn assign_credit(
+    conn: &mut AsyncPgConnection,
+    payment_id: &PaymentId,
+    received: UsdtAmount,
+    completed_by: Option<&TxId>,
+) -> Result<Option<PaymentRow>, DbError> {
+    let open = payments::table
+        .filter(payments::id.eq(payment_id.as_str()))
+        .filter(payments::status.eq_any([DbStatus(PaymentStatus::Pending), DbStatus(PaymentStatus::Expired)]));
+    let received = Some(received.to_decimal());
+    let row = match completed_by {
+        Some(txid) => {
+            diesel::update(open)
+                .set((
+                    payments::status.eq(DbStatus(PaymentStatus::Completed)),
+                    payments::received_amount_usdt.eq(received),
+                    payments::transaction_hash.eq(Some(txid.as_str())),
+                    payments::completed_at.eq(Some(chrono::Utc::now().naive_utc())),
+                ))
+                .returning(PaymentRow::as_returning())
+                .get_result(conn)
+                .await
+        }
+        None => {
+            diesel::update(open)
+                .set(payments::received_amount_usdt.eq(received))
+                .returning(PaymentRow::as_returning())
+                .get_result(conn)
+                .await
+        }
+    };
+    Ok(row.optional()?)
+}
+
+/// Records that an operator credited the transfer to `payment_id`; `false`
+/// when it is not assignable (any more): a transfer is assigned once.
+pub async fn mark_assigned(
+    conn: &mut AsyncPgConnection,
+    transfer: &TransferId,
+    payment_id: &PaymentId,
+) -> Result<bool, DbError> {
+    let updated = diesel::update(
+        transfers::table
+            .find((transfer.txid.as_str(), log_index(transfer)))
+            .filter(transfers::status.eq(TransferState::Confirmed.as_str()))
+            .filter(transfers::match_kind.eq_any(ASSIGNABLE.map(MatchKind::as_str))),
+    )
+    .set((
+        transfers::payment_id.eq(Some(payment_id.as_str())),
+        transfers::match_kind.eq(Some(MatchKind::Assigned.as_str())),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(updated == 1)
+}
+
+/// The transfer `id`, if it is stored (no lock).
+pub async fn find_transfer(conn: &mut AsyncPgConnection, id: &TransferId) -> Result<Option<StoredTransfer>, DbError> {
+    transfers::table
+        .find((id.txid.as_str(), log_index(id)))
+        .select(TransferRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .map(StoredTransfer::try_from)
+        .transpose()
+}

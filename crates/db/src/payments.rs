@@ -423,3 +423,14 @@ pub async fn cancel(
     .await
     .optional()?)
 }
+
+/// The payment `id`, locked until the transaction ends.
+pub async fn lock(conn: &mut AsyncPgConnection, id: &tronpay_domain::PaymentId) -> Result<Option<PaymentRow>, DbError> {
+    Ok(payments::table
+        .find(id.as_str())
+        .select(PaymentRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?)
+}

@@ -63,3 +63,119 @@ pub async fn server_version(conn: &mut AsyncPgConnection) -> Result<String, DbEr
         .get_result(conn)
         .await?)
 }
+
+/// The width of a `/v1/stats` bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Hour,
+    Day,
+}
+
+impl Interval {
+    /// Its `date_trunc` field name (also its name in the API).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hour => "hour",
+            Self::Day => "day",
+        }
+    }
+
+    /// Its length.
+    pub fn length(self) -> chrono::TimeDelta {
+        match self {
+            Self::Hour => chrono::TimeDelta::hours(1),
+            Self::Day => chrono::TimeDelta::days(1),
+        }
+    }
+}
+
+/// Payments created in one bucket with one status: how many, what they
+/// expected and what they received (USDT, exact).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct BucketRow {
+    /// The bucket's start (UTC), truncated to the interval.
+    #[diesel(sql_type = diesel::sql_types::Timestamp)]
+    pub bucket: chrono::NaiveDateTime,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub count: i64,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
+    pub expected: bigdecimal::BigDecimal,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
+    pub received: bigdecimal::BigDecimal,
+}
+
+/// Counts and sums of the payments created in `[from, to)` (UTC), per
+/// bucket of `interval` and status, oldest bucket first; empty buckets are
+/// absent.
+pub async fn payments_by_interval(
+    conn: &mut AsyncPgConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+    interval: Interval,
+) -> Result<Vec<BucketRow>, DbError> {
+    use diesel::sql_types::Timestamp;
+    // The field name is one of two constants, never the caller's text.
+    let sql = format!(
+        "SELECT date_trunc('{}', created_at) AS bucket, status::text AS status, count(*) AS count, \
+                coalesce(sum(expected_amount_usdt), 0) AS expected, coalesce(sum(received_amount_usdt), 0) AS received \
+         FROM payments WHERE created_at >= $1 AND created_at < $2 GROUP BY 1, 2 ORDER BY 1, 2",
+        interval.as_str()
+    );
+    Ok(diesel::sql_query(sql)
+        .bind::<Timestamp, _>(from)
+        .bind::<Timestamp, _>(to)
+        .load(conn)
+        .await?)
+}
+
+/// Time from creation to completion of the payments created in a range and
+/// completed: how many, the average and the 95th percentile in seconds
+/// (`None` without any).
+#[derive(Debug, Clone, QueryableByName)]
+pub struct CompletionTimes {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub count: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub average_seconds: Option<f64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Double>)]
+    pub p95_seconds: Option<f64>,
+}
+
+/// [`CompletionTimes`] of the payments created in `[from, to)` (UTC).
+pub async fn completion_times(
+    conn: &mut AsyncPgConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> Result<CompletionTimes, DbError> {
+    use diesel::sql_types::Timestamp;
+    Ok(diesel::sql_query(
+        "SELECT count(*) AS count, avg(seconds)::float8 AS average_seconds, \
+                percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds)::float8 AS p95_seconds \
+         FROM (SELECT extract(epoch FROM completed_at - created_at) AS seconds FROM payments \
+               WHERE status = 'completed' AND completed_at IS NOT NULL AND created_at >= $1 AND created_at < $2) AS done",
+    )
+    .bind::<Timestamp, _>(from)
+    .bind::<Timestamp, _>(to)
+    .get_result(conn)
+    .await?)
+}
+
+/// Webhook deliveries (test pings left out) created in `[from, to)` (UTC),
+/// per delivery status.
+pub async fn deliveries_by_status(
+    conn: &mut AsyncPgConnection,
+    from: chrono::NaiveDateTime,
+    to: chrono::NaiveDateTime,
+) -> Result<Vec<(String, i64)>, DbError> {
+    use crate::schema::webhook_deliveries as deliveries;
+    Ok(deliveries::table
+        .filter(deliveries::created_at.ge(from))
+        .filter(deliveries::created_at.lt(to))
+        .filter(deliveries::event_type.ne(tronpay_domain::events::WebhookEvent::Ping.as_str()))
+        .group_by(deliveries::status)
+        .select((deliveries::status, count_star()))
+        .load(conn)
+        .await?)
+}

@@ -140,6 +140,9 @@ named_enum! {
         Unmatched = "unmatched",
         /// Zero or dust (`MIN_CREDIT_USDT`): never touches a payment.
         Ignored = "ignored",
+        /// An unmatched or late transfer an operator credited to a payment
+        /// (`POST /v1/transfers/{txid}/{log_index}/assign`).
+        Assigned = "assigned",
     }
 }
 

@@ -495,3 +495,36 @@ pub async fn sql_values(db: &TestDb, sql: &str) -> Vec<Value> {
         .map(|row| serde_json::from_str(row.get::<_, &str>(0)).unwrap())
         .collect()
 }
+
+/// One call of the merchant API v1 with an API key: `(status, body)`, the
+/// body as JSON (`Null` when it is none).
+pub async fn v1(api: &str, method: &str, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = http_client().request(method, format!("{api}{path}")).bearer_auth(key);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert!(status < 500, "{path} answered {status}: {text}");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `POST /v1/payments` of `amount` to `address` (more fields in `extra`);
+/// returns the payment resource.
+pub async fn v1_payment(api: &str, key: &str, address: &TronAddress, amount: &str, extra: Value) -> Value {
+    let mut body = serde_json::json!({
+        "order_id": format!("order-{}", uuid::Uuid::new_v4().simple()),
+        "amount": amount,
+        "address": address.to_base58(),
+    });
+    if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    let (status, payment) = v1(api, "POST", "/v1/payments", key, Some(body)).await;
+    assert_eq!(status, 201, "{payment}");
+    payment
+}

@@ -56,7 +56,7 @@ pub(super) async fn apply_confirmed(
 
 /// Log metadata about `transfer`, with an exact amount field (the text of
 /// the number is spliced in: a float would lose digits).
-fn metadata(transfer: &Transfer, amount_key: &str, amount: UsdtAmount) -> String {
+pub(crate) fn metadata(transfer: &Transfer, amount_key: &str, amount: UsdtAmount) -> String {
     let base = serde_json::json!({
         "transaction_hash": transfer.id.txid,
         "log_index": transfer.id.log_index,

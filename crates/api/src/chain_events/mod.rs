@@ -21,7 +21,7 @@
 //! failure; [`batch`] gathers deliveries into transactions; `apply` carries
 //! out a matching decision; [`reconcile`] applies what no message brought.
 
-mod apply;
+pub(crate) mod apply;
 pub mod batch;
 pub mod reconcile;
 

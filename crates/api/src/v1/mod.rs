@@ -7,10 +7,13 @@
 //! public status stream) simply takes none.
 
 pub mod auth;
+pub mod deliveries;
 pub mod docs;
 pub mod openapi;
 pub mod payments;
 pub mod problem;
+pub mod stats;
+pub mod transfers;
 
 use actix_web::http::Method;
 use actix_web::web;
@@ -29,6 +32,23 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/v1/payments/{id}/events", || {
             web::get().to(payments::events)
         }),
+        Endpoint::new(Method::GET, "/v1/payments/{id}/transfers", || {
+            web::get().to(transfers::of_payment)
+        }),
+        Endpoint::new(Method::GET, "/v1/payments/{id}/deliveries", || {
+            web::get().to(deliveries::of_payment)
+        }),
+        Endpoint::new(Method::POST, "/v1/payments/{id}/test-webhook", || {
+            web::post().to(deliveries::test_webhook)
+        }),
+        Endpoint::new(Method::GET, "/v1/transfers", || web::get().to(transfers::list)),
+        Endpoint::new(Method::POST, "/v1/transfers/{txid}/{log_index}/assign", || {
+            web::post().to(transfers::assign)
+        }),
+        Endpoint::new(Method::POST, "/v1/deliveries/{id}/redeliver", || {
+            web::post().to(deliveries::redeliver)
+        }),
+        Endpoint::new(Method::GET, "/v1/stats", || web::get().to(stats::stats)),
         Endpoint::undocumented(Method::GET, "/openapi.json", || web::get().to(openapi::serve)),
         Endpoint::undocumented(Method::GET, "/docs", || web::get().to(docs::serve)),
     ]

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
 use crate::routes;
-use crate::v1::{payments, problem};
+use crate::v1::{deliveries, payments, problem, stats, transfers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,13 @@ use crate::v1::{payments, problem};
         payments::get,
         payments::cancel,
         payments::events,
+        transfers::of_payment,
+        transfers::list,
+        transfers::assign,
+        deliveries::of_payment,
+        deliveries::redeliver,
+        deliveries::test_webhook,
+        stats::stats,
         routes::create_payment,
         routes::payment_status,
         routes::health,
@@ -36,6 +43,8 @@ use crate::v1::{payments, problem};
     modifiers(&ApiKeys),
     tags(
         (name = "payments", description = "Payments of the merchant API v1"),
+        (name = "transfers", description = "USDT transfers to the watched addresses, and operator assignment"),
+        (name = "webhooks", description = "Webhook deliveries: list, send again, test"),
         (name = "original", description = "The original service's endpoints, unchanged"),
     )
 )]

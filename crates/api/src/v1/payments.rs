@@ -105,7 +105,7 @@ fn invalid(kind: problem::Kind, detail: impl Into<std::borrow::Cow<'static, str>
 }
 
 /// A UTC time from RFC 3339 text, or a problem naming `field`.
-fn parse_time(field: &str, text: &str, kind: problem::Kind) -> Result<NaiveDateTime, Problem> {
+pub(crate) fn parse_time(field: &str, text: &str, kind: problem::Kind) -> Result<NaiveDateTime, Problem> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc).naive_utc())
         .map_err(|_| {
@@ -269,12 +269,12 @@ fn now_micros() -> NaiveDateTime {
     DateTime::from_timestamp_micros(now.timestamp_micros()).map_or(now.naive_utc(), |time| time.naive_utc())
 }
 
-fn resource(row: &PaymentRow) -> Result<PaymentResource<'_>, Problem> {
+pub(crate) fn resource(row: &PaymentRow) -> Result<PaymentResource<'_>, Problem> {
     row.resource()
         .map_err(|error| Problem::internal(anyhow::anyhow!("payment {} has an invalid amount: {error}", row.id)))
 }
 
-fn json(status: StatusCode, body: &impl Serialize) -> Result<HttpResponse, Problem> {
+pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Result<HttpResponse, Problem> {
     let body = serde_json::to_string(body).map_err(Problem::internal)?;
     Ok(HttpResponse::build(status).content_type("application/json").body(body))
 }
@@ -420,7 +420,7 @@ pub async fn create(
 }
 
 /// A payment id from the path; one that cannot exist is a 404.
-fn payment_id(text: &str) -> Result<PaymentId, Problem> {
+pub(crate) fn payment_id(text: &str) -> Result<PaymentId, Problem> {
     PaymentId::parse(text).map_err(|_| not_found(text))
 }
 

@@ -69,6 +69,10 @@ kinds! {
         "A transfer is credited once; read the transfer to see its payment.";
     NOT_ASSIGNABLE = "not_assignable", 409, "The transfer cannot be credited to a payment",
         "Only final transfers that no payment counted can be assigned, to a payment that is not completed.";
+    DELIVERY_UNFINISHED = "delivery_unfinished", 409, "The delivery is still pending or being sent",
+        "Wait for its attempt to finish (see the delivery's status), then ask again.";
+    NO_NOTIFY_URL = "no_notify_url", 409, "The payment has no notify URL",
+        "Webhooks go to a payment's `notify_url`; create the payment with one.";
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The body is too large",
         "Keep request bodies under MAX_BODY_BYTES and metadata under 4 KiB.";
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 422, "The Idempotency-Key was used with another body",
