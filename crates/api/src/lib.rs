@@ -12,6 +12,7 @@
 
 pub mod callback_guard;
 pub mod chain_events;
+pub mod edge;
 pub mod error;
 pub mod expiry;
 pub mod request;

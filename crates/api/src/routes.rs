@@ -113,13 +113,12 @@ async fn legacy_key(state: &AppState, request: &HttpRequest, scope: Scope) -> Re
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let caller = state
-        .keys
-        .authenticate(&state.pool, header)
+    let caller = crate::v1::auth::authenticate(state, header, crate::v1::auth::client_ip(request))
         .await
         .map_err(|denied| match denied {
             Denied::Unauthorized(why) => ApiError::Unauthorized(why.to_owned()),
             Denied::Unavailable(error) => error.into(),
+            Denied::RateLimited(seconds) => ApiError::RateLimited(seconds),
         })?;
     if caller.has(scope) {
         Ok(())

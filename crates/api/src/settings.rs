@@ -54,6 +54,20 @@ pub struct ApiSettings {
     /// `API_KEY_CACHE_SECONDS`: how long a replica trusts what it read about
     /// a key; a revoked key is refused everywhere within this many seconds.
     pub api_key_cache_seconds: u64,
+    /// `RATE_LIMIT_PER_IP`: requests per second one client IP may make to
+    /// this replica, with bursts of as many (0: no limit). Over it: 429 with
+    /// `Retry-After`.
+    pub rate_limit_per_ip: u32,
+    /// `RATE_LIMIT_PER_KEY`: requests per second one API key may make to
+    /// this replica, with bursts of as many (0: no limit).
+    pub rate_limit_per_key: u32,
+    /// `AUTH_FAILURES_PER_MINUTE`: requests with a wrong or unknown key one
+    /// client IP may make per minute before they get 429 instead of 401.
+    pub auth_failures_per_minute: u32,
+    /// `TRUSTED_PROXIES`: comma-separated CIDRs of reverse proxies whose
+    /// `X-Forwarded-For` names the client (e.g. `10.0.0.0/8`); from any
+    /// other peer the header is ignored.
+    pub trusted_proxies: String,
 }
 
 impl Default for ApiSettings {
@@ -73,6 +87,10 @@ impl Default for ApiSettings {
             public_base_url: String::new(),
             legacy_api_key_required: false,
             api_key_cache_seconds: 5,
+            rate_limit_per_ip: 50_000,
+            rate_limit_per_key: 20_000,
+            auth_failures_per_minute: 60,
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -97,6 +115,10 @@ impl Validate for ApiSettings {
         }
         if !self.public_base_url.is_empty() {
             self.public_base_url_at(0)?;
+        }
+        self.trusted_proxy_nets()?;
+        if self.auth_failures_per_minute == 0 {
+            return Err("AUTH_FAILURES_PER_MINUTE must be at least 1".into());
         }
         if self.api_key_cache_seconds > 300 {
             return Err("API_KEY_CACHE_SECONDS must be at most 300 (a revoked key stays usable that long)".into());
@@ -155,6 +177,20 @@ impl ApiSettings {
         !self.legacy_api_key_required && self.bind_addr().is_ok_and(|addr| !addr.ip().is_loopback())
     }
 
+    /// `TRUSTED_PROXIES` parsed.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("TRUSTED_PROXIES: {text:?} is not an address or CIDR such as 10.0.0.0/8"))
+            })
+            .collect()
+    }
+
     pub fn callback_dns_timeout(&self) -> Duration {
         Duration::from_millis(self.callback_dns_timeout_ms)
     }
@@ -187,6 +223,16 @@ mod tests {
             ..ApiSettings::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("MIN_CREDIT_USDT"));
+        let bad = ApiSettings {
+            trusted_proxies: "10.0.0.0/8, nonsense".into(),
+            ..ApiSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("TRUSTED_PROXIES"));
+        let proxies = ApiSettings {
+            trusted_proxies: "10.0.0.0/8, 192.0.2.7".into(),
+            ..ApiSettings::default()
+        };
+        assert_eq!(proxies.trusted_proxy_nets().unwrap().len(), 2);
         for url in ["ftp://x", "pay.example.com", "https://pay.example.com/?a=1"] {
             let bad = ApiSettings {
                 public_base_url: url.into(),

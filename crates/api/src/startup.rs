@@ -54,6 +54,12 @@ impl Application {
                 settings.callback_policy().map_err(anyhow::Error::msg)?,
                 settings.callback_dns_timeout(),
             ),
+            limits: crate::edge::RateLimits::new(
+                settings.rate_limit_per_ip,
+                settings.rate_limit_per_key,
+                settings.auth_failures_per_minute,
+                settings.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
+            ),
             keys: KeyCache::new(Duration::from_secs(settings.api_key_cache_seconds)),
             public_base_url: settings.public_base_url_at(port).map_err(anyhow::Error::msg)?,
             pool,
@@ -68,6 +74,7 @@ impl Application {
                 .app_data(crate::v1::query_config())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
+                .wrap(actix_web::middleware::from_fn(crate::edge::edge))
         })
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)

@@ -31,6 +31,8 @@ pub struct AppState {
     pub tasks: Arc<TaskHealth>,
     /// What this replica knows of API keys (`API_KEY_CACHE_SECONDS`).
     pub keys: KeyCache,
+    /// The per-IP, per-key and failed-authentication limits of this replica.
+    pub limits: crate::edge::RateLimits,
     /// `PUBLIC_BASE_URL` without a trailing `/` (checkout URLs start with it).
     pub public_base_url: String,
 }

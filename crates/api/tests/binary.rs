@@ -87,3 +87,40 @@ async fn sigterm_stops_the_service_cleanly() {
     let log = process.log();
     assert!(log.contains("tronpay-api stopped"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_log_line_of_a_request_carries_its_request_id() {
+    let db = TestDb::new().await;
+    let key = db.api_key("shop", &["payments:write"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = api();
+    command
+        .env("DATABASE_URL", db.url())
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info");
+    let mut process = ServiceProcess::spawn("api", command, dir.path(), "tronpay-api listening");
+    let response = tronpay_testkit::http_client()
+        .post(format!("http://127.0.0.1:{}/v1/payments", process.port))
+        .bearer_auth(&key)
+        .header("x-request-id", "trace-me-42")
+        .header("content-type", "application/json")
+        .body(r#"{"order_id":"o-1","amount":"1.5","address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let status = process.terminate_within(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    let log = process.log();
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains("trace-me-42")).collect();
+    // The handler's own line and the access-log line, both with the id.
+    assert!(lines.iter().any(|line| line.contains("payment created")), "{log}");
+    assert!(lines.iter().any(|line| line.contains("POST /v1/payments 201")), "{log}");
+    assert!(
+        log.lines()
+            .filter(|line| line.contains("payment created"))
+            .all(|line| line.contains("trace-me-42")),
+        "{log}"
+    );
+}

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, web};
 use chrono::NaiveDateTime;
 use tronpay_db::api_keys::{self, ApiKeyRow};
 use tronpay_db::{DbError, DbPool};
@@ -74,6 +74,9 @@ pub enum Denied {
     Unauthorized(&'static str),
     /// 503: the key could not be looked up.
     Unavailable(DbError),
+    /// 429: the key is over `RATE_LIMIT_PER_KEY`, or its client IP over
+    /// `AUTH_FAILURES_PER_MINUTE`; retry after this many seconds.
+    RateLimited(u64),
 }
 
 impl From<Denied> for Problem {
@@ -81,8 +84,45 @@ impl From<Denied> for Problem {
         match denied {
             Denied::Unauthorized(why) => Problem::new(problem::UNAUTHORIZED, why),
             Denied::Unavailable(error) => error.into(),
+            Denied::RateLimited(seconds) => Problem::new(
+                problem::RATE_LIMITED,
+                "too many requests with this API key, or failed key checks from this client",
+            )
+            .retry_after(seconds),
         }
     }
+}
+
+/// Authenticates a request's `Authorization` header value for a client at
+/// `client_ip`, under the limits: a key over `RATE_LIMIT_PER_KEY`, or a
+/// failure past `AUTH_FAILURES_PER_MINUTE` for the IP, is
+/// [`Denied::RateLimited`].
+pub(crate) async fn authenticate(
+    state: &AppState,
+    header: Option<&str>,
+    client_ip: std::net::IpAddr,
+) -> Result<Caller, Denied> {
+    match state.keys.authenticate(&state.pool, header).await {
+        Ok(caller) => match state.limits.check_key(caller.key_id) {
+            Ok(()) => Ok(caller),
+            Err(seconds) => Err(Denied::RateLimited(seconds)),
+        },
+        Err(Denied::Unauthorized(why)) => match state.limits.auth_failed(client_ip) {
+            Ok(()) => Err(Denied::Unauthorized(why)),
+            Err(seconds) => Err(Denied::RateLimited(seconds)),
+        },
+        Err(other) => Err(other),
+    }
+}
+
+/// The client IP the edge found for `request` (the peer when it ran not).
+pub(crate) fn client_ip(request: &HttpRequest) -> std::net::IpAddr {
+    request
+        .extensions()
+        .get::<crate::edge::RequestContext>()
+        .map(|context| context.client_ip)
+        .or_else(|| request.peer_addr().map(|addr| addr.ip()))
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
 /// What the database said about a key prefix, and when.
@@ -202,6 +242,7 @@ impl FromRequest for Caller {
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .map(|value| value.to_str().map(str::to_owned));
+        let ip = client_ip(request);
         Box::pin(async move {
             let state = state.ok_or_else(|| Problem::internal(anyhow::anyhow!("no application state")))?;
             let header = match header {
@@ -209,7 +250,7 @@ impl FromRequest for Caller {
                 Some(Err(_)) => return Err(Denied::Unauthorized("the Authorization header is not ASCII").into()),
                 None => None,
             };
-            Ok(state.keys.authenticate(&state.pool, header.as_deref()).await?)
+            Ok(authenticate(&state, header.as_deref(), ip).await?)
         })
     }
 }

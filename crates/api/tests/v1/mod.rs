@@ -10,6 +10,7 @@ use tronpay_testkit::{TestDb, eventually};
 
 use super::{ADDRESS, TestApp};
 
+mod edge;
 mod openapi;
 
 const READ: &[&str] = &["payments:read"];
