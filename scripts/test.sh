@@ -27,6 +27,13 @@ if ! "$venv/bin/python" -c "import standardwebhooks" >/dev/null 2>&1; then
 fi
 export TRONPAY_PYTHON="$PWD/$venv/bin/python"
 
+# schemathesis runs against the API's /openapi.json (crates/api/tests/v1).
+if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1; then
+  echo "==> installing schemathesis into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis
+fi
+export TRONPAY_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
+
 # --- deployment files (Dockerfile, docker-compose.yml, deploy/): offline checks ---
 if ! "$venv/bin/python" -c "import yaml, kubernetes_validate" >/dev/null 2>&1; then
   echo "==> installing pyyaml and kubernetes-validate into $venv"

@@ -90,12 +90,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
         }
     }
     for path in paths {
-        let mut resource = web::resource(path);
-        resource = if path.starts_with("/v1/") {
-            resource.default_service(web::to(crate::v1::problem::method_not_allowed))
-        } else {
-            resource.default_service(web::to(method_not_allowed))
-        };
+        let allow = endpoints
+            .iter()
+            .filter(|endpoint| endpoint.path == path)
+            .map(|endpoint| endpoint.method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut resource = web::resource(path).default_service(web::to(move |request: HttpRequest| {
+            let response = method_not_allowed(&request, &allow);
+            async move { response }
+        }));
         for endpoint in endpoints.iter().filter(|endpoint| endpoint.path == path) {
             resource = resource.route((endpoint.route)());
         }
@@ -459,7 +463,25 @@ pub async fn not_found(request: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({ "error": format!("Not found: {}", request.path()) }))
 }
 
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
-        .json(serde_json::json!({ "error": format!("Method {} not allowed on {}", request.method(), request.path()) }))
+/// A 405 naming the methods the path takes in `Allow` (RFC 9110): a
+/// problem under `/v1`, the original's JSON elsewhere.
+fn method_not_allowed(request: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut response = if request.path().starts_with("/v1/") {
+        actix_web::ResponseError::error_response(&crate::v1::problem::Problem::new(
+            crate::v1::problem::METHOD_NOT_ALLOWED,
+            format!(
+                "{} does not take {}; it takes {allow}",
+                request.path(),
+                request.method()
+            ),
+        ))
+    } else {
+        HttpResponse::MethodNotAllowed().json(
+            serde_json::json!({ "error": format!("Method {} not allowed on {}", request.method(), request.path()) }),
+        )
+    };
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }

@@ -77,7 +77,7 @@ pub struct DeliveryList<'a> {
 
 /// The webhook deliveries of a payment, oldest first.
 #[utoipa::path(
-    get, path = "/v1/payments/{id}/deliveries", tag = "webhooks",
+    get, path = "/v1/payments/{id}/deliveries", tag = "webhooks", operation_id = "listPaymentDeliveries",
     params(("id" = String, Path, description = "The payment id")),
     responses(
         (status = 200, description = "The payment's deliveries", body = DeliveryList),
@@ -107,7 +107,7 @@ pub async fn of_payment(
 /// the same body and `webhook-id`: the receiver can tell it is the same
 /// event. A delivery still pending or being sent is a 409.
 #[utoipa::path(
-    post, path = "/v1/deliveries/{id}/redeliver", tag = "webhooks",
+    post, path = "/v1/deliveries/{id}/redeliver", tag = "webhooks", operation_id = "redeliverDelivery",
     params(("id" = String, Path, description = "The delivery id (a UUID)")),
     responses(
         (status = 202, description = "Queued for an attempt now", body = DeliveryView),
@@ -159,7 +159,7 @@ pub struct Queued {
 /// `{"event": "ping", "payment": …}` (the original shape for payments made
 /// through `/create_payment`).
 #[utoipa::path(
-    post, path = "/v1/payments/{id}/test-webhook", tag = "webhooks",
+    post, path = "/v1/payments/{id}/test-webhook", tag = "webhooks", operation_id = "sendTestWebhook",
     params(("id" = String, Path, description = "The payment id")),
     responses(
         (status = 202, description = "Queued", body = Queued),

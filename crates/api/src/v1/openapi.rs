@@ -40,7 +40,7 @@ use crate::v1::{deliveries, payments, problem, stats, transfers};
         routes::get_stats,
     ),
     components(schemas(problem::ProblemBody)),
-    modifiers(&ApiKeys),
+    modifiers(&ApiKeys, &CommonResponses),
     tags(
         (name = "payments", description = "Payments of the merchant API v1"),
         (name = "transfers", description = "USDT transfers to the watched addresses, and operator assignment"),
@@ -69,14 +69,97 @@ impl utoipa::Modify for ApiKeys {
     }
 }
 
+/// The answers any operation may give besides its own: under `/v1`, 401
+/// (no valid key), 403 (scope), 429 (rate limits) and 503 (database down)
+/// as problem details; on the original endpoints, 429 and 503 in their
+/// error shape.
+struct CommonResponses;
+
+impl utoipa::Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = |description: &str, content_type: &str, schema: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    content_type,
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(schema)))
+                        .build(),
+                )
+                .build()
+        };
+        let v1 = [
+            ("401", "No valid API key"),
+            ("403", "The key lacks the scope"),
+            ("429", "Rate limited: retry after Retry-After seconds"),
+            ("503", "The database cannot be reached"),
+        ];
+        let original = [
+            ("429", "Rate limited: retry after Retry-After seconds"),
+            ("503", "The database cannot be reached"),
+        ];
+        for (path, item) in &mut openapi.paths.paths {
+            let (common, content_type, schema) = if path.starts_with("/v1/") {
+                (&v1[..], "application/problem+json", "Problem")
+            } else {
+                (&original[..], "application/json", "LegacyError")
+            };
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry((*status).to_owned())
+                        .or_insert_with(|| answer(description, content_type, schema).into());
+                }
+            }
+        }
+    }
+}
+
 /// The document as JSON, built once.
 pub fn json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_json()
-            .unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
+        let mut document = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        add_links(&mut document);
+        serde_json::to_string(&document).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
     })
+}
+
+/// Where a created payment's id leads (for clients, and for stateful
+/// testing): links from `POST /v1/payments`' 201 to the operations on one
+/// payment. Added to the JSON because utoipa 5.5 writes a link's
+/// `operationId` as `operation_id`.
+fn add_links(document: &mut serde_json::Value) {
+    let links: serde_json::Map<String, serde_json::Value> = [
+        "getPayment",
+        "cancelPayment",
+        "listPaymentEvents",
+        "listPaymentTransfers",
+        "listPaymentDeliveries",
+        "sendTestWebhook",
+    ]
+    .into_iter()
+    .map(|operation| {
+        let link = serde_json::json!({ "operationId": operation, "parameters": { "id": "$response.body#/id" } });
+        (operation.to_owned(), link)
+    })
+    .collect();
+    if let Some(created) = document
+        .pointer_mut("/paths/~1v1~1payments/post/responses/201")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        created.insert("links".to_owned(), links.into());
+    }
 }
 
 /// `GET /openapi.json`.

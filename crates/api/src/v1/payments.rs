@@ -288,7 +288,7 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Result<HttpResp
 /// remembered: a request refused with a 4xx may be corrected and sent again
 /// with the same key.
 #[utoipa::path(
-    post, path = "/v1/payments", tag = "payments",
+    post, path = "/v1/payments", tag = "payments", operation_id = "createPayment",
     request_body = CreatePayment,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1 to 255 visible ASCII characters, e.g. a UUID")),
     responses(
@@ -439,7 +439,7 @@ pub(crate) async fn load(state: &AppState, id: &str) -> Result<PaymentRow, Probl
 
 /// Reads a payment.
 #[utoipa::path(
-    get, path = "/v1/payments/{id}", tag = "payments",
+    get, path = "/v1/payments/{id}", tag = "payments", operation_id = "getPayment",
     params(("id" = String, Path, description = "The payment id")),
     responses(
         (status = 200, description = "The payment", body = PaymentResource),
@@ -485,6 +485,13 @@ pub struct PaymentPage<'a> {
     pub next_cursor: Option<String>,
 }
 
+/// An `address` query filter: a valid TRON address, else 400.
+pub(crate) fn address_filter(text: &str) -> Result<String, Problem> {
+    TronAddress::parse(text.trim())
+        .map(|address| address.to_base58())
+        .map_err(|error| invalid(problem::INVALID_QUERY, format!("address: {error}")))
+}
+
 /// A page position: the last row's `(created_at, id)`, opaque to clients.
 pub(crate) mod cursor {
     use base64::Engine;
@@ -511,7 +518,7 @@ pub(crate) mod cursor {
 /// the last row of the one before, so no row shows twice and none that
 /// existed when paging began is missed.
 #[utoipa::path(
-    get, path = "/v1/payments", tag = "payments",
+    get, path = "/v1/payments", tag = "payments", operation_id = "listPayments",
     params(ListQuery),
     responses(
         (status = 200, description = "A page of payments", body = PaymentPage),
@@ -540,8 +547,16 @@ pub async fn list(
                     .map_err(|_| bad("status must be pending, completed, expired or failed".into()))
             })
             .transpose()?,
-        order_id: query.order_id,
-        address: query.address,
+        order_id: query
+            .order_id
+            .as_deref()
+            .map(|text| {
+                OrderId::parse(text)
+                    .map(|order_id| order_id.as_str().to_owned())
+                    .map_err(|error| bad(format!("order_id: {error}")))
+            })
+            .transpose()?,
+        address: query.address.as_deref().map(address_filter).transpose()?,
         created_from: query
             .created_from
             .as_deref()
@@ -587,7 +602,7 @@ pub struct CancelPayment {
 /// A cancel and a completing transfer are serialised on the payment's
 /// address: exactly one wins; a cancel that loses gets 409 `not_pending`.
 #[utoipa::path(
-    post, path = "/v1/payments/{id}/cancel", tag = "payments",
+    post, path = "/v1/payments/{id}/cancel", tag = "payments", operation_id = "cancelPayment",
     params(("id" = String, Path, description = "The payment id")),
     request_body(content = Option<CancelPayment>, description = "Optional"),
     responses(
@@ -607,7 +622,8 @@ pub async fn cancel(
 ) -> Result<HttpResponse, Problem> {
     caller.require(Scope::PaymentsWrite)?;
     let body = read_body(&request, payload, state.settings.max_body_bytes).await?;
-    let cancel: CancelPayment = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or JSON `null`: no reason.
+    let cancel: CancelPayment = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         CancelPayment::default()
     } else {
         serde_json::from_slice(&body).map_err(|error| {
@@ -683,7 +699,7 @@ pub struct PaymentEvents<'a> {
 
 /// The audit trail (`payment_logs`) of a payment, oldest first.
 #[utoipa::path(
-    get, path = "/v1/payments/{id}/events", tag = "payments",
+    get, path = "/v1/payments/{id}/events", tag = "payments", operation_id = "listPaymentEvents",
     params(("id" = String, Path, description = "The payment id")),
     responses(
         (status = 200, description = "The audit trail", body = PaymentEvents),

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use tronpay_db::DbError;
 use tronpay_db::error::DbErrorKind;
@@ -209,14 +209,6 @@ impl ResponseError for Problem {
         let body = serde_json::to_string(&self.body()).unwrap_or_default();
         response.content_type("application/problem+json").body(body)
     }
-}
-
-/// `/v1` paths that exist, with another method.
-pub async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, Problem> {
-    Err(Problem::new(
-        METHOD_NOT_ALLOWED,
-        format!("{} does not take {}", request.path(), request.method()),
-    ))
 }
 
 #[cfg(test)]

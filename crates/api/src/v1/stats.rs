@@ -186,7 +186,7 @@ fn amount(value: &bigdecimal::BigDecimal) -> Result<UsdtAmount, Problem> {
 /// Counts and sums of payments by status per interval, creation-to-completion
 /// times, and the webhook success rate, for payments created in a range.
 #[utoipa::path(
-    get, path = "/v1/stats", tag = "payments",
+    get, path = "/v1/stats", tag = "payments", operation_id = "getStats",
     params(StatsQuery),
     responses(
         (status = 200, description = "Statistics of the range", body = Stats),

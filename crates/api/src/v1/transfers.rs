@@ -17,7 +17,7 @@ use tronpay_domain::{LogEvent, MatchKind, PaymentStatus, Scope, TransferId, Tran
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::payments::{DEFAULT_LIMIT, MAX_LIMIT, json, load, payment_id, resource};
+use super::payments::{DEFAULT_LIMIT, MAX_LIMIT, address_filter, json, load, payment_id, resource};
 use super::problem::{self, Problem, ProblemBody};
 use crate::chain_events::apply::metadata;
 use crate::routes::read_body;
@@ -75,7 +75,7 @@ pub struct TransferPage<'a> {
 /// The transfers credited to a payment or shown on it while not final, in
 /// chain order.
 #[utoipa::path(
-    get, path = "/v1/payments/{id}/transfers", tag = "transfers",
+    get, path = "/v1/payments/{id}/transfers", tag = "transfers", operation_id = "listPaymentTransfers",
     params(("id" = String, Path, description = "The payment id")),
     responses(
         (status = 200, description = "The payment's transfers", body = TransferPage),
@@ -142,7 +142,7 @@ mod cursor {
 /// Lists transfers to the watched addresses, newest first, a page at a
 /// time; `unmatched=true` lists those an operator may assign.
 #[utoipa::path(
-    get, path = "/v1/transfers", tag = "transfers",
+    get, path = "/v1/transfers", tag = "transfers", operation_id = "listTransfers",
     params(TransferQuery),
     responses(
         (status = 200, description = "A page of transfers", body = TransferPage),
@@ -166,7 +166,7 @@ pub async fn list(
     }
     let filter = TransferFilter {
         assignable: query.unmatched.unwrap_or(false),
-        address: query.address,
+        address: query.address.as_deref().map(address_filter).transpose()?,
     };
     let after = query
         .cursor
@@ -250,7 +250,7 @@ fn refuse(kind: problem::Kind, detail: String) -> Refused {
 /// locked as matching locks them, so an assignment and matching never
 /// interleave.
 #[utoipa::path(
-    post, path = "/v1/transfers/{txid}/{log_index}/assign", tag = "transfers",
+    post, path = "/v1/transfers/{txid}/{log_index}/assign", tag = "transfers", operation_id = "assignTransfer",
     params(
         ("txid" = String, Path, description = "The transaction id (64 hex digits)"),
         ("log_index" = u32, Path, description = "The Transfer event's log index in the transaction"),

@@ -52,10 +52,20 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
         );
     }
 
-    // Every operation says who may call it and documents its errors.
+    // Every operation says who may call it and documents its errors; each
+    // has its own operationId; links name operations that exist.
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            assert!(operation_ids.insert(id.to_owned()), "operationId {id} twice");
             if path.starts_with("/v1/") {
+                for status in ["401", "403", "429"] {
+                    assert!(
+                        operation["responses"][status].is_object(),
+                        "{method} {path} documents {status}"
+                    );
+                }
                 assert!(operation["security"].is_array(), "{method} {path} names its scope");
                 assert!(
                     operation["responses"]
@@ -67,6 +77,13 @@ async fn every_route_is_documented_and_every_documented_route_answers() {
                 );
             }
         }
+    }
+    let links = document["paths"]["/v1/payments"]["post"]["responses"]["201"]["links"]
+        .as_object()
+        .unwrap();
+    assert!(links.len() >= 5);
+    for link in links.values() {
+        assert!(operation_ids.contains(link["operationId"].as_str().unwrap()), "{link}");
     }
 }
 
