@@ -34,10 +34,19 @@ wait_http "http://127.0.0.1:$PORT/health" 10 tronpay-api "$work/api.log"
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 echo "==> $SECONDS_PER_RUN s per run after a 2 s warm-up, $CONNECTIONS connections, API and PostgreSQL on this machine"
-"$RELEASE_DIR/tronpay-bench" create --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" \
-  --connections "$CONNECTIONS" --ids-out "$work/ids.txt"
-"$RELEASE_DIR/tronpay-bench" status --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" \
-  --connections "$CONNECTIONS" --ids "$work/ids.txt"
+bench() { "$RELEASE_DIR/tronpay-bench" "$@" --url "http://127.0.0.1:$PORT" --seconds "$SECONDS_PER_RUN" --connections "$CONNECTIONS"; }
+rate() { sed -n 's/.*: \([0-9]*\) requests\/s.*/\1/p' "$1"; }
+bench create --ids-out "$work/ids.txt" | tee "$work/create.txt"
+bench status --ids "$work/ids.txt"
+
+# The merchant API v1 with a key (issue 11): its create must stay within
+# 15 % of the original create's figure of this run.
+key="$(DATABASE_URL="$db_url" "$RELEASE_DIR/tronpay" keys create --name bench --scopes payments:read,payments:write |
+  grep -o 'tpk_[A-Za-z0-9_-]*' | head -n1)"
+TRONPAY_BENCH_KEY="$key" bench v1-create | tee "$work/v1-create.txt"
+TRONPAY_BENCH_KEY="$key" bench v1-list
+original="$(rate "$work/create.txt")" v1="$(rate "$work/v1-create.txt")"
+python3 -c "print(f'POST /v1/payments: {int($v1) / int($original) * 100:.0f} % of POST /create_payment in this run (target: at least 85 %)')"
 
 # Export streams: peak memory stays flat whatever the table size.
 if [ -x /usr/bin/time ]; then

@@ -100,12 +100,18 @@ impl Workers {
                         Err(error) => tracing::warn!(%error, "reconciling transfers failed; retrying"),
                     }
                 }
-                // Every 10 min: forget old message ids.
+                // Every 10 min: forget old message ids, and idempotency
+                // records past their 24 hours.
                 if rounds.is_multiple_of(300)
                     && let Ok(mut conn) = pool.get().await
                 {
                     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(7);
                     let _ = tronpay_db::outbox::prune_processed(&mut conn, cutoff).await;
+                    match tronpay_db::idempotency::prune(&mut conn, 10_000).await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, "idempotency records older than 24 h forgotten"),
+                        Err(error) => tracing::warn!(%error, "forgetting old idempotency records failed"),
+                    }
                 }
                 match expiry::sweep(&pool, &mut unexpirable).await {
                     Ok((expired, enqueued)) => {

@@ -4,6 +4,8 @@
 //! ```text
 //! tronpay-bench create --url http://127.0.0.1:5000 --seconds 15 --connections 64 --ids-out ids.txt
 //! tronpay-bench status --url http://127.0.0.1:5000 --seconds 15 --connections 64 --ids ids.txt
+//! tronpay-bench v1-create --url http://127.0.0.1:5000 --key tpk_… --seconds 15
+//! tronpay-bench v1-list --url http://127.0.0.1:5000 --key tpk_… --seconds 15
 //! ```
 
 use std::path::PathBuf;
@@ -121,6 +123,22 @@ enum Scenario {
         #[arg(long)]
         ids: PathBuf,
     },
+    /// POST /v1/payments with an API key and a fresh Idempotency-Key each.
+    V1Create {
+        #[command(flatten)]
+        load: Load,
+        /// An API key with payments:write.
+        #[arg(long, env = "TRONPAY_BENCH_KEY")]
+        key: String,
+    },
+    /// GET /v1/payments?limit=50 (the newest page) with an API key.
+    V1List {
+        #[command(flatten)]
+        load: Load,
+        /// An API key with payments:read.
+        #[arg(long, env = "TRONPAY_BENCH_KEY")]
+        key: String,
+    },
     /// The chain watcher: catch-up speed and final-to-completed latency.
     Chain(chain::ChainArgs),
     /// The webhook dispatcher: deliveries/s, commit-to-receipt latency, and
@@ -139,7 +157,10 @@ struct Sample {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let load = match &args.scenario {
-        Scenario::Create { load, .. } | Scenario::Status { load, .. } => load.clone(),
+        Scenario::Create { load, .. }
+        | Scenario::Status { load, .. }
+        | Scenario::V1Create { load, .. }
+        | Scenario::V1List { load, .. } => load.clone(),
         Scenario::Chain(chain) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -175,10 +196,20 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
             .lines()
             .map(str::to_owned)
             .collect(),
-        Scenario::Create { .. } | Scenario::Chain(_) | Scenario::Webhooks(_) => Vec::new(),
+        _ => Vec::new(),
     });
+    // (name, expected status, API key).
+    let (name, expected, key): (&str, u16, Option<String>) = match &scenario {
+        Scenario::Create { .. } => ("POST /create_payment", 201, None),
+        Scenario::Status { .. } => ("GET /payment_status/{id}", 200, None),
+        Scenario::V1Create { key, .. } => ("POST /v1/payments (key, Idempotency-Key)", 201, Some(key.clone())),
+        Scenario::V1List { key, .. } => ("GET /v1/payments?limit=50 (key)", 200, Some(key.clone())),
+        Scenario::Chain(_) | Scenario::Webhooks(_) => anyhow::bail!("not an HTTP load scenario"),
+    };
     let creating = matches!(scenario, Scenario::Create { .. });
-    if !creating && ids.is_empty() {
+    let v1_creating = matches!(scenario, Scenario::V1Create { .. });
+    let listing = matches!(scenario, Scenario::V1List { .. });
+    if matches!(scenario, Scenario::Status { .. }) && ids.is_empty() {
         anyhow::bail!("no payment ids to read");
     }
     let run_id = std::process::id();
@@ -197,6 +228,7 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
             let url = load.url.clone();
             let ids = Arc::clone(&ids);
             let counter = Arc::clone(&counter);
+            let authorization = key.as_ref().map(|key| format!("Bearer {key}"));
             tokio::spawn(async move {
                 let mut sample = Sample::default();
                 let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ (worker as u64 + 1);
@@ -210,6 +242,20 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         client.post(format!("{url}/create_payment")).body(format!(
                             r#"{{"wallet_address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","expected_amount_usdt":12.34,"callback_url":"https://93.184.216.34/hook","order_id":"bench-{run_id}-{n}"}}"#
                         ))
+                    } else if v1_creating {
+                        // The same work as the original create (a webhook
+                        // URL, an amount), plus the key and the idempotency
+                        // record.
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        client
+                            .post(format!("{url}/v1/payments"))
+                            .header("content-type", "application/json")
+                            .header("idempotency-key", format!("bench-{run_id}-{n}"))
+                            .body(format!(
+                                r#"{{"address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","amount":"12.34","notify_url":"https://93.184.216.34/hook","order_id":"bench-v1-{run_id}-{n}"}}"#
+                            ))
+                    } else if listing {
+                        client.get(format!("{url}/v1/payments?limit=50"))
                     } else {
                         // xorshift: a cheap uniform pick among the ids.
                         seed ^= seed << 13;
@@ -218,10 +264,13 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         let id = &ids[(seed % ids.len() as u64) as usize];
                         client.get(format!("{url}/payment_status/{id}"))
                     };
+                    let request = match &authorization {
+                        Some(value) => request.header("authorization", value),
+                        None => request,
+                    };
                     let outcome = request.send().await;
                     let ok = match outcome {
                         Ok(response) => {
-                            let expected = if creating { 201 } else { 200 };
                             let status = response.status().as_u16();
                             let body = response.bytes().await.unwrap_or_default();
                             if status == expected && creating {
@@ -265,11 +314,6 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         }
         let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         f64::from(latencies[index]) / 1000.0
-    };
-    let name = if creating {
-        "POST /create_payment"
-    } else {
-        "GET /payment_status/{id}"
     };
     println!(
         "{name}: {:.0} requests/s over {} s with {} connections; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} ok, {} errors",

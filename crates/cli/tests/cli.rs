@@ -657,3 +657,73 @@ async fn dead_letters_are_visible() {
     assert!(stdout(&run(&["bus", "dead-letters"])).contains(&format!("{dead}: 1 message(s)")));
     let _ = connection.close(200, "done".into()).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_created_once_stored_as_hashes_listed_and_revoked() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay_ok(
+        db.url(),
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--name",
+            "shop backend",
+            "--scopes",
+            "payments:read,payments:write,payments:read",
+        ],
+    );
+    let printed = stdout(&output);
+    let key = printed.lines().next().unwrap().to_owned();
+    let parsed = tronpay_domain::ApiKeyText::parse(&key).unwrap();
+    assert!(printed.contains("shown only now"), "{printed}");
+
+    // Only a hash is stored, and it is the hash of the printed key.
+    let rows = db
+        .client()
+        .await
+        .query("SELECT prefix, secret_hash, scopes FROM api_keys", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let (prefix, hash, scopes): (String, String, Vec<String>) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    assert_eq!(prefix, parsed.prefix());
+    assert!(parsed.matches(&hash) && !key.contains(&hash) && hash.len() == 64);
+    assert_eq!(scopes, ["payments:read", "payments:write"]);
+
+    let listed = stdout(&tronpay_ok(db.url(), dir.path(), &["keys", "list"]));
+    assert!(
+        listed.contains(&format!("tpk_{prefix} \"shop backend\" payments:read,payments:write")),
+        "{listed}"
+    );
+    assert!(listed.contains("last used never") && !listed.contains(&key), "{listed}");
+
+    let revoked = stdout(&tronpay_ok(
+        db.url(),
+        dir.path(),
+        &["keys", "revoke", &format!("tpk_{prefix}")],
+    ));
+    assert!(revoked.contains("revoked"), "{revoked}");
+    assert!(stdout(&tronpay_ok(db.url(), dir.path(), &["keys", "list"])).contains("REVOKED"));
+    let again = stdout(&tronpay_ok(db.url(), dir.path(), &["keys", "revoke", &key]));
+    assert!(again.contains("already revoked"), "{again}");
+
+    assert_clean_failure(
+        &tronpay(
+            db.url(),
+            dir.path(),
+            &["keys", "create", "--name", "x", "--scopes", "admin"],
+            "",
+        ),
+        "unknown scope \"admin\"",
+    );
+    assert_clean_failure(
+        &tronpay(db.url(), dir.path(), &["keys", "revoke", "tpk_00000000ff"], ""),
+        "no API key tpk_00000000ff",
+    );
+    assert_clean_failure(
+        &tronpay(db.url(), dir.path(), &["keys", "revoke", "nonsense!"], ""),
+        "is not a key prefix",
+    );
+}

@@ -79,12 +79,23 @@ pub async fn forget_expired(conn: &mut AsyncPgConnection, api_key: Uuid, key: &s
     Ok(deleted > 0)
 }
 
-/// Deletes every record older than [`KEEP_HOURS`]; returns how many.
-pub async fn prune(conn: &mut AsyncPgConnection) -> Result<usize, DbError> {
+/// Deletes every record older than [`KEEP_HOURS`], `batch` rows per
+/// statement (so a large backlog never holds long locks); returns how many.
+pub async fn prune(conn: &mut AsyncPgConnection, batch: i64) -> Result<u64, DbError> {
     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(KEEP_HOURS);
-    Ok(
-        diesel::delete(idempotency_keys::table.filter(idempotency_keys::created_at.lt(cutoff)))
-            .execute(conn)
-            .await?,
-    )
+    let mut deleted = 0u64;
+    loop {
+        let count = diesel::sql_query(
+            "DELETE FROM idempotency_keys WHERE (api_key_id, idempotency_key) IN \
+             (SELECT api_key_id, idempotency_key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+        )
+        .bind::<diesel::sql_types::Timestamp, _>(cutoff)
+        .bind::<diesel::sql_types::BigInt, _>(batch)
+        .execute(conn)
+        .await?;
+        deleted += u64::try_from(count).unwrap_or(0);
+        if i64::try_from(count).unwrap_or(0) < batch {
+            return Ok(deleted);
+        }
+    }
 }
