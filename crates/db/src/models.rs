@@ -97,7 +97,7 @@ impl PaymentRow {
     /// The v1 resource of this payment; fails only for a stored amount that
     /// is not a USDT amount.
     pub fn resource(&self) -> Result<PaymentResource<'_>, tronpay_domain::AmountError> {
-        let rfc3339 = |time: NaiveDateTime| Rfc3339::from_micros(time.and_utc().timestamp_micros());
+        let rfc3339 = Rfc3339::from_naive;
         let expected = self.expected_amount()?;
         Ok(PaymentResource {
             id: self.id.as_str(),

@@ -99,6 +99,11 @@ impl Rfc3339 {
         Self { micros }
     }
 
+    /// A UTC time as PostgreSQL's `TIMESTAMP` columns hold it.
+    pub fn from_naive(time: chrono::NaiveDateTime) -> Self {
+        Self::from_micros(time.and_utc().timestamp_micros())
+    }
+
     pub fn to_text(self) -> String {
         chrono::DateTime::from_timestamp_micros(self.micros)
             .unwrap_or_default()

@@ -44,10 +44,6 @@ pub struct DeliveryView<'a> {
     pub delivered_at: Option<Rfc3339>,
 }
 
-fn rfc3339(time: chrono::NaiveDateTime) -> Rfc3339 {
-    Rfc3339::from_micros(time.and_utc().timestamp_micros())
-}
-
 impl<'a> DeliveryView<'a> {
     fn of(row: &'a DeliveryRow) -> Self {
         Self {
@@ -57,12 +53,12 @@ impl<'a> DeliveryView<'a> {
             webhook_id: &row.webhook_id,
             status: row.status.as_str(),
             attempts: row.attempts,
-            next_attempt_at: rfc3339(row.next_attempt_at),
-            created_at: rfc3339(row.created_at),
-            last_attempt_at: row.last_attempt_at.map(rfc3339),
+            next_attempt_at: Rfc3339::from_naive(row.next_attempt_at),
+            created_at: Rfc3339::from_naive(row.created_at),
+            last_attempt_at: row.last_attempt_at.map(Rfc3339::from_naive),
             last_status: row.last_status,
             last_error: row.last_error.as_deref(),
-            delivered_at: row.delivered_at.map(rfc3339),
+            delivered_at: row.delivered_at.map(Rfc3339::from_naive),
         }
     }
 }

@@ -485,6 +485,29 @@ pub struct PaymentPage<'a> {
     pub next_cursor: Option<String>,
 }
 
+/// A list's `limit`: [`DEFAULT_LIMIT`] when absent, else 1 to
+/// [`MAX_LIMIT`] or a 400.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, Problem> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(invalid(
+            problem::INVALID_QUERY,
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ))
+    }
+}
+
+/// Cuts rows read with `limit + 1` down to `limit`; whether there were more
+/// (so a next page exists).
+pub(crate) fn cut_page<T>(rows: &mut Vec<T>, limit: i64) -> bool {
+    let page = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = rows.len() > page;
+    rows.truncate(page);
+    more
+}
+
 /// An `address` query filter: a valid TRON address, else 400.
 pub(crate) fn address_filter(text: &str) -> Result<String, Problem> {
     TronAddress::parse(text.trim())
@@ -534,10 +557,7 @@ pub async fn list(
     caller.require(Scope::PaymentsRead)?;
     let query = query.into_inner();
     let bad = |detail: String| invalid(problem::INVALID_QUERY, detail);
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = page_limit(query.limit)?;
     let filter = ListFilter {
         status: query
             .status
@@ -578,8 +598,7 @@ pub async fn list(
     let mut conn = state.pool.get().await?;
     let mut rows = payments::list(&mut conn, &filter, after, limit + 1).await?;
     drop(conn);
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let more = cut_page(&mut rows, limit);
     let next_cursor = rows
         .last()
         .filter(|_| more)
@@ -724,7 +743,7 @@ pub async fn events(
             event: &row.event_type,
             message: row.message.as_deref(),
             metadata: row.metadata.as_ref(),
-            created_at: Rfc3339::from_micros(row.created_at.and_utc().timestamp_micros()),
+            created_at: Rfc3339::from_naive(row.created_at),
         })
         .collect();
     json(StatusCode::OK, &PaymentEvents { data })

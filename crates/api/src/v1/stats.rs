@@ -207,14 +207,13 @@ pub async fn stats(
     let deliveries = stats::deliveries_by_status(&mut conn, from, to).await?;
     drop(conn);
 
-    let micros = |time: NaiveDateTime| Rfc3339::from_micros(time.and_utc().timestamp_micros());
     let mut buckets: BTreeMap<NaiveDateTime, Bucket> = BTreeMap::new();
     let mut start = from;
     while start < to {
         buckets.insert(
             start,
             Bucket {
-                start: micros(start),
+                start: Rfc3339::from_naive(start),
                 count: ByStatus::default(),
                 amount: ByStatus::default(),
                 received: ByStatus::default(),
@@ -257,8 +256,8 @@ pub async fn stats(
     json(
         StatusCode::OK,
         &Stats {
-            from: micros(from),
-            to: micros(to),
+            from: Rfc3339::from_naive(from),
+            to: Rfc3339::from_naive(to),
             interval: interval.as_str(),
             buckets: buckets.into_values().collect(),
             total_count,

@@ -17,7 +17,7 @@ use tronpay_domain::{LogEvent, MatchKind, PaymentStatus, Scope, TransferId, Tran
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::payments::{DEFAULT_LIMIT, MAX_LIMIT, address_filter, json, load, payment_id, resource};
+use super::payments::{address_filter, cut_page, json, load, page_limit, payment_id, resource};
 use super::problem::{self, Problem, ProblemBody};
 use crate::chain_events::apply::metadata;
 use crate::routes::read_body;
@@ -55,9 +55,7 @@ impl<'a> TransferView<'a> {
             match_kind: stored.match_kind.map(MatchKind::as_str),
             payment_id: stored.payment_id.as_ref().map(|id| id.as_str()),
             detected_payment_id: stored.detected_payment_id.as_ref().map(|id| id.as_str()),
-            applied_at: stored
-                .applied_at
-                .map(|time| Rfc3339::from_micros(time.and_utc().timestamp_micros())),
+            applied_at: stored.applied_at.map(Rfc3339::from_naive),
         }
     }
 }
@@ -157,13 +155,7 @@ pub async fn list(
 ) -> Result<HttpResponse, Problem> {
     caller.require(Scope::Operator)?;
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Problem::new(
-            problem::INVALID_QUERY,
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     let filter = TransferFilter {
         assignable: query.unmatched.unwrap_or(false),
         address: query.address.as_deref().map(address_filter).transpose()?,
@@ -179,9 +171,7 @@ pub async fn list(
     let mut conn = state.pool.get().await?;
     let mut rows = matching::list_transfers(&mut conn, &filter, after, limit + 1).await?;
     drop(conn);
-    let page = usize::try_from(limit).unwrap_or(usize::MAX);
-    let more = rows.len() > page;
-    rows.truncate(page);
+    let more = cut_page(&mut rows, limit);
     let next_cursor = rows.last().filter(|_| more).map(|last| {
         let id = &last.transfer.id;
         cursor::encode(
