@@ -15,10 +15,13 @@ ALTER TABLE webhook_deliveries
     DROP CONSTRAINT ck_webhook_deliveries_event_type,
     ADD CONSTRAINT ck_webhook_deliveries_event_type
         CHECK (event_type IN ('payment.completed', 'payment.expired', 'payment.detected', 'payment.late')) NOT VALID;
+DROP INDEX uq_payments_idempotency;
 ALTER TABLE payments
+    DROP COLUMN idempotency_request_hash,
+    DROP COLUMN idempotency_key,
+    DROP COLUMN idempotency_key_id,
     DROP COLUMN checkout_url,
     DROP COLUMN metadata_json,
     DROP COLUMN redirect_url,
     DROP COLUMN api_version;
-DROP TABLE idempotency_keys;
 DROP TABLE api_keys;

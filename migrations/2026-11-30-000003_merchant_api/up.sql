@@ -17,20 +17,6 @@ CREATE TABLE api_keys (
         CHECK (cardinality(scopes) > 0 AND scopes <@ ARRAY['payments:read', 'payments:write', 'operator']::text[])
 );
 
--- Idempotent creates: the first response to an `Idempotency-Key` of a key,
--- replayed for 24 hours. The row is written in the same transaction as the
--- payment, so two requests with one key make one payment.
-CREATE TABLE idempotency_keys (
-    api_key_id      UUID         NOT NULL REFERENCES api_keys (id),
-    idempotency_key VARCHAR(255) NOT NULL,
-    request_hash    VARCHAR(64)  NOT NULL,
-    response_status SMALLINT     NOT NULL,
-    response_body   TEXT         NOT NULL,
-    created_at      TIMESTAMP    NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
-    PRIMARY KEY (api_key_id, idempotency_key)
-);
-CREATE INDEX ix_idempotency_keys_created_at ON idempotency_keys (created_at);
-
 -- v1 payments: which API made the payment (its webhooks and views follow),
 -- where the buyer goes when it is paid, and the merchant's metadata (a JSON
 -- object, kept as the text given).
@@ -38,7 +24,18 @@ ALTER TABLE payments
     ADD COLUMN api_version   SMALLINT NOT NULL DEFAULT 0,
     ADD COLUMN redirect_url  TEXT,
     ADD COLUMN metadata_json TEXT,
-    ADD COLUMN checkout_url  TEXT;
+    ADD COLUMN checkout_url  TEXT,
+    ADD COLUMN idempotency_key_id       UUID,
+    ADD COLUMN idempotency_key          VARCHAR(255),
+    ADD COLUMN idempotency_request_hash VARCHAR(64);
+
+-- Idempotent creates: the `Idempotency-Key` of an API key stays on the
+-- payment it created for 24 hours (then the API clears it), with the SHA-256
+-- of the request body. The unique index makes two requests with one key
+-- make one payment; the first response is the payment as created, so it is
+-- rendered again rather than stored. Only keyed payments are in the index.
+CREATE UNIQUE INDEX uq_payments_idempotency ON payments (idempotency_key_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -- v1 webhook events: partial payments and cancellations, and the `ping` of
 -- a test webhook (deliveries only: nobody subscribes to it).

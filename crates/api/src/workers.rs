@@ -83,6 +83,11 @@ impl Workers {
             // cannot apply or expire (see `reconcile` and `expiry::sweep`).
             let mut skipped = crate::skips::Skips::default();
             let mut unexpirable = crate::skips::Skips::default();
+            // Payments whose idempotency keys were cleared, up to this
+            // creation time; a start looks two days back (older keys are
+            // forgotten when they are used again).
+            let mut keys_pruned_until =
+                chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(tronpay_db::idempotency::KEEP_HOURS + 48);
             loop {
                 rounds += 1;
                 // Every 10 s: transfers whose event was lost or given up on.
@@ -107,10 +112,16 @@ impl Workers {
                 {
                     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(7);
                     let _ = tronpay_db::outbox::prune_processed(&mut conn, cutoff).await;
-                    match tronpay_db::idempotency::prune(&mut conn, 10_000).await {
-                        Ok(0) => {}
-                        Ok(forgotten) => tracing::info!(forgotten, "idempotency records older than 24 h forgotten"),
-                        Err(error) => tracing::warn!(%error, "forgetting old idempotency records failed"),
+                    match tronpay_db::idempotency::prune(&mut conn, keys_pruned_until, 10_000).await {
+                        Ok((forgotten, until)) => {
+                            // The next round starts a minute before this
+                            // one's end: slow commits are not missed.
+                            keys_pruned_until = until - chrono::TimeDelta::minutes(1);
+                            if forgotten > 0 {
+                                tracing::info!(forgotten, "idempotency keys older than 24 h forgotten");
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "forgetting old idempotency keys failed"),
                     }
                 }
                 match expiry::sweep(&pool, &mut unexpirable).await {

@@ -130,6 +130,9 @@ enum Scenario {
         /// An API key with payments:write.
         #[arg(long, env = "TRONPAY_BENCH_KEY")]
         key: String,
+        /// Send no Idempotency-Key (to see what the idempotency record costs).
+        #[arg(long)]
+        without_idempotency_key: bool,
     },
     /// GET /v1/payments?limit=50 (the newest page) with an API key.
     V1List {
@@ -202,12 +205,24 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
     let (name, expected, key): (&str, u16, Option<String>) = match &scenario {
         Scenario::Create { .. } => ("POST /create_payment", 201, None),
         Scenario::Status { .. } => ("GET /payment_status/{id}", 200, None),
-        Scenario::V1Create { key, .. } => ("POST /v1/payments (key, Idempotency-Key)", 201, Some(key.clone())),
+        Scenario::V1Create {
+            key,
+            without_idempotency_key: false,
+            ..
+        } => ("POST /v1/payments (key, Idempotency-Key)", 201, Some(key.clone())),
+        Scenario::V1Create { key, .. } => ("POST /v1/payments (key, no Idempotency-Key)", 201, Some(key.clone())),
         Scenario::V1List { key, .. } => ("GET /v1/payments?limit=50 (key)", 200, Some(key.clone())),
         Scenario::Chain(_) | Scenario::Webhooks(_) => anyhow::bail!("not an HTTP load scenario"),
     };
     let creating = matches!(scenario, Scenario::Create { .. });
     let v1_creating = matches!(scenario, Scenario::V1Create { .. });
+    let idempotency_keys = matches!(
+        scenario,
+        Scenario::V1Create {
+            without_idempotency_key: false,
+            ..
+        }
+    );
     let listing = matches!(scenario, Scenario::V1List { .. });
     if matches!(scenario, Scenario::Status { .. }) && ids.is_empty() {
         anyhow::bail!("no payment ids to read");
@@ -247,13 +262,17 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         // URL, an amount), plus the key and the idempotency
                         // record.
                         let n = counter.fetch_add(1, Ordering::Relaxed);
-                        client
+                        let request = client
                             .post(format!("{url}/v1/payments"))
                             .header("content-type", "application/json")
-                            .header("idempotency-key", format!("bench-{run_id}-{n}"))
                             .body(format!(
                                 r#"{{"address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","amount":"12.34","notify_url":"https://93.184.216.34/hook","order_id":"bench-v1-{run_id}-{n}"}}"#
-                            ))
+                            ));
+                        if idempotency_keys {
+                            request.header("idempotency-key", format!("bench-{run_id}-{n}"))
+                        } else {
+                            request
+                        }
                     } else if listing {
                         client.get(format!("{url}/v1/payments?limit=50"))
                     } else {

@@ -1,12 +1,16 @@
-//! Idempotent creates (`idempotency_keys`): the first response to an
-//! `Idempotency-Key` of an API key, kept for [`KEEP_HOURS`].
+//! Idempotent creates: the `Idempotency-Key` of an API key stays on the
+//! payment it created (`payments.idempotency_key_id`, `idempotency_key`,
+//! `idempotency_request_hash`) for [`KEEP_HOURS`].
 //!
-//! The record is written by the statement that creates the payment
-//! ([`crate::payments::create_v1`]) with the response already in it, so one
-//! key makes one payment however many requests race: a second request with
-//! the same key waits on the record's primary key until the first commits,
-//! inserts nothing, and then [`stored`] finds the first response to replay
-//! (or, for another body, to refuse). A create that fails leaves no record.
+//! The key is written by the statement that creates the payment
+//! ([`crate::payments::create_v1`]), under a unique index, so one key makes
+//! one payment however many requests race: a second request with the same
+//! key waits on the index until the first commits, inserts nothing, and then
+//! [`stored`] finds the payment whose first response is replayed (or, for
+//! another body, refused). The first response of a create is the payment as
+//! created, so it is rendered again from the row rather than stored: a
+//! create costs one index entry more than one without a key, not a row of
+//! its own. A create that fails leaves nothing.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -14,88 +18,120 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::error::DbError;
-use crate::schema::idempotency_keys;
+use crate::models::PaymentRow;
+use crate::schema::payments;
 
-/// How long a response is replayed, in hours; an older record is forgotten
-/// and its key starts over.
+/// How long a response is replayed, in hours; an older key is forgotten
+/// and starts over.
 pub const KEEP_HOURS: i64 = 24;
 
-/// An `Idempotency-Key` to record with a new payment, with the response the
-/// request is answered with.
+/// An `Idempotency-Key` to record with a new payment.
 #[derive(Debug, Clone, Copy)]
 pub struct NewRecord<'a> {
+    /// The API key the request was made with (`api_keys.id`).
     pub api_key_id: Uuid,
     /// The header's value (1 to 255 visible ASCII characters).
     pub key: &'a str,
     /// SHA-256 of the request body, 64 hex digits.
     pub request_hash: &'a str,
-    /// The HTTP status of the response (201).
-    pub response_status: i16,
-    /// The response body, replayed byte for byte.
-    pub response_body: &'a str,
 }
 
-/// What an earlier request with the same key left.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = idempotency_keys, check_for_backend(diesel::pg::Pg))]
+/// What an earlier request with the same key left: its body's hash and the
+/// payment it created.
+#[derive(Debug, Clone)]
 pub struct Stored {
     /// SHA-256 of the earlier request's body, hex.
     pub request_hash: String,
-    pub response_status: i16,
-    pub response_body: String,
-    /// When it was recorded (UTC).
-    pub created_at: NaiveDateTime,
+    /// The payment as it is now (its creation is `created_at`).
+    pub payment: PaymentRow,
 }
 
 impl Stored {
-    /// Whether the record is older than [`KEEP_HOURS`] at `now` (UTC).
+    /// Whether the key is older than [`KEEP_HOURS`] at `now` (UTC).
     pub fn expired(&self, now: NaiveDateTime) -> bool {
-        self.created_at < now - chrono::TimeDelta::hours(KEEP_HOURS)
+        self.payment.created_at < cutoff(now)
     }
 }
 
-/// The record of `key` for `api_key`, if any (expired or not).
+fn cutoff(now: NaiveDateTime) -> NaiveDateTime {
+    now - chrono::TimeDelta::hours(KEEP_HOURS)
+}
+
+/// The payment made with `key` of `api_key`, if the key is still on one
+/// (expired or not).
 pub async fn stored(conn: &mut AsyncPgConnection, api_key: Uuid, key: &str) -> Result<Option<Stored>, DbError> {
-    Ok(idempotency_keys::table
-        .find((api_key, key))
-        .select(Stored::as_select())
+    let row: Option<(Option<String>, PaymentRow)> = payments::table
+        .filter(payments::idempotency_key_id.eq(api_key))
+        .filter(payments::idempotency_key.eq(key))
+        .select((payments::idempotency_request_hash, PaymentRow::as_select()))
         .first(conn)
         .await
-        .optional()?)
+        .optional()?;
+    Ok(row.map(|(hash, payment)| Stored {
+        request_hash: hash.unwrap_or_default(),
+        payment,
+    }))
 }
 
-/// Forgets the record of `key` for `api_key` if it is older than
+/// Takes `key` of `api_key` off its payment if it is older than
 /// [`KEEP_HOURS`]; returns whether it did.
 pub async fn forget_expired(conn: &mut AsyncPgConnection, api_key: Uuid, key: &str) -> Result<bool, DbError> {
-    let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(KEEP_HOURS);
-    let deleted = diesel::delete(
-        idempotency_keys::table
-            .filter(idempotency_keys::api_key_id.eq(api_key))
-            .filter(idempotency_keys::idempotency_key.eq(key))
-            .filter(idempotency_keys::created_at.lt(cutoff)),
+    let cleared = diesel::update(
+        payments::table
+            .filter(payments::idempotency_key_id.eq(api_key))
+            .filter(payments::idempotency_key.eq(key))
+            .filter(payments::created_at.lt(cutoff(chrono::Utc::now().naive_utc()))),
     )
+    .set(forgotten())
     .execute(conn)
     .await?;
-    Ok(deleted > 0)
+    Ok(cleared > 0)
 }
 
-/// Deletes every record older than [`KEEP_HOURS`], `batch` rows per
-/// statement (so a large backlog never holds long locks); returns how many.
-pub async fn prune(conn: &mut AsyncPgConnection, batch: i64) -> Result<u64, DbError> {
-    let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::hours(KEEP_HOURS);
-    let mut deleted = 0u64;
+/// The columns of a forgotten key.
+#[allow(clippy::type_complexity)]
+fn forgotten() -> (
+    diesel::dsl::Eq<payments::idempotency_key_id, Option<Uuid>>,
+    diesel::dsl::Eq<payments::idempotency_key, Option<String>>,
+    diesel::dsl::Eq<payments::idempotency_request_hash, Option<String>>,
+) {
+    (
+        payments::idempotency_key_id.eq(None::<Uuid>),
+        payments::idempotency_key.eq(None::<String>),
+        payments::idempotency_request_hash.eq(None::<String>),
+    )
+}
+
+/// Takes the keys off the payments created from `since` until
+/// [`KEEP_HOURS`] ago, `batch` rows per statement (so a backlog never holds
+/// long locks); returns how many and the end of the range, which the next
+/// call passes as `since`. The range is read through the index on
+/// `created_at`, so a call costs what was created since the last one. A key
+/// left behind (outside every range pruned) is still forgotten when it is
+/// used again ([`forget_expired`]).
+pub async fn prune(
+    conn: &mut AsyncPgConnection,
+    since: NaiveDateTime,
+    batch: i64,
+) -> Result<(u64, NaiveDateTime), DbError> {
+    let until = cutoff(chrono::Utc::now().naive_utc());
+    let mut cleared = 0u64;
     loop {
-        let count = diesel::sql_query(
-            "DELETE FROM idempotency_keys WHERE (api_key_id, idempotency_key) IN \
-             (SELECT api_key_id, idempotency_key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind::<diesel::sql_types::Timestamp, _>(cutoff)
-        .bind::<diesel::sql_types::BigInt, _>(batch)
-        .execute(conn)
-        .await?;
-        deleted += u64::try_from(count).unwrap_or(0);
+        let ids: Vec<String> = payments::table
+            .filter(payments::created_at.ge(since))
+            .filter(payments::created_at.lt(until))
+            .filter(payments::idempotency_key.is_not_null())
+            .select(payments::id)
+            .limit(batch)
+            .load(conn)
+            .await?;
+        let count = diesel::update(payments::table.filter(payments::id.eq_any(&ids)))
+            .set(forgotten())
+            .execute(conn)
+            .await?;
+        cleared += u64::try_from(count).unwrap_or(0);
         if i64::try_from(count).unwrap_or(0) < batch {
-            return Ok(deleted);
+            return Ok((cleared, until));
         }
     }
 }

@@ -108,26 +108,27 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
 }
 
 /// What [`create_v1`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum CreatedV1 {
     /// The payment, its `created` log row and the idempotency record (when
     /// one was given) were written.
     Created,
     /// The idempotency key was already used (within [`idempotency::KEEP_HOURS`]):
-    /// nothing was written; this is what the earlier request left.
+    /// nothing was written; this is what the earlier request made.
     KeyUsed(idempotency::Stored),
 }
 
 /// Inserts a v1 payment (`payment`, status `pending`, with the times the
 /// caller chose), its `created` log row and, when the request carried an
-/// `Idempotency-Key`, the record that replays its response — one statement,
-/// so one round trip and all or nothing. A key already used writes nothing
-/// and returns what the earlier request left; one older than
-/// [`idempotency::KEEP_HOURS`] is forgotten and the key starts over.
+/// `Idempotency-Key`, the key on the payment — one statement, so one round
+/// trip and all or nothing. A key already used (its payment created less
+/// than [`idempotency::KEEP_HOURS`] ago) writes nothing and returns that
+/// payment; an older one is forgotten and the key starts over.
 ///
 /// # Errors
 /// [`CreateError::DuplicatePendingOrder`] when the order id has a pending
-/// payment; [`CreateError::Db`] otherwise.
+/// payment (and the key, if any, is not that payment's); [`CreateError::Db`]
+/// otherwise.
 pub async fn create_v1(
     conn: &mut AsyncPgConnection,
     payment: &PaymentRow,
@@ -142,22 +143,25 @@ pub async fn create_v1(
             api_key_id: record.map(|record| record.api_key_id),
             key: record.map(|record| record.key),
             request_hash: record.map(|record| record.request_hash),
-            response_status: record.map(|record| record.response_status),
-            response_body: record.map(|record| record.response_body),
         }
         .get_result::<i64>(conn)
         .await
-        .map_err(DbError::from)
-        .map_err(|error| match error.unique_violation() {
-            Some(PENDING_ORDER_INDEX) => CreateError::DuplicatePendingOrder,
-            _ => error.into(),
-        })?;
-        let Some(record) = record.filter(|_| inserted == 0) else {
-            return Ok(CreatedV1::Created);
+        .map_err(DbError::from);
+        let pending_order = match inserted {
+            Ok(1) => return Ok(CreatedV1::Created),
+            Ok(_) => false,
+            Err(error) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => true,
+            Err(error) => return Err(error.into()),
         };
+        let Some(record) = record else {
+            return Err(CreateError::DuplicatePendingOrder);
+        };
+        // A request racing another with the same key and body can trip on
+        // the order id's index before the key's: the key decides.
         match idempotency::stored(conn, record.api_key_id, record.key).await? {
             Some(stored) if !stored.expired(chrono::Utc::now().naive_utc()) => return Ok(CreatedV1::KeyUsed(stored)),
-            // Expired (or pruned meanwhile): forget it and try once more.
+            _ if pending_order => return Err(CreateError::DuplicatePendingOrder),
+            // Expired (or cleared meanwhile): forget it and try once more.
             _ => {
                 idempotency::forget_expired(conn, record.api_key_id, record.key).await?;
             }
@@ -171,12 +175,10 @@ struct CreateV1Statement<'q> {
     payment: &'q PaymentRow,
     id: &'q str,
     log: (&'q str, &'q str),
-    // The idempotency record's fields, all `None` without a key.
+    // The idempotency key's fields, all `None` without a key.
     api_key_id: Option<uuid::Uuid>,
     key: Option<&'q str>,
     request_hash: Option<&'q str>,
-    response_status: Option<i16>,
-    response_body: Option<&'q str>,
 }
 
 impl QueryId for CreateV1Statement<'_> {
@@ -192,27 +194,9 @@ impl QueryFragment<Pg> for CreateV1Statement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let payment = self.payment;
         out.push_sql(
-            "WITH recorded AS (INSERT INTO idempotency_keys \
-             (api_key_id, idempotency_key, request_hash, response_status, response_body, created_at) SELECT ",
-        );
-        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.api_key_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.request_hash)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SmallInt>, _>(&self.response_status)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.response_body)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamp, _>(&payment.created_at)?;
-        out.push_sql(" WHERE ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
-        out.push_sql(
-            " IS NOT NULL ON CONFLICT DO NOTHING RETURNING 1), \
-             inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
+            "WITH inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
              notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
-             last_checked_timestamp) SELECT ",
+             last_checked_timestamp, idempotency_key_id, idempotency_key, idempotency_request_hash) VALUES (",
         );
         out.push_bind_param::<Text, _>(&self.id)?;
         out.push_sql(", ");
@@ -239,10 +223,17 @@ impl QueryFragment<Pg> for CreateV1Statement<'_> {
         out.push_bind_param::<Timestamp, _>(&payment.expires_at)?;
         out.push_sql(", ");
         out.push_bind_param::<BigInt, _>(&payment.last_checked_timestamp)?;
-        out.push_sql(" WHERE ");
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.api_key_id)?;
+        out.push_sql(", ");
         out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.request_hash)?;
+        // A key already used inserts nothing (waiting for a racing request
+        // with the key to commit first).
         out.push_sql(
-            " IS NULL OR EXISTS (SELECT 1 FROM recorded) RETURNING id, created_at), \
+            ") ON CONFLICT (idempotency_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING id, created_at), \
              logged AS (INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) \
              SELECT id, 'created', ",
         );

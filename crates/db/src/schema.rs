@@ -33,6 +33,9 @@ diesel::table! {
         redirect_url -> Nullable<Text>,
         metadata_json -> Nullable<Text>,
         checkout_url -> Nullable<Text>,
+        idempotency_key_id -> Nullable<Uuid>,
+        idempotency_key -> Nullable<Varchar>,
+        idempotency_request_hash -> Nullable<Varchar>,
     }
 }
 
@@ -46,17 +49,6 @@ diesel::table! {
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
         revoked_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::table! {
-    idempotency_keys (api_key_id, idempotency_key) {
-        api_key_id -> Uuid,
-        idempotency_key -> Varchar,
-        request_hash -> Varchar,
-        response_status -> Int2,
-        response_body -> Text,
-        created_at -> Timestamp,
     }
 }
 

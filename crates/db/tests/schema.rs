@@ -94,6 +94,9 @@ async fn tables_have_the_original_columns_types_and_indexes() {
             "redirect_url text None None None YES",
             "metadata_json text None None None YES",
             "checkout_url text None None None YES",
+            "idempotency_key_id uuid None None None YES",
+            "idempotency_key varchar Some(255) None None YES",
+            "idempotency_request_hash varchar Some(64) None None YES",
         ]
     );
     assert_eq!(
@@ -130,6 +133,7 @@ async fn tables_have_the_original_columns_types_and_indexes() {
         "CREATE INDEX ix_payments_status ON payments USING btree (status)",
         "CREATE INDEX ix_payments_created_at ON payments USING btree (created_at)",
         "CREATE UNIQUE INDEX uq_payments_order_id_pending ON payments USING btree (order_id) WHERE (status = 'pending'::payment_status)",
+        "CREATE UNIQUE INDEX uq_payments_idempotency ON payments USING btree (idempotency_key_id, idempotency_key) WHERE (idempotency_key IS NOT NULL)",
         "CREATE INDEX ix_payment_logs_payment_id ON payment_logs USING btree (payment_id)",
         "CREATE INDEX ix_payment_logs_event_type ON payment_logs USING btree (event_type)",
     ] {

@@ -371,8 +371,6 @@ pub async fn create(
         api_key_id: caller.key_id,
         key,
         request_hash: &request_hash,
-        response_status: 201,
-        response_body: &response,
     });
 
     let mut conn = state.pool.get().await?;
@@ -403,19 +401,31 @@ pub async fn create(
                 .body(response))
         }
         CreatedV1::KeyUsed(stored) if stored.request_hash == request_hash => {
-            let status = u16::try_from(stored.response_status)
-                .ok()
-                .and_then(|status| StatusCode::from_u16(status).ok())
-                .unwrap_or(StatusCode::CREATED);
-            Ok(HttpResponse::build(status)
+            // The first answer again: the payment as it was created.
+            let first = as_created(&stored.payment);
+            let body = serde_json::to_string(&resource(&first)?).map_err(Problem::internal)?;
+            Ok(HttpResponse::Created()
+                .insert_header(("Location", format!("/v1/payments/{}", first.id)))
                 .insert_header(("Idempotent-Replayed", "true"))
                 .content_type("application/json")
-                .body(stored.response_body))
+                .body(body))
         }
         CreatedV1::KeyUsed(_) => Err(invalid(
             problem::IDEMPOTENCY_KEY_REUSED,
             "this Idempotency-Key was used with a different body in the last 24 hours",
         )),
+    }
+}
+
+/// A payment as its create answered: before any transfer, cancel or
+/// expiry touched it (only these columns change after creation).
+fn as_created(row: &PaymentRow) -> PaymentRow {
+    PaymentRow {
+        status: DbStatus(PaymentStatus::Pending),
+        received_amount_usdt: None,
+        transaction_hash: None,
+        completed_at: None,
+        ..row.clone()
     }
 }
 

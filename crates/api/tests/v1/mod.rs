@@ -551,12 +551,7 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_another_body(
         );
     }
 
-    // After 24 hours the key starts over.
-    db.client()
-        .await
-        .batch_execute("UPDATE idempotency_keys SET created_at = created_at - interval '25 hours'")
-        .await
-        .unwrap();
+    // The replay is the first answer, whatever happened to the payment since.
     let cancelled = app
         .v1_post(
             &format!("/v1/payments/{}/cancel", first.body["id"].as_str().unwrap()),
@@ -565,6 +560,17 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_another_body(
         )
         .await;
     assert_eq!(cancelled.status, 200);
+    let replay = send(&key, "k-1", &order("o-idem")).await;
+    assert_eq!((replay.status, &replay.text), (201, &first.text));
+
+    // After 24 hours the key starts over.
+    db.client()
+        .await
+        .batch_execute(
+            "UPDATE payments SET created_at = created_at - interval '25 hours' WHERE idempotency_key = 'k-1'",
+        )
+        .await
+        .unwrap();
     let fresh = send(&key, "k-1", &order("o-idem")).await;
     assert_eq!(fresh.status, 201);
     assert_ne!(fresh.body["id"], first.body["id"]);
