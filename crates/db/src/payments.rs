@@ -110,12 +110,12 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
 /// What [`create_v1`] did.
 #[derive(Debug, Clone)]
 pub enum CreatedV1 {
-    /// The payment, its `created` log row and the idempotency record (when
-    /// one was given) were written.
+    /// The payment (with its idempotency key, when one was given) and its
+    /// `created` log row were written.
     Created,
     /// The idempotency key was already used (within [`idempotency::KEEP_HOURS`]):
     /// nothing was written; this is what the earlier request made.
-    KeyUsed(idempotency::Stored),
+    KeyUsed(Box<idempotency::Stored>),
 }
 
 /// Inserts a v1 payment (`payment`, status `pending`, with the times the
@@ -159,7 +159,9 @@ pub async fn create_v1(
         // A request racing another with the same key and body can trip on
         // the order id's index before the key's: the key decides.
         match idempotency::stored(conn, record.api_key_id, record.key).await? {
-            Some(stored) if !stored.expired(chrono::Utc::now().naive_utc()) => return Ok(CreatedV1::KeyUsed(stored)),
+            Some(stored) if !stored.expired(chrono::Utc::now().naive_utc()) => {
+                return Ok(CreatedV1::KeyUsed(Box::new(stored)));
+            }
             _ if pending_order => return Err(CreateError::DuplicatePendingOrder),
             // Expired (or cleared meanwhile): forget it and try once more.
             _ => {
