@@ -13,10 +13,14 @@
 //! ignored, so clients cannot pick the IP they are limited as.
 //!
 //! Limits are per replica (in memory, `governor`'s GCRA): with N replicas a
-//! client gets up to N times the configured rate.
+//! client gets up to N times the configured rate. An IPv6 client is limited
+//! by its /64 (one subscriber's prefix: changing the interface id does not
+//! buy a new budget); an IPv4-mapped IPv6 address counts as the IPv4 one.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -79,7 +83,28 @@ pub struct RateLimits {
     per_ip: Option<Limiter<IpAddr>>,
     per_key: Option<Limiter<uuid::Uuid>>,
     auth_failures: Limiter<IpAddr>,
+    /// Clients over `AUTH_FAILURES_PER_MINUTE`, and until when: refused
+    /// before any key lookup.
+    auth_blocked: Mutex<HashMap<IpAddr, Instant>>,
     trusted_proxies: Vec<IpNet>,
+}
+
+/// Most clients remembered as blocked; past it, the expired ones go.
+const MAX_BLOCKED: usize = 10_000;
+
+/// What a client IP is limited as: IPv4 as is (also when IPv4-mapped),
+/// IPv6 by its /64.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 impl RateLimits {
@@ -92,13 +117,16 @@ impl RateLimits {
             auth_failures: Limiter::new(Quota::per_minute(
                 NonZeroU32::new(auth_failures_per_minute).unwrap_or(NonZeroU32::MIN),
             )),
+            auth_blocked: Mutex::new(HashMap::new()),
             trusted_proxies,
         }
     }
 
     /// `Err(seconds)` when `ip` is over `RATE_LIMIT_PER_IP`.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), u64> {
-        self.per_ip.as_ref().map_or(Ok(()), |limiter| limiter.check(&ip))
+        self.per_ip
+            .as_ref()
+            .map_or(Ok(()), |limiter| limiter.check(&limit_key(ip)))
     }
 
     /// `Err(seconds)` when the key `id` is over `RATE_LIMIT_PER_KEY`.
@@ -107,9 +135,33 @@ impl RateLimits {
     }
 
     /// Counts a failed authentication from `ip`; `Err(seconds)` once it is
-    /// over `AUTH_FAILURES_PER_MINUTE`.
+    /// over `AUTH_FAILURES_PER_MINUTE`, and then the client is
+    /// [`Self::auth_blocked`] for those seconds.
     pub fn auth_failed(&self, ip: IpAddr) -> Result<(), u64> {
-        self.auth_failures.check(&ip)
+        let key = limit_key(ip);
+        self.auth_failures.check(&key).inspect_err(|seconds| {
+            let mut blocked = self
+                .auth_blocked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            if blocked.len() >= MAX_BLOCKED {
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(key, now + Duration::from_secs(*seconds));
+        })
+    }
+
+    /// Seconds `ip` must wait, when it went over `AUTH_FAILURES_PER_MINUTE`
+    /// lately: its requests with a key are refused (429) without a lookup,
+    /// whatever the key.
+    pub fn auth_blocked(&self, ip: IpAddr) -> Option<u64> {
+        let blocked = self
+            .auth_blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = *blocked.get(&limit_key(ip))?;
+        until.checked_duration_since(Instant::now()).map(retry_seconds)
     }
 
     /// The client of a request from `peer` with these `X-Forwarded-For`
@@ -287,6 +339,19 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let limits = RateLimits::new(1, 0, 60, Vec::new());
+        assert!(limits.check_ip(ip("2001:db8:1:2::1")).is_ok());
+        assert!(limits.check_ip(ip("2001:db8:1:2:ffff::9")).is_err(), "same /64");
+        assert!(limits.check_ip(ip("2001:db8:1:3::1")).is_ok(), "another /64");
+        assert!(limits.check_ip(ip("192.0.2.9")).is_ok());
+        assert!(
+            limits.check_ip(ip("::ffff:192.0.2.9")).is_err(),
+            "IPv4-mapped is the IPv4 client"
+        );
+    }
+
+    #[test]
     fn request_ids_are_kept_when_sane_and_made_otherwise() {
         let kept = HeaderValue::from_static("req-42_a.b:c");
         assert_eq!(request_id(Some(&kept)), "req-42_a.b:c");
@@ -315,7 +380,10 @@ mod tests {
         assert!(limits.check_key(key).is_ok());
         assert!(limits.check_key(key).is_err());
         assert!(limits.auth_failed(client).is_ok());
+        assert_eq!(limits.auth_blocked(client), None);
         assert!(limits.auth_failed(client).is_err_and(|wait| wait >= 1));
+        assert!(limits.auth_blocked(client).is_some_and(|wait| wait >= 1));
+        assert_eq!(limits.auth_blocked(ip("192.0.2.2")), None);
         assert_eq!(retry_seconds(Duration::from_millis(1)), 1);
         assert_eq!(retry_seconds(Duration::from_millis(2500)), 3);
     }

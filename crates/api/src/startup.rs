@@ -49,6 +49,13 @@ impl Application {
                  an address other hosts can reach; set LEGACY_API_KEY_REQUIRED=true once your clients send keys"
             );
         }
+        if settings.public_base_url.is_empty() && addr.ip().is_unspecified() {
+            tracing::warn!(
+                bind = %settings.bind,
+                "PUBLIC_BASE_URL is not set and the API listens on every interface: checkout URLs name \
+                 http://{addr} itself, which buyers cannot open; set PUBLIC_BASE_URL to the address they reach"
+            );
+        }
         let state = web::Data::new(AppState {
             callback_guard: CallbackGuard::new(
                 settings.callback_policy().map_err(anyhow::Error::msg)?,

@@ -112,7 +112,7 @@ impl Workers {
                 {
                     let cutoff = chrono::Utc::now().naive_utc() - chrono::TimeDelta::days(7);
                     let _ = tronpay_db::outbox::prune_processed(&mut conn, cutoff).await;
-                    match tronpay_db::idempotency::prune(&mut conn, keys_pruned_until, 10_000).await {
+                    match tronpay_db::idempotency::prune(&mut conn, keys_pruned_until, 1_000).await {
                         Ok((forgotten, until)) => {
                             // The next round starts a minute before this
                             // one's end: slow commits are not missed.

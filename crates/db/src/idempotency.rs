@@ -103,31 +103,39 @@ fn forgotten() -> (
 }
 
 /// Takes the keys off the payments created from `since` until
-/// [`KEEP_HOURS`] ago, `batch` rows per statement (so a backlog never holds
-/// long locks); returns how many and the end of the range, which the next
-/// call passes as `since`. The range is read through the index on
-/// `created_at`, so a call costs what was created since the last one. A key
-/// left behind (outside every range pruned) is still forgotten when it is
-/// used again ([`forget_expired`]).
+/// [`KEEP_HOURS`] ago, `batch` rows per transaction; returns how many and
+/// the end of the range, which the next call passes as `since`. The range is
+/// read through the index on `created_at`, so a call costs what was created
+/// since the last one. Rows another transaction holds (matching, a cancel)
+/// are skipped, never waited for, so this never deadlocks with them; a key
+/// left behind is still forgotten when it is used again ([`forget_expired`]).
 pub async fn prune(
     conn: &mut AsyncPgConnection,
     since: NaiveDateTime,
     batch: i64,
 ) -> Result<(u64, NaiveDateTime), DbError> {
+    use diesel_async::AsyncConnection;
     let until = cutoff(chrono::Utc::now().naive_utc());
     let mut cleared = 0u64;
     loop {
-        let ids: Vec<String> = payments::table
-            .filter(payments::created_at.ge(since))
-            .filter(payments::created_at.lt(until))
-            .filter(payments::idempotency_key.is_not_null())
-            .select(payments::id)
-            .limit(batch)
-            .load(conn)
-            .await?;
-        let count = diesel::update(payments::table.filter(payments::id.eq_any(&ids)))
-            .set(forgotten())
-            .execute(conn)
+        let count = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                let ids: Vec<String> = payments::table
+                    .filter(payments::created_at.ge(since))
+                    .filter(payments::created_at.lt(until))
+                    .filter(payments::idempotency_key.is_not_null())
+                    .select(payments::id)
+                    .order(payments::id)
+                    .limit(batch)
+                    .for_update()
+                    .skip_locked()
+                    .load(conn)
+                    .await?;
+                Ok(diesel::update(payments::table.filter(payments::id.eq_any(&ids)))
+                    .set(forgotten())
+                    .execute(conn)
+                    .await?)
+            })
             .await?;
         cleared += u64::try_from(count).unwrap_or(0);
         if i64::try_from(count).unwrap_or(0) < batch {

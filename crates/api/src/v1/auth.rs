@@ -94,14 +94,18 @@ impl From<Denied> for Problem {
 }
 
 /// Authenticates a request's `Authorization` header value for a client at
-/// `client_ip`, under the limits: a key over `RATE_LIMIT_PER_KEY`, or a
-/// failure past `AUTH_FAILURES_PER_MINUTE` for the IP, is
+/// `client_ip`, under the limits: a key over `RATE_LIMIT_PER_KEY`, a failure
+/// past `AUTH_FAILURES_PER_MINUTE` for the IP, and any key from that IP
+/// while it waits out the failures (checked before any lookup) is
 /// [`Denied::RateLimited`].
 pub(crate) async fn authenticate(
     state: &AppState,
     header: Option<&str>,
     client_ip: std::net::IpAddr,
 ) -> Result<Caller, Denied> {
+    if let Some(seconds) = state.limits.auth_blocked(client_ip) {
+        return Err(Denied::RateLimited(seconds));
+    }
     match state.keys.authenticate(&state.pool, header).await {
         Ok(caller) => match state.limits.check_key(caller.key_id) {
             Ok(()) => Ok(caller),

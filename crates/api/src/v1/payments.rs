@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tronpay_db::idempotency::NewRecord;
+use tronpay_db::idempotency::{NewRecord, Stored};
 use tronpay_db::models::{DbStatus, PaymentRow};
 use tronpay_db::payments::{self, CreateError, CreatedV1, ListFilter};
 use tronpay_db::{logs, matching, webhooks};
@@ -310,21 +310,25 @@ pub async fn create(
     caller.require(Scope::PaymentsWrite)?;
     let key = idempotency_key(&request)?;
     let body = read_body(&request, payload, state.settings.max_body_bytes).await?;
-    let create: CreatePayment = serde_json::from_slice(&body).map_err(|error| {
-        invalid(
-            problem::INVALID_JSON,
-            format!("the body is not a valid payment request: {error}"),
-        )
-    })?;
+    let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let now = now_micros();
-    let checked = create.check(now, state.settings.payment_ttl_seconds)?;
-    if let Some(url) = &checked.notify_url {
-        state
-            .callback_guard
-            .check(url)
-            .await
-            .map_err(|refused| invalid(problem::INVALID_NOTIFY_URL, format!("notify_url: {refused}")))?;
-    }
+    let (create, checked) = match checked_request(&state, &body, now).await {
+        Ok(checked) => checked,
+        Err(problem) => {
+            // A retry of a create that succeeded is answered as the first
+            // time, even if it would not pass now (an `expires_at` that came
+            // too close, a notify_url host that stopped resolving).
+            if let Some(key) = key {
+                let mut conn = state.pool.get().await?;
+                let stored = tronpay_db::idempotency::stored(&mut conn, caller.key_id, key).await?;
+                drop(conn);
+                if let Some(stored) = stored.filter(|stored| !stored.expired(now)) {
+                    return replay(&stored, &request_hash);
+                }
+            }
+            return Err(problem);
+        }
+    };
 
     let id = PaymentId::generate();
     let address = checked.address.to_base58();
@@ -366,7 +370,6 @@ pub async fn create(
         api_key: &caller.prefix,
     })
     .map_err(Problem::internal)?;
-    let request_hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
     let record = key.map(|key| NewRecord {
         api_key_id: caller.key_id,
         key,
@@ -400,21 +403,50 @@ pub async fn create(
                 .content_type("application/json")
                 .body(response))
         }
-        CreatedV1::KeyUsed(stored) if stored.request_hash == request_hash => {
-            // The first answer again: the payment as it was created.
-            let first = as_created(&stored.payment);
-            let body = serde_json::to_string(&resource(&first)?).map_err(Problem::internal)?;
-            Ok(HttpResponse::Created()
-                .insert_header(("Location", format!("/v1/payments/{}", first.id)))
-                .insert_header(("Idempotent-Replayed", "true"))
-                .content_type("application/json")
-                .body(body))
-        }
-        CreatedV1::KeyUsed(_) => Err(invalid(
+        CreatedV1::KeyUsed(stored) => replay(&stored, &request_hash),
+    }
+}
+
+/// The body parsed and checked, and its notify URL's host allowed.
+async fn checked_request(
+    state: &AppState,
+    body: &[u8],
+    now: NaiveDateTime,
+) -> Result<(CreatePayment, Checked), Problem> {
+    let create: CreatePayment = serde_json::from_slice(body).map_err(|error| {
+        invalid(
+            problem::INVALID_JSON,
+            format!("the body is not a valid payment request: {error}"),
+        )
+    })?;
+    let checked = create.check(now, state.settings.payment_ttl_seconds)?;
+    if let Some(url) = &checked.notify_url {
+        state
+            .callback_guard
+            .check(url)
+            .await
+            .map_err(|refused| invalid(problem::INVALID_NOTIFY_URL, format!("notify_url: {refused}")))?;
+    }
+    Ok((create, checked))
+}
+
+/// The answer to a request whose `Idempotency-Key` made a payment: the
+/// first answer again (the payment as it was created) for the same body
+/// (`request_hash`), a 422 for another.
+fn replay(stored: &Stored, request_hash: &str) -> Result<HttpResponse, Problem> {
+    if stored.request_hash != request_hash {
+        return Err(invalid(
             problem::IDEMPOTENCY_KEY_REUSED,
             "this Idempotency-Key was used with a different body in the last 24 hours",
-        )),
+        ));
     }
+    let first = as_created(&stored.payment);
+    let body = serde_json::to_string(&resource(&first)?).map_err(Problem::internal)?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/payments/{}", first.id)))
+        .insert_header(("Idempotent-Replayed", "true"))
+        .content_type("application/json")
+        .body(body))
 }
 
 /// A payment as its create answered: before any transfer, cancel or
@@ -540,6 +572,10 @@ pub(crate) mod cursor {
         let text = String::from_utf8(bytes).ok()?;
         let (micros, id) = text.split_once(':')?;
         let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?.naive_utc();
+        // Only times PostgreSQL and this API can have written.
+        if !(1970..=9999).contains(&chrono::Datelike::year(&created_at)) {
+            return None;
+        }
         tronpay_domain::PaymentId::parse(id).ok()?;
         Some((created_at, id.to_owned()))
     }
@@ -773,7 +809,13 @@ mod tests {
             cursor::decode(&text),
             Some((at, "3f1e0c9a-0000-4000-8000-000000000001".to_owned()))
         );
-        for bad in ["", "!!", "bm90IGEgY3Vyc29y", "MTIzOg"] {
+        let ancient = cursor::encode(
+            DateTime::from_timestamp_micros(-300_000_000_000_000_000)
+                .unwrap()
+                .naive_utc(),
+            "3f1e0c9a-0000-4000-8000-000000000001",
+        );
+        for bad in ["", "!!", "bm90IGEgY3Vyc29y", "MTIzOg", &ancient] {
             assert_eq!(cursor::decode(bad), None, "{bad}");
         }
     }

@@ -551,6 +551,25 @@ async fn an_idempotency_key_replays_the_first_response_and_refuses_another_body(
         );
     }
 
+    // A retry is answered as the first time even when the request would no
+    // longer pass: here its expires_at came closer than the 60 s minimum.
+    let soon = (chrono::Utc::now() + chrono::TimeDelta::milliseconds(61_500))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut closing = order("o-idem-soon");
+    closing["expires_at"] = json!(soon);
+    let made = send(&key, "k-soon", &closing).await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let mut fresh_key = closing.clone();
+    fresh_key["order_id"] = json!("o-idem-soon-2");
+    assert_eq!(
+        send(&key, "k-soon-2", &fresh_key).await.status,
+        400,
+        "it would not pass now"
+    );
+    let replay = send(&key, "k-soon", &closing).await;
+    assert_eq!((replay.status, &replay.text), (201, &made.text));
+
     // The replay is the first answer, whatever happened to the payment since.
     let cancelled = app
         .v1_post(
