@@ -1,6 +1,10 @@
 DROP INDEX ix_webhook_deliveries_created_at;
 DROP INDEX ix_transfers_chain_order;
 DROP INDEX ix_transfers_detected_payment_id;
+-- Assigned transfers become 'unmatched' again while their payments keep the
+-- credit: after migrating up again they could be assigned a second time, so
+-- check `SELECT txid, log_index, payment_id FROM transfers WHERE match_kind =
+-- 'assigned'` before going down with real data.
 UPDATE transfers SET match_kind = 'unmatched' WHERE match_kind = 'assigned';
 ALTER TABLE transfers
     DROP CONSTRAINT ck_transfers_match_kind,
