@@ -36,6 +36,14 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VER
 fi
 export TRONPAY_SCHEMATHESIS="$PWD/$venv/bin/schemathesis"
 
+# bip_utils: the independent derivation `tronpay addresses derive` is
+# checked against (crates/cli/tests/addresses.rs).
+BIP_UTILS_VERSION=2.12.3
+if ! "$venv/bin/python" -c "import bip_utils, sys; sys.exit(bip_utils.__version__ != '$BIP_UTILS_VERSION')" >/dev/null 2>&1; then
+  echo "==> installing bip_utils $BIP_UTILS_VERSION into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "bip_utils==$BIP_UTILS_VERSION"
+fi
+
 # --- deployment files (Dockerfile, docker-compose.yml, deploy/): offline checks ---
 if ! "$venv/bin/python" -c "import yaml, kubernetes_validate" >/dev/null 2>&1; then
   echo "==> installing pyyaml and kubernetes-validate into $venv"

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod addresses;
 mod bus;
 mod chain;
 mod db;
@@ -44,6 +45,9 @@ enum Command {
     /// API keys of the merchant API v1.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Receiving addresses: derive those of an account xpub.
+    #[command(subcommand)]
+    Addresses(addresses::AddressesCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
             Command::Webhooks(command) => webhooks::run(command, &settings.validated()?).await,
             Command::Bus(command) => bus::run(command, &settings.validated()?).await,
             Command::Keys(command) => keys::run(command, &settings.validated()?).await,
+            Command::Addresses(command) => addresses::run(command, &settings.get()?),
         }
     });
     match outcome {

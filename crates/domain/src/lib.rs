@@ -17,6 +17,7 @@ pub mod signing;
 pub mod states;
 pub mod transfer;
 pub mod wire;
+pub mod xpub;
 
 pub use address::{AddressError, TronAddress};
 pub use amount::{AmountError, JsonAmount, UsdtAmount};
