@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tronpay_domain::UsdtAmount;
 use tronpay_domain::matching::MatchRules;
+use tronpay_domain::xpub::AccountXpub;
+use tronpay_domain::{AddressMode, UsdtAmount};
 use tronpay_runtime::Validate;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +69,14 @@ pub struct ApiSettings {
     /// `X-Forwarded-For` names the client (e.g. `10.0.0.0/8`); from any
     /// other peer the header is ignored.
     pub trusted_proxies: String,
+    /// `ADDRESS_MODE`: where a v1 payment created without an `address` gets
+    /// one: `given` (none: `address` is required), `xpub` (derived from
+    /// `XPUB`, one per payment). Payments with an `address`, and every
+    /// `/create_payment`, are `given`.
+    pub address_mode: String,
+    /// `XPUB`: the account's extended public key (`xpub…` at m/44'/195'/0')
+    /// for `ADDRESS_MODE=xpub`; never a private key.
+    pub xpub: String,
 }
 
 impl Default for ApiSettings {
@@ -91,6 +100,8 @@ impl Default for ApiSettings {
             rate_limit_per_key: 20_000,
             auth_failures_per_minute: 60,
             trusted_proxies: String::new(),
+            address_mode: "given".to_owned(),
+            xpub: String::new(),
         }
     }
 }
@@ -117,6 +128,7 @@ impl Validate for ApiSettings {
             self.public_base_url_at(0)?;
         }
         self.trusted_proxy_nets()?;
+        self.receiving()?;
         if self.auth_failures_per_minute == 0 {
             return Err("AUTH_FAILURES_PER_MINUTE must be at least 1".into());
         }
@@ -177,6 +189,29 @@ impl ApiSettings {
         !self.legacy_api_key_required && self.bind_addr().is_ok_and(|addr| !addr.ip().is_loopback())
     }
 
+    /// `ADDRESS_MODE` and, for `xpub`, the parsed `XPUB`; errors name the
+    /// setting.
+    pub fn receiving(&self) -> Result<(AddressMode, Option<AccountXpub>), String> {
+        let mode: AddressMode = self
+            .address_mode
+            .trim()
+            .parse()
+            .map_err(|_| format!("ADDRESS_MODE must be given or xpub, not {:?}", self.address_mode))?;
+        match mode {
+            AddressMode::Given => Ok((mode, None)),
+            AddressMode::Xpub if self.xpub.trim().is_empty() => {
+                Err("ADDRESS_MODE=xpub needs XPUB, the account's extended public key (xpub… at m/44'/195'/0')".into())
+            }
+            AddressMode::Xpub => {
+                let account = AccountXpub::parse(&self.xpub).map_err(|error| format!("XPUB: {error}"))?;
+                Ok((mode, Some(account)))
+            }
+            AddressMode::Pool | AddressMode::UniqueAmount => {
+                Err(format!("ADDRESS_MODE={mode} is not available yet: use given or xpub"))
+            }
+        }
+    }
+
     /// `TRUSTED_PROXIES` parsed.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
         self.trusted_proxies
@@ -223,6 +258,19 @@ mod tests {
             ..ApiSettings::default()
         };
         assert!(bad.validate().unwrap_err().starts_with("MIN_CREDIT_USDT"));
+        for (mode, xpub, error) in [
+            ("xpub", "", "ADDRESS_MODE=xpub needs XPUB"),
+            ("xpub", "xprv9s21ZrQH143K", "XPUB: this is an extended private key"),
+            ("xpub", "xpub-nonsense", "XPUB: not an extended public key"),
+            ("random", "", "ADDRESS_MODE must be given or xpub"),
+        ] {
+            let bad = ApiSettings {
+                address_mode: mode.into(),
+                xpub: xpub.into(),
+                ..ApiSettings::default()
+            };
+            assert!(bad.validate().unwrap_err().starts_with(error), "{mode} {xpub}");
+        }
         let bad = ApiSettings {
             trusted_proxies: "10.0.0.0/8, nonsense".into(),
             ..ApiSettings::default()

@@ -34,6 +34,8 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
                 "DATABASE_URL is not a valid PostgreSQL URL",
             ),
             ("CALLBACK_ALLOW_PRIVATE", "maybe", "CALLBACK_ALLOW_PRIVATE is invalid"),
+            ("ADDRESS_MODE", "xpub", "ADDRESS_MODE=xpub needs XPUB"),
+            ("ADDRESS_MODE", "sometimes", "ADDRESS_MODE must be given or xpub"),
         ],
     );
 }

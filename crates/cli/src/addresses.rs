@@ -5,6 +5,8 @@
 
 use clap::Subcommand;
 use serde::Deserialize;
+use tronpay_db::DbSettings;
+use tronpay_domain::UsdtAmount;
 use tronpay_domain::xpub::{AccountXpub, MAX_INDEX};
 
 /// Most addresses one `derive` prints.
@@ -26,6 +28,10 @@ pub enum AddressesCommand {
         #[arg(long)]
         xpub: Option<String>,
     },
+    /// Every address tronpay handed out: source, index and derivation path,
+    /// the payment holding it, and the USDT received there in final
+    /// transfers (what to sweep).
+    List,
 }
 
 /// The settings `derive` reads.
@@ -36,9 +42,40 @@ pub struct XpubSettings {
     pub xpub: String,
 }
 
-/// Runs `command`; `settings` supplies XPUB when no `--xpub` is given.
-pub fn run(command: AddressesCommand, settings: &XpubSettings) -> anyhow::Result<()> {
+/// Runs `command`; `settings` supplies XPUB when no `--xpub` is given, `db`
+/// the database for `list`.
+pub async fn run(
+    command: AddressesCommand,
+    settings: &XpubSettings,
+    db: impl FnOnce() -> anyhow::Result<DbSettings>,
+) -> anyhow::Result<()> {
     match command {
+        AddressesCommand::List => {
+            let mut conn = crate::db::connect_with_tables(&db()?).await?;
+            let rows = tronpay_db::receiving::assigned(&mut conn).await?;
+            if rows.is_empty() {
+                println!("No addresses handed out yet (ADDRESS_MODE=xpub assigns them to payments made without one).");
+            }
+            for row in rows {
+                let (index, path) = row
+                    .derivation_index
+                    .and_then(|index| u32::try_from(index).ok())
+                    .map_or_else(
+                        || ("-".to_owned(), "-".to_owned()),
+                        |index| (index.to_string(), AccountXpub::path(index)),
+                    );
+                let received = UsdtAmount::from_decimal(&row.received)
+                    .map_or_else(|_| row.received.to_string(), |amount| amount.to_string());
+                println!(
+                    "{}\t{}\t{index}\t{path}\tpayment {}\treceived {received} USDT in {} transfer(s)",
+                    row.address,
+                    row.source,
+                    row.payment_id.as_deref().unwrap_or("-"),
+                    row.transfers
+                );
+            }
+            Ok(())
+        }
         AddressesCommand::Derive { count, start, xpub } => {
             if !(1..=MAX_COUNT).contains(&count) {
                 anyhow::bail!("--count must be between 1 and {MAX_COUNT}");

@@ -45,7 +45,7 @@ enum Command {
     /// API keys of the merchant API v1.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Receiving addresses: derive those of an account xpub.
+    /// Receiving addresses: derive those of an account xpub, list those handed out.
     #[command(subcommand)]
     Addresses(addresses::AddressesCommand),
 }
@@ -69,7 +69,9 @@ fn main() -> ExitCode {
             Command::Webhooks(command) => webhooks::run(command, &settings.validated()?).await,
             Command::Bus(command) => bus::run(command, &settings.validated()?).await,
             Command::Keys(command) => keys::run(command, &settings.validated()?).await,
-            Command::Addresses(command) => addresses::run(command, &settings.get()?),
+            Command::Addresses(command) => {
+                addresses::run(command, &settings.get()?, || Ok(settings.validated()?)).await
+            }
         }
     });
     match outcome {

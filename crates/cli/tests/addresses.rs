@@ -102,3 +102,45 @@ fn private_keys_and_bad_input_are_refused_in_one_line() {
         assert!(!stderr.contains("panicked"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_each_address_handed_out_with_its_path_payment_and_what_it_received() {
+    let db = tronpay_testkit::TestDb::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, \
+                                   expires_at, last_checked_timestamp, address_mode) \
+             VALUES ('4c1e0c9a-0000-4000-8000-000000000001', 'TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH', 5, '', 'o-1', \
+                     'completed', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 0, 'xpub'); \
+             INSERT INTO receiving_addresses (address, source, account, derivation_index, payment_id, assigned_at) \
+             VALUES ('TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH', 'xpub', '0011223344556677', 0, \
+                     '4c1e0c9a-0000-4000-8000-000000000001', now() AT TIME ZONE 'utc'), \
+                    ('TSeJkUh4Qv67VNFwY8LaAxERygNdy6NQZK', 'xpub', '0011223344556677', 1, NULL, NULL); \
+             INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, \
+                                    status, seen_at) \
+             VALUES (repeat('a', 64), 0, 100, now() AT TIME ZONE 'utc', 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', \
+                     'TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH', 5.5, 'confirmed', now() AT TIME ZONE 'utc'), \
+                    (repeat('b', 64), 0, 101, now() AT TIME ZONE 'utc', 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', \
+                     'TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH', 1.25, 'detected', now() AT TIME ZONE 'utc');",
+        )
+        .await
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tronpay"))
+        .args(["addresses", "list"])
+        .env("DATABASE_URL", db.url())
+        .env_remove("TRONPAY_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    // Only the address handed out; only final transfers count.
+    assert_eq!(
+        lines,
+        [
+            "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH\txpub\t0\tm/44'/195'/0'/0/0\tpayment 4c1e0c9a-0000-4000-8000-000000000001\treceived 5.5 USDT in 1 transfer(s)"
+        ],
+        "{stdout}"
+    );
+}

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod payments;
 pub mod pool;
 pub mod prepared;
+pub mod receiving;
 pub mod schema;
 pub mod secrets;
 pub mod settings;

@@ -111,19 +111,49 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
 #[derive(Debug, Clone)]
 pub enum CreatedV1 {
     /// The payment (with its idempotency key, when one was given) and its
-    /// `created` log row were written.
-    Created,
+    /// `created` log row were written; this is its address.
+    Created { address: String },
     /// The idempotency key was already used (within [`idempotency::KEEP_HOURS`]):
     /// nothing was written; this is what the earlier request made.
     KeyUsed(Box<idempotency::Stored>),
+    /// No derived address of the account is free: nothing was written
+    /// ([`crate::receiving::refill`], then try again).
+    NoFreeAddress,
+}
+
+/// Where a v1 payment's address comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum AddressChoice<'a> {
+    /// `payment.wallet_address`, as given (mode `given`).
+    Given,
+    /// The free derived address with the lowest index of the account `id`
+    /// (mode `xpub`); `payment.wallet_address` is ignored.
+    Derived { account: &'a str },
+}
+
+/// Why a statement of [`create_v1`] wrote nothing (inside its transaction).
+enum Unwritten {
+    Db(DbError),
+    /// The key was used: roll back the address it took.
+    KeyUsed,
+    NoFreeAddress,
+}
+
+impl From<diesel::result::Error> for Unwritten {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(error.into())
+    }
 }
 
 /// Inserts a v1 payment (`payment`, status `pending`, with the times the
 /// caller chose), its `created` log row and, when the request carried an
 /// `Idempotency-Key`, the key on the payment — one statement, so one round
-/// trip and all or nothing. A key already used (its payment created less
-/// than [`idempotency::KEEP_HOURS`] ago) writes nothing and returns that
-/// payment; an older one is forgotten and the key starts over.
+/// trip and all or nothing. With [`AddressChoice::Derived`] the same
+/// statement takes the account's next free address (a transaction around it
+/// gives the address back when the key turns out to be used). A key already
+/// used (its payment created less than [`idempotency::KEEP_HOURS`] ago)
+/// writes nothing and returns that payment; an older one is forgotten and
+/// the key starts over.
 ///
 /// # Errors
 /// [`CreateError::DuplicatePendingOrder`] when the order id has a pending
@@ -134,24 +164,42 @@ pub async fn create_v1(
     payment: &PaymentRow,
     log: (&str, &str),
     record: Option<&idempotency::NewRecord<'_>>,
+    address: AddressChoice<'_>,
 ) -> Result<CreatedV1, CreateError> {
     for _ in 0..2 {
-        let inserted = CreateV1Statement {
+        let statement = CreateV1Statement {
             payment,
             id: payment.id.as_str(),
             log,
             api_key_id: record.map(|record| record.api_key_id),
             key: record.map(|record| record.key),
             request_hash: record.map(|record| record.request_hash),
-        }
-        .get_result::<i64>(conn)
-        .await
-        .map_err(DbError::from);
-        let pending_order = match inserted {
-            Ok(1) => return Ok(CreatedV1::Created),
-            Ok(_) => false,
-            Err(error) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => true,
-            Err(error) => return Err(error.into()),
+        };
+        let written = match address {
+            AddressChoice::Given => statement
+                .get_result::<i64>(conn)
+                .await
+                .map(|count| (count == 1).then(|| payment.wallet_address.clone()))
+                .map_err(|error| Unwritten::Db(error.into())),
+            AddressChoice::Derived { account } => {
+                let derived = Derived { statement, account };
+                diesel_async::AsyncConnection::transaction::<_, Unwritten, _>(conn, async |conn| {
+                    let (count, address): (i64, Option<String>) = derived.get_result(conn).await?;
+                    match (count, address) {
+                        (1, Some(address)) => Ok(Some(address)),
+                        (_, None) => Err(Unwritten::NoFreeAddress),
+                        (_, Some(_)) => Err(Unwritten::KeyUsed),
+                    }
+                })
+                .await
+            }
+        };
+        let pending_order = match written {
+            Ok(Some(address)) => return Ok(CreatedV1::Created { address }),
+            Ok(None) | Err(Unwritten::KeyUsed) => false,
+            Err(Unwritten::NoFreeAddress) => return Ok(CreatedV1::NoFreeAddress),
+            Err(Unwritten::Db(error)) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => true,
+            Err(Unwritten::Db(error)) => return Err(error.into()),
         };
         let Some(record) = record else {
             return Err(CreateError::DuplicatePendingOrder);
@@ -172,7 +220,8 @@ pub async fn create_v1(
     Err(DbError::bug("an idempotency key neither inserts nor replays").into())
 }
 
-/// The statement behind [`create_v1`], prepared once per connection.
+/// The statement behind [`create_v1`] with a given address, prepared once
+/// per connection.
 struct CreateV1Statement<'q> {
     payment: &'q PaymentRow,
     id: &'q str,
@@ -194,15 +243,33 @@ impl Query for CreateV1Statement<'_> {
 
 impl QueryFragment<Pg> for CreateV1Statement<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH ");
+        self.insert(&mut out, None)?;
+        out.push_sql(" SELECT count(*) FROM inserted");
+        Ok(())
+    }
+}
+
+impl<'q> CreateV1Statement<'q> {
+    /// `inserted AS (INSERT …), logged AS (INSERT …)`: the payment — at
+    /// `address_from`'s address when given (a CTE with an `address`
+    /// column), else at its own — and its log row.
+    fn insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, address_from: Option<&'static str>) -> QueryResult<()> {
         let payment = self.payment;
         out.push_sql(
-            "WITH inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
+            "inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
              notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
-             last_checked_timestamp, idempotency_key_id, idempotency_key, idempotency_request_hash) VALUES (",
+             last_checked_timestamp, idempotency_key_id, idempotency_key, idempotency_request_hash, address_mode) SELECT ",
         );
         out.push_bind_param::<Text, _>(&self.id)?;
         out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
+        match address_from {
+            Some(cte) => {
+                out.push_sql(cte);
+                out.push_sql(".address");
+            }
+            None => out.push_bind_param::<Text, _>(&payment.wallet_address)?,
+        }
         out.push_sql(", ");
         out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
         out.push_sql(", ");
@@ -231,18 +298,84 @@ impl QueryFragment<Pg> for CreateV1Statement<'_> {
         out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Text>, _>(&self.request_hash)?;
+        match address_from {
+            Some(cte) => {
+                out.push_sql(", 'xpub' FROM ");
+                out.push_sql(cte);
+            }
+            None => out.push_sql(", 'given'"),
+        }
         // A key already used inserts nothing (waiting for a racing request
         // with the key to commit first).
         out.push_sql(
-            ") ON CONFLICT (idempotency_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+            " ON CONFLICT (idempotency_key_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
              RETURNING id, created_at), \
              logged AS (INSERT INTO payment_logs (payment_id, event_type, message, metadata, created_at) \
              SELECT id, 'created', ",
         );
-        out.push_bind_param::<Text, _>(&self.log.0)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&self.log.1)?;
-        out.push_sql("::json, created_at FROM inserted) SELECT count(*) FROM inserted");
+        // The log row of a taken address names it: in the message where the
+        // caller wrote [`ADDRESS_PLACEHOLDER`], and as the metadata's
+        // `wallet_address`.
+        match address_from {
+            Some(cte) => {
+                out.push_sql("replace(");
+                out.push_bind_param::<Text, _>(&self.log.0)?;
+                out.push_sql(", chr(1), (SELECT address FROM ");
+                out.push_sql(cte);
+                out.push_sql(")), jsonb_set(");
+                out.push_bind_param::<Text, _>(&self.log.1)?;
+                out.push_sql("::jsonb, '{wallet_address}', to_jsonb((SELECT address FROM ");
+                out.push_sql(cte);
+                out.push_sql(")))::json");
+            }
+            None => {
+                out.push_bind_param::<Text, _>(&self.log.0)?;
+                out.push_sql(", ");
+                out.push_bind_param::<Text, _>(&self.log.1)?;
+                out.push_sql("::json");
+            }
+        }
+        out.push_sql(", created_at FROM inserted)");
+        Ok(())
+    }
+}
+
+/// Stands for the address in the message of a derived payment's `created`
+/// log row until the statement knows it (the message is made of the address
+/// and the amount, which never contain it).
+pub const ADDRESS_PLACEHOLDER: &str = "\u{1}";
+
+/// [`CreateV1Statement`] at the free derived address with the lowest index
+/// of `account`, taken in the same statement; answers how many payments it
+/// inserted and the address it took (`NULL`: none was free).
+struct Derived<'q> {
+    statement: CreateV1Statement<'q>,
+    account: &'q str,
+}
+
+impl QueryId for Derived<'_> {
+    type QueryId = Derived<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for Derived<'_> {
+    type SqlType = (BigInt, Nullable<Text>);
+}
+
+impl QueryFragment<Pg> for Derived<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        // Creates running at once skip each other's rows instead of waiting.
+        out.push_sql("WITH taken AS (UPDATE receiving_addresses SET payment_id = ");
+        out.push_bind_param::<Text, _>(&self.statement.id)?;
+        out.push_sql(", assigned_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.statement.payment.created_at)?;
+        out.push_sql(
+            " WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL AND account = ",
+        );
+        out.push_bind_param::<Text, _>(&self.account)?;
+        out.push_sql(" ORDER BY derivation_index LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ");
+        self.statement.insert(&mut out, Some("taken"))?;
+        out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT address FROM taken)");
         Ok(())
     }
 }

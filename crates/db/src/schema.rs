@@ -36,6 +36,19 @@ diesel::table! {
         idempotency_key_id -> Nullable<Uuid>,
         idempotency_key -> Nullable<Varchar>,
         idempotency_request_hash -> Nullable<Varchar>,
+        address_mode -> Varchar,
+    }
+}
+
+diesel::table! {
+    receiving_addresses (address) {
+        address -> Varchar,
+        source -> Varchar,
+        account -> Nullable<Varchar>,
+        derivation_index -> Nullable<Int4>,
+        payment_id -> Nullable<Varchar>,
+        assigned_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
     }
 }
 
@@ -172,5 +185,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     transfers,
     chain_state,
     outbox,
-    webhook_deliveries
+    webhook_deliveries,
+    receiving_addresses
 );

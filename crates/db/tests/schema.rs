@@ -97,6 +97,7 @@ async fn tables_have_the_original_columns_types_and_indexes() {
             "idempotency_key_id uuid None None None YES",
             "idempotency_key varchar Some(255) None None YES",
             "idempotency_request_hash varchar Some(64) None None YES",
+            "address_mode varchar Some(16) None None NO",
         ]
     );
     assert_eq!(

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use tronpay_domain::events::WebhookEvent;
-use tronpay_domain::{AttemptOutcome, DeliveryStatus, MatchKind, Named, TransferState};
+use tronpay_domain::{AddressMode, AttemptOutcome, DeliveryStatus, MatchKind, Named, TransferState};
 use tronpay_testkit::TestDb;
 
 /// The quoted values in a constraint's definition.
@@ -37,6 +37,7 @@ async fn check_constraints_list_exactly_the_enum_values() {
         ("ck_webhook_deliveries_status", names::<DeliveryStatus>()),
         ("ck_webhook_attempts_outcome", names::<AttemptOutcome>()),
         ("ck_webhook_deliveries_event_type", names::<WebhookEvent>()),
+        ("ck_payments_address_mode", names::<AddressMode>()),
         (
             "ck_payments_notify_events",
             WebhookEvent::SUBSCRIBABLE

@@ -29,5 +29,5 @@ pub use payment::{
     PaymentStatus, TxId, TxIdError, check_payment_ttl, expected_amount,
 };
 pub use retry::parse_retry_after;
-pub use states::{AttemptOutcome, DeliveryStatus, LogEvent, MatchKind, Named, TransferState, UnknownName};
+pub use states::{AddressMode, AttemptOutcome, DeliveryStatus, LogEvent, MatchKind, Named, TransferState, UnknownName};
 pub use transfer::{Transfer, TransferId};

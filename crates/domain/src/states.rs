@@ -147,6 +147,21 @@ named_enum! {
 }
 
 named_enum! {
+    /// How a payment got its receiving address (PRODUCT §10;
+    /// `payments.address_mode`, the `ADDRESS_MODE` setting).
+    pub enum AddressMode ("address mode") {
+        /// The merchant's own address, given with the payment.
+        Given = "given",
+        /// Derived from the account xpub, one per payment, never reused.
+        Xpub = "xpub",
+        /// Reserved from the imported pool while the payment needs it.
+        Pool = "pool",
+        /// The shared `RECEIVE_ADDRESS`, the amount raised to be unique.
+        UniqueAmount = "unique_amount",
+    }
+}
+
+named_enum! {
     /// Where a webhook delivery is (`webhook_deliveries.status`).
     pub enum DeliveryStatus ("delivery status") {
         /// Waiting for its next attempt (`next_attempt_at`).

@@ -50,6 +50,9 @@ pub enum XpubError {
 pub struct AccountXpub {
     /// The receiving chain `…/0` (BIP44 `change = 0`).
     receiving: XPub,
+    /// Names the account key in `receiving_addresses.account`: the first 8
+    /// bytes of the SHA-256 of its (compressed) public key, in hex.
+    id: String,
 }
 
 impl std::fmt::Debug for AccountXpub {
@@ -77,7 +80,17 @@ impl AccountXpub {
         let receiving = account
             .derive_child(ChildNumber(0))
             .map_err(|error| XpubError::Invalid(error.to_string()))?;
-        Ok(Self { receiving })
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(account.to_bytes());
+        Ok(Self {
+            receiving,
+            id: hex::encode(&digest[..8]),
+        })
+    }
+
+    /// Names this account key (16 hex digits), the same for every
+    /// spelling of it.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The address at `m/44'/195'/0'/0/index`.

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tronpay_db::idempotency::{NewRecord, Stored};
 use tronpay_db::models::{DbStatus, PaymentRow};
-use tronpay_db::payments::{self, CreateError, CreatedV1, ListFilter};
+use tronpay_db::payments::{self, ADDRESS_PLACEHOLDER, AddressChoice, CreateError, CreatedV1, ListFilter};
 use tronpay_db::{logs, matching, webhooks};
 use tronpay_domain::events::WebhookEvent;
 use tronpay_domain::wire::{PaymentResource, Rfc3339};
 use tronpay_domain::{
-    CallbackUrl, JsonAmount, LogEvent, OrderId, PaymentId, PaymentStatus, Scope, TronAddress, UsdtAmount,
+    AddressMode, CallbackUrl, JsonAmount, LogEvent, OrderId, PaymentId, PaymentStatus, Scope, TronAddress, UsdtAmount,
 };
 use utoipa::{IntoParams, ToSchema};
 
@@ -46,9 +46,12 @@ pub struct CreatePayment {
     /// decimals. A JSON number is refused (it could lose digits).
     #[schema(value_type = String, example = "12.34")]
     pub amount: AmountText,
-    /// The TRON address (Base58Check) the buyer pays to.
+    /// The TRON address (Base58Check) the buyer pays to. Without it, tronpay
+    /// assigns one as `ADDRESS_MODE` says (`xpub`: an address of its own,
+    /// derived from the account key); with `ADDRESS_MODE=given` it is
+    /// required.
     #[schema(example = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")]
-    pub address: String,
+    pub address: Option<String>,
     /// Seconds until the payment expires (60 to 31,622,400); default
     /// `PAYMENT_TTL_SECONDS`. Not together with `expires_at`.
     #[schema(minimum = 60, maximum = 31_622_400)]
@@ -93,7 +96,8 @@ impl<'de> Deserialize<'de> for AmountText {
 struct Checked {
     order_id: OrderId,
     amount: UsdtAmount,
-    address: TronAddress,
+    /// `None`: tronpay assigns one.
+    address: Option<TronAddress>,
     expires_at: NaiveDateTime,
     notify_url: Option<CallbackUrl>,
     notify_events: Vec<String>,
@@ -136,8 +140,14 @@ impl CreatePayment {
                     },
                 )
             })?;
-        let address = TronAddress::parse(self.address.trim())
-            .map_err(|error| invalid(problem::INVALID_ADDRESS, format!("address: {error}")))?;
+        let address = self
+            .address
+            .as_deref()
+            .map(|text| {
+                TronAddress::parse(text.trim())
+                    .map_err(|error| invalid(problem::INVALID_ADDRESS, format!("address: {error}")))
+            })
+            .transpose()?;
         let expires_at = match (self.expires_in, &self.expires_at) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -331,8 +341,20 @@ pub async fn create(
     };
 
     let id = PaymentId::generate();
-    let address = checked.address.to_base58();
-    let row = PaymentRow {
+    let (address, choice) = match (&checked.address, state.address_mode, &state.xpub) {
+        (Some(address), _, _) => (address.to_base58(), AddressChoice::Given),
+        (None, AddressMode::Xpub, Some(account)) => (
+            ADDRESS_PLACEHOLDER.to_owned(),
+            AddressChoice::Derived { account: account.id() },
+        ),
+        (None, mode, _) => {
+            return Err(invalid(
+                problem::INVALID_REQUEST,
+                format!("address is required: this tronpay assigns no addresses (ADDRESS_MODE={mode})"),
+            ));
+        }
+    };
+    let mut row = PaymentRow {
         checkout_url: Some(format!("{}/pay/{id}", state.public_base_url)),
         id,
         wallet_address: address,
@@ -358,7 +380,6 @@ pub async fn create(
         redirect_url: checked.redirect_url,
         metadata_json: create.metadata.as_ref().map(|raw| raw.get().to_owned()),
     };
-    let response = serde_json::to_string(&resource(&row)?).map_err(Problem::internal)?;
     let log_message = format!(
         "Payment watch created for {} expecting {} USDT",
         row.wallet_address, checked.amount
@@ -377,19 +398,34 @@ pub async fn create(
     });
 
     let mut conn = state.pool.get().await?;
-    let created = payments::create_v1(&mut conn, &row, (&log_message, &log_metadata), record.as_ref())
-        .await
-        .map_err(|error| match error {
-            CreateError::DuplicatePendingOrder => invalid(
-                problem::ORDER_ID_PENDING,
-                format!("order_id {} already has a pending payment", row.order_id),
-            ),
-            CreateError::Db(error) => error.into(),
-        })?;
+    let mut created = CreatedV1::NoFreeAddress;
+    for _ in 0..2 {
+        created = payments::create_v1(&mut conn, &row, (&log_message, &log_metadata), record.as_ref(), choice)
+            .await
+            .map_err(|error| match error {
+                CreateError::DuplicatePendingOrder => invalid(
+                    problem::ORDER_ID_PENDING,
+                    format!("order_id {} already has a pending payment", row.order_id),
+                ),
+                CreateError::Db(error) => error.into(),
+            })?;
+        match (&created, &state.xpub) {
+            // Derive the next batch of the account's addresses, then again.
+            (CreatedV1::NoFreeAddress, Some(account)) => {
+                tronpay_db::receiving::refill(&mut conn, account).await?;
+            }
+            _ => break,
+        }
+    }
     drop(conn);
     let location = format!("/v1/payments/{}", row.id);
     match created {
-        CreatedV1::Created => {
+        CreatedV1::NoFreeAddress => Err(Problem::internal(anyhow::anyhow!(
+            "no derived address is free after a refill"
+        ))),
+        CreatedV1::Created { address } => {
+            row.wallet_address = address;
+            let response = serde_json::to_string(&resource(&row)?).map_err(Problem::internal)?;
             tracing::info!(
                 payment_id = %row.id,
                 wallet_address = %row.wallet_address,
@@ -855,7 +891,11 @@ mod tests {
             code(r#"{"order_id":"o","amount":"1","address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6u"}"#),
             "invalid_address"
         );
-        assert_eq!(code(r#"{"order_id":"o","amount":"1"}"#), "invalid_json");
+        assert_eq!(
+            code(r#"{"order_id":"o","address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"}"#),
+            "invalid_json"
+        );
+        assert!(check(r#"{"order_id":"o","amount":"1"}"#).unwrap().address.is_none());
         assert_eq!(code(&format!(r#"{{{ok},"surprise":1}}"#)), "invalid_json");
         assert_eq!(code(&format!(r#"{{{ok},"expires_in":59}}"#)), "invalid_request");
         assert_eq!(

@@ -12,11 +12,12 @@ use super::{ADDRESS, TestApp};
 
 mod edge;
 mod openapi;
+mod receiving;
 mod schemathesis;
 
 const READ: &[&str] = &["payments:read"];
 const WRITE: &[&str] = &["payments:write"];
-const READ_WRITE: &[&str] = &["payments:read", "payments:write"];
+pub(super) const READ_WRITE: &[&str] = &["payments:read", "payments:write"];
 
 /// One answer: status, headers we look at, and the body as JSON (`Null`
 /// when it is not JSON).

@@ -1,0 +1,142 @@
+//! Receiving addresses over HTTP (PRODUCT §10): with `ADDRESS_MODE=xpub` a
+//! create without an address gets the account's next derived address —
+//! distinct and consecutive however many creates race, on one replica or
+//! two — and a replay gets the same one without using another.
+
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+use tronpay_domain::xpub::AccountXpub;
+use tronpay_testkit::TestDb;
+
+use super::super::TestApp;
+use super::READ_WRITE;
+
+/// The account key of the BIP39 test mnemonic `abandon … about` at
+/// m/44'/195'/0' (as bip_utils exports it; its …/0/0 is TUEZSdKs…).
+pub(crate) const XPUB: &str =
+    "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
+
+async fn xpub_app(db: &TestDb) -> TestApp {
+    TestApp::start(db.url(), |settings| {
+        settings.address_mode = "xpub".into();
+        settings.xpub = XPUB.into();
+        settings.api_workers = Some(4);
+    })
+    .await
+}
+
+async fn create(app: &TestApp, key: &str, order: &str, idempotency: Option<&str>) -> (u16, Value) {
+    let headers: Vec<(&str, &str)> = idempotency
+        .map(|value| ("idempotency-key", value))
+        .into_iter()
+        .collect();
+    let answer = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/payments",
+            Some(key),
+            &headers,
+            Some(json!({ "order_id": order, "amount": "5" }).to_string()),
+        )
+        .await;
+    (answer.status, answer.body)
+}
+
+fn derived(count: u32) -> Vec<String> {
+    let account = AccountXpub::parse(XPUB).unwrap();
+    (0..count)
+        .map(|index| account.address(index).unwrap().to_base58())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn creates_without_an_address_get_consecutive_derived_addresses_once() {
+    let db = TestDb::new().await;
+    let key = db.api_key("shop", READ_WRITE).await;
+    let (first, second) = (xpub_app(&db).await, xpub_app(&db).await);
+    let expected = derived(52);
+
+    let (status, payment) = create(&first, &key, "o-0", Some("k-0")).await;
+    assert_eq!(status, 201, "{payment}");
+    assert_eq!(payment["address"], expected[0].as_str());
+    assert_eq!(payment["amount_to_pay"], "5");
+    // A replay is the same payment at the same address, and uses no index.
+    let (status, replay) = create(&first, &key, "o-0", Some("k-0")).await;
+    assert_eq!((status, &replay["address"]), (201, &payment["address"]));
+
+    // 50 creates at once, half on each of two replicas: 50 distinct
+    // addresses, exactly the next 50 indexes.
+    let creates = (1..=50).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let key = key.clone();
+        async move { create(app, &key, &format!("o-{n}"), Some(&format!("k-{n}"))).await }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let mut addresses = HashSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 201, "{body}");
+        assert!(
+            addresses.insert(body["address"].as_str().unwrap().to_owned()),
+            "twice: {body}"
+        );
+    }
+    let next: HashSet<String> = expected[1..=50].iter().cloned().collect();
+    assert_eq!(addresses, next);
+    let (_, last) = create(&second, &key, "o-51", None).await;
+    assert_eq!(last["address"], expected[51].as_str(), "no index skipped");
+
+    // The audit trail names the address; the table records who holds it.
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT l.message, l.metadata::text, r.derivation_index FROM payment_logs l \
+             JOIN payments p ON p.id = l.payment_id JOIN receiving_addresses r ON r.payment_id = p.id \
+             WHERE p.order_id = 'o-0'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (message, metadata, index): (String, String, i32) = (row.get(0), row.get(1), row.get(2));
+    assert!(
+        message.contains(&expected[0]) && metadata.contains(&expected[0]),
+        "{message} {metadata}"
+    );
+    assert_eq!(index, 0);
+    let modes: Vec<String> = db.column("SELECT DISTINCT address_mode FROM payments").await;
+    assert_eq!(modes, ["xpub"]);
+
+    // An address given is still used as given.
+    let given = first
+        .call(
+            reqwest::Method::POST,
+            "/v1/payments",
+            Some(&key),
+            &[],
+            Some(
+                json!({ "order_id": "o-given", "amount": "5", "address": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t" })
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(
+        (given.status, given.body["address"].as_str()),
+        (201, Some("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_address_mode_the_address_is_required() {
+    let (db, app) = TestApp::fresh(|_| {}).await;
+    let key = db.api_key("shop", READ_WRITE).await;
+    let (status, body) = create(&app, &key, "o-1", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("ADDRESS_MODE=given"),
+        "{body}"
+    );
+}

@@ -1,0 +1,113 @@
+//! Receiving addresses tronpay hands out itself (PRODUCT §10): those
+//! derived from the account xpub ahead of need, and the operator's view of
+//! every address it assigned.
+//!
+//! Derived addresses are written to `receiving_addresses` in batches
+//! ([`refill`]); a create takes the free one with the lowest index in its
+//! own statement (`FOR UPDATE SKIP LOCKED`, see
+//! [`crate::payments::create_v1`]), so concurrent creates — on any number of
+//! API replicas — never take the same one and never wait for each other. A
+//! create that rolls back leaves its address free for the next one, so the
+//! indexes handed out have no gaps, and an address handed out is never
+//! handed out again.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Text, Timestamp};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tronpay_domain::xpub::{AccountXpub, XpubError};
+
+use crate::error::DbError;
+use crate::schema::receiving_addresses;
+
+/// Free derived addresses kept ready; fewer makes [`refill`] derive more.
+pub const KEEP_FREE: i64 = 200;
+/// Addresses derived per [`refill`].
+pub const REFILL_BATCH: u32 = 500;
+
+/// Derives and stores the next [`REFILL_BATCH`] addresses of `account` when
+/// fewer than [`KEEP_FREE`] are free; returns how many it stored. Two
+/// replicas refilling at once store each address once.
+pub async fn refill(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Result<usize, DbError> {
+    let free: i64 = receiving_addresses::table
+        .filter(receiving_addresses::account.eq(account.id()))
+        .filter(receiving_addresses::payment_id.is_null())
+        .count()
+        .get_result(conn)
+        .await?;
+    if free >= KEEP_FREE {
+        return Ok(0);
+    }
+    let last: Option<i32> = receiving_addresses::table
+        .filter(receiving_addresses::account.eq(account.id()))
+        .select(diesel::dsl::max(receiving_addresses::derivation_index))
+        .first(conn)
+        .await?;
+    let first = last.map_or(0, |last| i64::from(last) + 1);
+    let mut rows = Vec::new();
+    for index in first..first + i64::from(REFILL_BATCH) {
+        let Ok(index) = u32::try_from(index) else { break };
+        match account.address(index) {
+            Ok(address) => rows.push((
+                receiving_addresses::address.eq(address.to_base58()),
+                receiving_addresses::source.eq("xpub"),
+                receiving_addresses::account.eq(account.id()),
+                receiving_addresses::derivation_index.eq(i32::try_from(index).unwrap_or(i32::MAX)),
+            )),
+            // BIP32: an index without a valid key is skipped (about once
+            // in 2^127).
+            Err(XpubError::InvalidChild(_)) => {}
+            Err(XpubError::IndexOutOfRange(_)) => break,
+            Err(error) => return Err(DbError::bug(format!("deriving address {index}: {error}"))),
+        }
+    }
+    if rows.is_empty() {
+        return Err(DbError::bug(
+            "the account's 2^31 receiving addresses are used up".to_owned(),
+        ));
+    }
+    Ok(diesel::insert_into(receiving_addresses::table)
+        .values(&rows)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?)
+}
+
+/// An address tronpay handed out, as `tronpay addresses list` shows it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Assigned {
+    #[diesel(sql_type = Text)]
+    pub address: String,
+    /// `xpub` or `pool`.
+    #[diesel(sql_type = Text)]
+    pub source: String,
+    /// i in m/44'/195'/0'/0/i (derived addresses).
+    #[diesel(sql_type = Nullable<Integer>)]
+    pub derivation_index: Option<i32>,
+    /// The payment that holds (or last held) it.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub payment_id: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    pub assigned_at: Option<NaiveDateTime>,
+    /// USDT received at the address in final transfers (what to sweep).
+    #[diesel(sql_type = Numeric)]
+    pub received: bigdecimal::BigDecimal,
+    /// How many final transfers that is.
+    #[diesel(sql_type = BigInt)]
+    pub transfers: i64,
+}
+
+/// Every address handed out, derived ones by index first.
+pub async fn assigned(conn: &mut AsyncPgConnection) -> Result<Vec<Assigned>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT r.address, r.source, r.derivation_index, r.payment_id, r.assigned_at, \
+                coalesce(sum(t.amount_usdt), 0) AS received, count(t.txid) AS transfers \
+         FROM receiving_addresses r \
+         LEFT JOIN transfers t ON t.to_address = r.address AND t.status = 'confirmed' \
+         WHERE r.payment_id IS NOT NULL \
+         GROUP BY r.address, r.source, r.derivation_index, r.payment_id, r.assigned_at \
+         ORDER BY r.source, r.account, r.derivation_index, r.assigned_at",
+    )
+    .load(conn)
+    .await?)
+}

@@ -1,0 +1,59 @@
+//! Receiving addresses end to end (PRODUCT §10): with `ADDRESS_MODE=xpub`
+//! a payment created without an address gets a derived one; paying
+//! `amount_to_pay` there on the sandbox chain completes it and its webhook
+//! is delivered.
+
+// Integration tests: a failed step should stop the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tronpay_domain::TronAddress;
+use tronpay_e2e::receiver::Receiver;
+use tronpay_e2e::{DispatcherInstance, Stack, eventually, v1};
+
+/// The account key of the BIP39 test mnemonic at m/44'/195'/0'.
+const XPUB: &str =
+    "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xpub_payment_is_paid_at_its_own_address_and_its_webhook_arrives() {
+    let stack = Stack::start_with(
+        |api| {
+            api.callback_allow_private = true;
+            api.address_mode = "xpub".into();
+            api.xpub = XPUB.into();
+        },
+        |_| {},
+    )
+    .await;
+    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
+    let api = &stack.api.url;
+    let body = json!({ "order_id": "xpub-1", "amount": "7.25", "notify_url": receiver.url });
+    let (status, payment) = v1(api, "POST", "/v1/payments", &key, Some(body)).await;
+    assert_eq!(status, 201, "{payment}");
+    // m/44'/195'/0'/0/0 of the test mnemonic, as every TRON wallet shows it.
+    assert_eq!(payment["address"], "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
+    let id = payment["id"].as_str().unwrap();
+    let address = TronAddress::parse(payment["address"].as_str().unwrap()).unwrap();
+    let sent = stack.pay(address, payment["amount_to_pay"].as_str().unwrap());
+
+    let done = eventually(Duration::from_secs(30), "the payment to complete", || async {
+        let (_, body) = v1(api, "GET", &format!("/v1/payments/{id}"), &key, None).await;
+        (body["status"] == "completed").then_some(body)
+    })
+    .await;
+    assert_eq!(done["transaction_hash"], sent.txid.as_str());
+    assert_eq!(done["received_amount"], "7.25");
+    let webhook = eventually(Duration::from_secs(30), "the completion webhook", || async {
+        receiver.received().into_iter().find(|request| {
+            serde_json::from_str::<Value>(&request.body).is_ok_and(|body| body["event"] == "payment.completed")
+        })
+    })
+    .await;
+    let body: Value = serde_json::from_str(&webhook.body).unwrap();
+    assert_eq!(body["payment"]["address"], "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
+}
