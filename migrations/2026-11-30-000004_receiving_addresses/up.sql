@@ -30,3 +30,18 @@ CREATE TABLE receiving_addresses (
 CREATE INDEX ix_receiving_addresses_free ON receiving_addresses (account, derivation_index)
     WHERE payment_id IS NULL;
 CREATE INDEX ix_receiving_addresses_payment ON receiving_addresses (payment_id);
+
+-- unique_amount: what the buyer must send when it differs from the amount
+-- asked (NULL: the same), and the amounts held on a shared address. The
+-- primary key is the guarantee that no two payments on the address expect
+-- the same amount; a row is deleted only a grace period after its payment
+-- ended, so a late transfer never pays a stranger.
+ALTER TABLE payments ADD COLUMN amount_to_pay NUMERIC(18, 6);
+CREATE TABLE amount_reservations (
+    address    VARCHAR(34)    NOT NULL,
+    amount     NUMERIC(18, 6) NOT NULL,
+    payment_id VARCHAR(36)    NOT NULL,
+    created_at TIMESTAMP      NOT NULL DEFAULT (now() AT TIME ZONE 'utc'),
+    PRIMARY KEY (address, amount)
+);
+CREATE INDEX ix_amount_reservations_payment ON amount_reservations (payment_id);

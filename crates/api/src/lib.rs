@@ -63,7 +63,13 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     let pool = DbPool::new(&db, NAME)?;
     let mut tasks = Tasks::new();
     let health = api.api_process_events.then(|| {
-        let workers = Workers::start(pool.clone(), bus, api.match_rules(), &mut tasks);
+        let workers = Workers::start(
+            pool.clone(),
+            bus,
+            api.match_rules(),
+            api.unique_amount_release_grace_seconds,
+            &mut tasks,
+        );
         BusHealth {
             consumer: workers.consumer,
             relay: workers.relay,

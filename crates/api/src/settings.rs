@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tronpay_domain::matching::MatchRules;
 use tronpay_domain::xpub::AccountXpub;
-use tronpay_domain::{AddressMode, UsdtAmount};
+use tronpay_domain::{AddressMode, TronAddress, UsdtAmount};
 use tronpay_runtime::Validate;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,12 +71,50 @@ pub struct ApiSettings {
     pub trusted_proxies: String,
     /// `ADDRESS_MODE`: where a v1 payment created without an `address` gets
     /// one: `given` (none: `address` is required), `xpub` (derived from
-    /// `XPUB`, one per payment). Payments with an `address`, and every
+    /// `XPUB`, one per payment), `unique_amount` (`RECEIVE_ADDRESS`, the
+    /// amount raised to be unique). Payments with an `address`, and every
     /// `/create_payment`, are `given`.
     pub address_mode: String,
     /// `XPUB`: the account's extended public key (`xpub…` at m/44'/195'/0')
     /// for `ADDRESS_MODE=xpub`; never a private key.
     pub xpub: String,
+    /// `RECEIVE_ADDRESS`: the shared address of `ADDRESS_MODE=unique_amount`.
+    pub receive_address: String,
+    /// `UNIQUE_AMOUNT_STEP` (USDT, default 0.01): the amount is raised by
+    /// the smallest multiple of this that no payment on the address holds…
+    pub unique_amount_step: UsdtAmount,
+    /// `UNIQUE_AMOUNT_MAX_OFFSET` (USDT, default 0.99): …up to this much.
+    pub unique_amount_max_offset: UsdtAmount,
+    /// `UNIQUE_AMOUNT_RELEASE_GRACE_SECONDS` (default 86400): how long after
+    /// its payment ended an amount stays taken, so a late transfer never
+    /// pays a stranger.
+    pub unique_amount_release_grace_seconds: u64,
+}
+
+/// Where v1 payments created without an address get one (`ADDRESS_MODE`
+/// and what the mode needs, checked).
+#[derive(Debug, Clone)]
+pub enum Receiving {
+    /// They do not: `address` is required.
+    Given,
+    /// The account's next derived address.
+    Xpub(AccountXpub),
+    /// The shared address, the amount raised by `step` up to `steps` times.
+    UniqueAmount {
+        address: TronAddress,
+        step: UsdtAmount,
+        steps: u32,
+    },
+}
+
+impl Receiving {
+    pub fn mode(&self) -> AddressMode {
+        match self {
+            Self::Given => AddressMode::Given,
+            Self::Xpub(_) => AddressMode::Xpub,
+            Self::UniqueAmount { .. } => AddressMode::UniqueAmount,
+        }
+    }
 }
 
 impl Default for ApiSettings {
@@ -102,6 +140,11 @@ impl Default for ApiSettings {
             trusted_proxies: String::new(),
             address_mode: "given".to_owned(),
             xpub: String::new(),
+            receive_address: String::new(),
+            // 0.01 and 0.99 USDT.
+            unique_amount_step: UsdtAmount::from_base_units(10_000).unwrap_or(UsdtAmount::ZERO),
+            unique_amount_max_offset: UsdtAmount::from_base_units(990_000).unwrap_or(UsdtAmount::ZERO),
+            unique_amount_release_grace_seconds: 24 * 60 * 60,
         }
     }
 }
@@ -129,6 +172,9 @@ impl Validate for ApiSettings {
         }
         self.trusted_proxy_nets()?;
         self.receiving()?;
+        if self.unique_amount_release_grace_seconds > 31_622_400 {
+            return Err("UNIQUE_AMOUNT_RELEASE_GRACE_SECONDS must be at most 31622400 (366 days)".into());
+        }
         if self.auth_failures_per_minute == 0 {
             return Err("AUTH_FAILURES_PER_MINUTE must be at least 1".into());
         }
@@ -191,24 +237,46 @@ impl ApiSettings {
 
     /// `ADDRESS_MODE` and, for `xpub`, the parsed `XPUB`; errors name the
     /// setting.
-    pub fn receiving(&self) -> Result<(AddressMode, Option<AccountXpub>), String> {
-        let mode: AddressMode = self
-            .address_mode
-            .trim()
-            .parse()
-            .map_err(|_| format!("ADDRESS_MODE must be given or xpub, not {:?}", self.address_mode))?;
+    pub fn receiving(&self) -> Result<Receiving, String> {
+        let mode: AddressMode = self.address_mode.trim().parse().map_err(|_| {
+            format!(
+                "ADDRESS_MODE must be given, xpub or unique_amount, not {:?}",
+                self.address_mode
+            )
+        })?;
         match mode {
-            AddressMode::Given => Ok((mode, None)),
+            AddressMode::Given => Ok(Receiving::Given),
             AddressMode::Xpub if self.xpub.trim().is_empty() => {
                 Err("ADDRESS_MODE=xpub needs XPUB, the account's extended public key (xpub… at m/44'/195'/0')".into())
             }
             AddressMode::Xpub => {
                 let account = AccountXpub::parse(&self.xpub).map_err(|error| format!("XPUB: {error}"))?;
-                Ok((mode, Some(account)))
+                Ok(Receiving::Xpub(account))
             }
-            AddressMode::Pool | AddressMode::UniqueAmount => {
-                Err(format!("ADDRESS_MODE={mode} is not available yet: use given or xpub"))
+            AddressMode::UniqueAmount => {
+                if self.receive_address.trim().is_empty() {
+                    return Err("ADDRESS_MODE=unique_amount needs RECEIVE_ADDRESS, the shared TRON address".into());
+                }
+                let address = TronAddress::parse(self.receive_address.trim())
+                    .map_err(|error| format!("RECEIVE_ADDRESS: {error}"))?;
+                let step = self.unique_amount_step;
+                if step == UsdtAmount::ZERO {
+                    return Err("UNIQUE_AMOUNT_STEP must be more than 0".into());
+                }
+                let steps = self.unique_amount_max_offset.base_units() / step.base_units();
+                if steps == 0 {
+                    return Err(
+                        "UNIQUE_AMOUNT_MAX_OFFSET must be at least UNIQUE_AMOUNT_STEP (else no amount can be raised)"
+                            .into(),
+                    );
+                }
+                Ok(Receiving::UniqueAmount {
+                    address,
+                    step,
+                    steps: u32::try_from(steps.min(100_000)).unwrap_or(100_000),
+                })
             }
+            AddressMode::Pool => Err("ADDRESS_MODE=pool is not available yet: use given, xpub or unique_amount".into()),
         }
     }
 
@@ -262,7 +330,8 @@ mod tests {
             ("xpub", "", "ADDRESS_MODE=xpub needs XPUB"),
             ("xpub", "xprv9s21ZrQH143K", "XPUB: this is an extended private key"),
             ("xpub", "xpub-nonsense", "XPUB: not an extended public key"),
-            ("random", "", "ADDRESS_MODE must be given or xpub"),
+            ("random", "", "ADDRESS_MODE must be given, xpub or unique_amount"),
+            ("unique_amount", "", "ADDRESS_MODE=unique_amount needs RECEIVE_ADDRESS"),
         ] {
             let bad = ApiSettings {
                 address_mode: mode.into(),

@@ -56,10 +56,9 @@ impl Application {
                  http://{addr} itself, which buyers cannot open; set PUBLIC_BASE_URL to the address they reach"
             );
         }
-        let (address_mode, xpub) = settings.receiving().map_err(anyhow::Error::msg)?;
+        let receiving = settings.receiving().map_err(anyhow::Error::msg)?;
         let state = web::Data::new(AppState {
-            address_mode,
-            xpub,
+            receiving,
             callback_guard: CallbackGuard::new(
                 settings.callback_policy().map_err(anyhow::Error::msg)?,
                 settings.callback_dns_timeout(),

@@ -31,9 +31,8 @@ pub struct AppState {
     pub tasks: Arc<TaskHealth>,
     /// What this replica knows of API keys (`API_KEY_CACHE_SECONDS`).
     pub keys: KeyCache,
-    /// `ADDRESS_MODE`, and the account key of the `xpub` mode.
-    pub address_mode: tronpay_domain::AddressMode,
-    pub xpub: Option<tronpay_domain::xpub::AccountXpub>,
+    /// `ADDRESS_MODE` and what it needs.
+    pub receiving: crate::settings::Receiving,
     /// The per-IP, per-key and failed-authentication limits of this replica.
     pub limits: crate::edge::RateLimits,
     /// `PUBLIC_BASE_URL` without a trailing `/` (checkout URLs start with it).

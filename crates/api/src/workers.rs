@@ -34,7 +34,13 @@ impl Workers {
     /// with the reconciler); they run until the tasks' stop flag turns true.
     /// `rules` come from the API's settings
     /// ([`crate::ApiSettings::match_rules`]).
-    pub fn start(pool: DbPool, bus: BusSettings, rules: MatchRules, tasks: &mut Tasks) -> Self {
+    pub fn start(
+        pool: DbPool,
+        bus: BusSettings,
+        rules: MatchRules,
+        amount_grace_seconds: u64,
+        tasks: &mut Tasks,
+    ) -> Self {
         let shutdown = tasks.shutdown();
         let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-api relay");
         let waker = relay.waker();
@@ -103,6 +109,17 @@ impl Workers {
                             return Err::<(), DbError>(error);
                         }
                         Err(error) => tracing::warn!(%error, "reconciling transfers failed; retrying"),
+                    }
+                }
+                // Every 10 s: raised amounts whose payment ended a grace
+                // period ago can be handed out again.
+                if rounds.is_multiple_of(5)
+                    && let Ok(mut conn) = pool.get().await
+                {
+                    match tronpay_db::receiving::release_amounts(&mut conn, amount_grace_seconds).await {
+                        Ok(0) => {}
+                        Ok(released) => tracing::info!(released, "raised amounts released"),
+                        Err(error) => tracing::warn!(%error, "releasing raised amounts failed"),
                     }
                 }
                 // Every 10 min: forget old message ids, and idempotency

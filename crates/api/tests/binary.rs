@@ -35,7 +35,16 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
             ),
             ("CALLBACK_ALLOW_PRIVATE", "maybe", "CALLBACK_ALLOW_PRIVATE is invalid"),
             ("ADDRESS_MODE", "xpub", "ADDRESS_MODE=xpub needs XPUB"),
-            ("ADDRESS_MODE", "sometimes", "ADDRESS_MODE must be given or xpub"),
+            (
+                "ADDRESS_MODE",
+                "sometimes",
+                "ADDRESS_MODE must be given, xpub or unique_amount",
+            ),
+            (
+                "ADDRESS_MODE",
+                "unique_amount",
+                "ADDRESS_MODE=unique_amount needs RECEIVE_ADDRESS",
+            ),
         ],
     );
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tronpay_db::models::{PaymentRow, epoch_seconds};
 use tronpay_db::{AsyncPgConnection, payments};
 use tronpay_domain::wire::{EpochSeconds, PaymentView};
+use tronpay_domain::{JsonAmount, UsdtAmount};
 
 const PAGE: i64 = 1_000;
 
@@ -37,6 +38,8 @@ struct ExportedPayment<'a> {
     /// The text as given, spliced in.
     metadata: Option<&'a serde_json::value::RawValue>,
     checkout_url: Option<&'a str>,
+    /// `null` when it is the expected amount.
+    amount_to_pay: Option<JsonAmount>,
 }
 
 pub async fn run(mut conn: AsyncPgConnection, file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -120,6 +123,11 @@ fn write_payment(out: &mut impl Write, row: &PaymentRow, first: bool) -> anyhow:
             .as_deref()
             .and_then(|text| serde_json::from_str::<&serde_json::value::RawValue>(text).ok()),
         checkout_url: row.checkout_url.as_deref(),
+        amount_to_pay: row
+            .amount_to_pay
+            .as_ref()
+            .and_then(|amount| UsdtAmount::from_decimal(amount).ok())
+            .map(JsonAmount),
     };
     let text = serde_json::to_string_pretty(&payment)?;
     out.write_all(if first { b"\n" } else { b",\n" })?;

@@ -315,6 +315,7 @@ fn to_row(fields: &HashMap<String, Box<RawValue>>, ttl_seconds: i64) -> Result<P
             Some(_) => return Err("metadata must be a JSON object".into()),
         },
         checkout_url: string("checkout_url")?,
+        amount_to_pay: amount("amount_to_pay")?.map(UsdtAmount::to_decimal),
     })
 }
 

@@ -210,7 +210,7 @@ pub fn candidate(row: &PaymentRow) -> Result<Candidate, DbError> {
         status: row.status(),
         created_at_ms: row.created_at.and_utc().timestamp_millis(),
         expires_at_ms: row.expires_at.and_utc().timestamp_millis(),
-        expected: row.expected_amount().map_err(invalid)?,
+        expected: row.amount_due().map_err(invalid)?,
         credited: row.received_amount().map_err(invalid)?.unwrap_or(UsdtAmount::ZERO),
     })
 }

@@ -65,6 +65,9 @@ pub struct PaymentRow {
     pub metadata_json: Option<String>,
     /// `PUBLIC_BASE_URL` + `/pay/{id}` when it was created (v1).
     pub checkout_url: Option<String>,
+    /// What the buyer must send when it is not the amount asked (the raised
+    /// amount of `ADDRESS_MODE=unique_amount`); `None`: the amount.
+    pub amount_to_pay: Option<BigDecimal>,
 }
 
 impl PaymentRow {
@@ -76,6 +79,12 @@ impl PaymentRow {
     /// and the check constraint a positive value.
     pub fn expected_amount(&self) -> Result<UsdtAmount, tronpay_domain::AmountError> {
         UsdtAmount::from_decimal(&self.expected_amount_usdt)
+    }
+
+    /// What the buyer must send, and what matching compares transfers
+    /// with: `amount_to_pay` when set, else the expected amount.
+    pub fn amount_due(&self) -> Result<UsdtAmount, tronpay_domain::AmountError> {
+        UsdtAmount::from_decimal(self.amount_to_pay.as_ref().unwrap_or(&self.expected_amount_usdt))
     }
 
     pub fn received_amount(&self) -> Result<Option<UsdtAmount>, tronpay_domain::AmountError> {
@@ -104,7 +113,7 @@ impl PaymentRow {
             order_id: &self.order_id,
             status: self.status().as_str(),
             amount: expected,
-            amount_to_pay: expected,
+            amount_to_pay: self.amount_due()?,
             received_amount: self.received_amount()?,
             currency: "USDT_TRC20",
             address: &self.wallet_address,

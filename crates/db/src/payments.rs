@@ -111,15 +111,25 @@ impl QueryFragment<Pg> for CreatePaymentStatement<'_, '_> {
 #[derive(Debug, Clone)]
 pub enum CreatedV1 {
     /// The payment (with its idempotency key, when one was given) and its
-    /// `created` log row were written; this is its address.
-    Created { address: String },
+    /// `created` log row were written; this is its address, and its
+    /// `amount_to_pay` when raised.
+    Created {
+        address: String,
+        amount_to_pay: Option<bigdecimal::BigDecimal>,
+    },
     /// The idempotency key was already used (within [`idempotency::KEEP_HOURS`]):
     /// nothing was written; this is what the earlier request made.
     KeyUsed(Box<idempotency::Stored>),
     /// No derived address of the account is free: nothing was written
     /// ([`crate::receiving::refill`], then try again).
     NoFreeAddress,
+    /// Every amount from the amount to the amount + `steps` × `step` is
+    /// held on the shared address: nothing was written.
+    NoFreeAmount,
 }
+
+/// How often a create retries after losing an amount to a concurrent one.
+const AMOUNT_RACES: usize = 64;
 
 /// Where a v1 payment's address comes from.
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +139,14 @@ pub enum AddressChoice<'a> {
     /// The free derived address with the lowest index of the account `id`
     /// (mode `xpub`); `payment.wallet_address` is ignored.
     Derived { account: &'a str },
+    /// `payment.wallet_address`, shared, with the amount raised by the
+    /// smallest multiple of `step` (0 to `steps` of them) that no payment
+    /// there holds (mode `unique_amount`); the amount is held in
+    /// `amount_reservations` under its primary key.
+    UniqueAmount {
+        step: &'a bigdecimal::BigDecimal,
+        steps: u32,
+    },
 }
 
 /// Why a statement of [`create_v1`] wrote nothing (inside its transaction).
@@ -137,6 +155,7 @@ enum Unwritten {
     /// The key was used: roll back the address it took.
     KeyUsed,
     NoFreeAddress,
+    NoFreeAmount,
 }
 
 impl From<diesel::result::Error> for Unwritten {
@@ -179,14 +198,36 @@ pub async fn create_v1(
             AddressChoice::Given => statement
                 .get_result::<i64>(conn)
                 .await
-                .map(|count| (count == 1).then(|| payment.wallet_address.clone()))
+                .map(|count| (count == 1).then(|| (payment.wallet_address.clone(), None)))
                 .map_err(|error| Unwritten::Db(error.into())),
+            AddressChoice::UniqueAmount { step, steps } => {
+                let unique = Unique {
+                    statement,
+                    step,
+                    steps: i32::try_from(steps).unwrap_or(i32::MAX),
+                };
+                diesel_async::AsyncConnection::transaction::<_, Unwritten, _>(conn, async |conn| {
+                    for _ in 0..AMOUNT_RACES {
+                        let (count, amount, free): (i64, Option<bigdecimal::BigDecimal>, i64) =
+                            unique.get_result(conn).await?;
+                        match (count, amount, free) {
+                            (1, Some(amount), _) => return Ok(Some((payment.wallet_address.clone(), Some(amount)))),
+                            (_, Some(_), _) => return Err(Unwritten::KeyUsed),
+                            (_, None, 0) => return Err(Unwritten::NoFreeAmount),
+                            // Another create took the amount first: the next.
+                            (_, None, _) => {}
+                        }
+                    }
+                    Err(Unwritten::NoFreeAmount)
+                })
+                .await
+            }
             AddressChoice::Derived { account } => {
                 let derived = Derived { statement, account };
                 diesel_async::AsyncConnection::transaction::<_, Unwritten, _>(conn, async |conn| {
                     let (count, address): (i64, Option<String>) = derived.get_result(conn).await?;
                     match (count, address) {
-                        (1, Some(address)) => Ok(Some(address)),
+                        (1, Some(address)) => Ok(Some((address, None))),
                         (_, None) => Err(Unwritten::NoFreeAddress),
                         (_, Some(_)) => Err(Unwritten::KeyUsed),
                     }
@@ -195,9 +236,10 @@ pub async fn create_v1(
             }
         };
         let pending_order = match written {
-            Ok(Some(address)) => return Ok(CreatedV1::Created { address }),
+            Ok(Some((address, amount_to_pay))) => return Ok(CreatedV1::Created { address, amount_to_pay }),
             Ok(None) | Err(Unwritten::KeyUsed) => false,
             Err(Unwritten::NoFreeAddress) => return Ok(CreatedV1::NoFreeAddress),
+            Err(Unwritten::NoFreeAmount) => return Ok(CreatedV1::NoFreeAmount),
             Err(Unwritten::Db(error)) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => true,
             Err(Unwritten::Db(error)) => return Err(error.into()),
         };
@@ -222,6 +264,7 @@ pub async fn create_v1(
 
 /// The statement behind [`create_v1`] with a given address, prepared once
 /// per connection.
+#[derive(Clone, Copy)]
 struct CreateV1Statement<'q> {
     payment: &'q PaymentRow,
     id: &'q str,
@@ -252,14 +295,16 @@ impl QueryFragment<Pg> for CreateV1Statement<'_> {
 
 impl<'q> CreateV1Statement<'q> {
     /// `inserted AS (INSERT …), logged AS (INSERT …)`: the payment — at
-    /// `address_from`'s address when given (a CTE with an `address`
-    /// column), else at its own — and its log row.
-    fn insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, address_from: Option<&'static str>) -> QueryResult<()> {
+    /// the address `from` took when given, else at its own — and its log
+    /// row.
+    fn insert<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>, from: Option<Taken>) -> QueryResult<()> {
+        let address_from = from.filter(|taken| taken.address).map(|taken| taken.cte);
         let payment = self.payment;
         out.push_sql(
             "inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
              notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
-             last_checked_timestamp, idempotency_key_id, idempotency_key, idempotency_request_hash, address_mode) SELECT ",
+             last_checked_timestamp, idempotency_key_id, idempotency_key, idempotency_request_hash, address_mode, \
+             amount_to_pay) SELECT ",
         );
         out.push_bind_param::<Text, _>(&self.id)?;
         out.push_sql(", ");
@@ -298,12 +343,16 @@ impl<'q> CreateV1Statement<'q> {
         out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
         out.push_sql(", ");
         out.push_bind_param::<Nullable<Text>, _>(&self.request_hash)?;
-        match address_from {
-            Some(cte) => {
-                out.push_sql(", 'xpub' FROM ");
-                out.push_sql(cte);
+        match from {
+            Some(taken) => {
+                out.push_sql(", '");
+                out.push_sql(taken.mode);
+                out.push_sql("', ");
+                out.push_sql(if taken.amount { "taken.amount" } else { "NULL" });
+                out.push_sql(" FROM ");
+                out.push_sql(taken.cte);
             }
-            None => out.push_sql(", 'given'"),
+            None => out.push_sql(", 'given', NULL"),
         }
         // A key already used inserts nothing (waiting for a racing request
         // with the key to commit first).
@@ -336,6 +385,80 @@ impl<'q> CreateV1Statement<'q> {
             }
         }
         out.push_sql(", created_at FROM inserted)");
+        Ok(())
+    }
+}
+
+/// What a CTE of a create took for the payment: the rows of `cte`, whose
+/// `address` column is the payment's address when `address`, and whose
+/// `amount` column its `amount_to_pay` when `amount`; `mode` is its
+/// `address_mode`.
+#[derive(Clone, Copy)]
+struct Taken {
+    cte: &'static str,
+    mode: &'static str,
+    address: bool,
+    amount: bool,
+}
+
+/// [`CreateV1Statement`] at the shared address with the lowest free raised
+/// amount, held in the same statement; answers how many payments it
+/// inserted, the amount it held (`NULL`: none, or another create held it
+/// first) and how many amounts looked free.
+#[derive(Clone, Copy)]
+struct Unique<'q> {
+    statement: CreateV1Statement<'q>,
+    step: &'q bigdecimal::BigDecimal,
+    steps: i32,
+}
+
+impl QueryId for Unique<'_> {
+    type QueryId = Unique<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for Unique<'_> {
+    type SqlType = (BigInt, Nullable<Numeric>, BigInt);
+}
+
+impl QueryFragment<Pg> for Unique<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let payment = self.statement.payment;
+        out.push_sql("WITH picked AS (SELECT CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) + k * ");
+        out.push_bind_param::<Numeric, _>(self.step)?;
+        out.push_sql(" AS amount FROM generate_series(0, ");
+        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
+        out.push_sql(") AS k WHERE NOT EXISTS (SELECT 1 FROM amount_reservations r WHERE r.address = ");
+        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
+        out.push_sql(" AND r.amount = CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) + k * ");
+        out.push_bind_param::<Numeric, _>(self.step)?;
+        // The primary key decides between creates that picked one amount.
+        out.push_sql(
+            ") ORDER BY k LIMIT 1), \
+             taken AS (INSERT INTO amount_reservations (address, amount, payment_id, created_at) SELECT ",
+        );
+        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
+        out.push_sql(", amount, ");
+        out.push_bind_param::<Text, _>(&self.statement.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&payment.created_at)?;
+        out.push_sql(" FROM picked ON CONFLICT DO NOTHING RETURNING amount), ");
+        self.statement.insert(
+            &mut out,
+            Some(Taken {
+                cte: "taken",
+                mode: "unique_amount",
+                address: false,
+                amount: true,
+            }),
+        )?;
+        out.push_sql(
+            " SELECT (SELECT count(*) FROM inserted), (SELECT amount FROM taken), (SELECT count(*) FROM picked)",
+        );
         Ok(())
     }
 }
@@ -374,7 +497,15 @@ impl QueryFragment<Pg> for Derived<'_> {
         );
         out.push_bind_param::<Text, _>(&self.account)?;
         out.push_sql(" ORDER BY derivation_index LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ");
-        self.statement.insert(&mut out, Some("taken"))?;
+        self.statement.insert(
+            &mut out,
+            Some(Taken {
+                cte: "taken",
+                mode: "xpub",
+                address: true,
+                amount: false,
+            }),
+        )?;
         out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT address FROM taken)");
         Ok(())
     }

@@ -111,3 +111,24 @@ pub async fn assigned(conn: &mut AsyncPgConnection) -> Result<Vec<Assigned>, DbE
     .load(conn)
     .await?)
 }
+
+/// Frees the raised amounts (`amount_reservations`) whose payment ended more
+/// than `grace_seconds` ago — completed (at `completed_at`), expired (at
+/// `expires_at`) or cancelled (at its `cancelled` log row) —, so the amount
+/// can be handed out again; returns how many. Until then a late transfer of
+/// the amount can only be the late buyer's.
+pub async fn release_amounts(conn: &mut AsyncPgConnection, grace_seconds: u64) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(
+        "DELETE FROM amount_reservations r USING payments p \
+         WHERE p.id = r.payment_id AND p.status <> 'pending' \
+           AND coalesce(p.completed_at, \
+                        CASE WHEN p.status = 'expired' THEN p.expires_at END, \
+                        (SELECT max(l.created_at) FROM payment_logs l \
+                         WHERE l.payment_id = p.id AND l.event_type = 'cancelled'), \
+                        p.expires_at) \
+               < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)",
+    )
+    .bind::<diesel::sql_types::Double, _>(grace_seconds as f64)
+    .execute(conn)
+    .await?)
+}

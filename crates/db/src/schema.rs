@@ -37,6 +37,16 @@ diesel::table! {
         idempotency_key -> Nullable<Varchar>,
         idempotency_request_hash -> Nullable<Varchar>,
         address_mode -> Varchar,
+        amount_to_pay -> Nullable<Numeric>,
+    }
+}
+
+diesel::table! {
+    amount_reservations (address, amount) {
+        address -> Varchar,
+        amount -> Numeric,
+        payment_id -> Varchar,
+        created_at -> Timestamp,
     }
 }
 
@@ -186,5 +196,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     chain_state,
     outbox,
     webhook_deliveries,
-    receiving_addresses
+    receiving_addresses,
+    amount_reservations
 );

@@ -98,6 +98,7 @@ async fn tables_have_the_original_columns_types_and_indexes() {
             "idempotency_key varchar Some(255) None None YES",
             "idempotency_request_hash varchar Some(64) None None YES",
             "address_mode varchar Some(16) None None NO",
+            "amount_to_pay numeric None Some(18) Some(6) YES",
         ]
     );
     assert_eq!(

@@ -57,3 +57,78 @@ async fn an_xpub_payment_is_paid_at_its_own_address_and_its_webhook_arrives() {
     let body: Value = serde_json::from_str(&webhook.body).unwrap();
     assert_eq!(body["payment"]["address"], "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
+    let shared = tronpay_e2e::random_address();
+    let stack = Stack::start_with(
+        |api| {
+            api.address_mode = "unique_amount".into();
+            api.receive_address = shared.to_base58();
+        },
+        |_| {},
+    )
+    .await;
+    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
+    let api = &stack.api.url;
+    let mut payments = Vec::new();
+    for order in ["a", "b", "c"] {
+        let body = json!({ "order_id": order, "amount": "10" });
+        let (status, payment) = v1(api, "POST", "/v1/payments", &key, Some(body)).await;
+        assert_eq!(status, 201, "{payment}");
+        payments.push(payment);
+    }
+    let due: Vec<&str> = payments
+        .iter()
+        .map(|payment| payment["amount_to_pay"].as_str().unwrap())
+        .collect();
+    assert_eq!(due, ["10", "10.01", "10.02"]);
+    let id = |n: usize| payments[n]["id"].as_str().unwrap().to_owned();
+    let key = key.as_str();
+    let status_of = |n: usize| {
+        let path = format!("/v1/payments/{}", id(n));
+        async move { v1(api, "GET", &path, key, None).await.1 }
+    };
+
+    // b's buyer pays b's raised amount: b completes, nobody else.
+    let paid = stack.pay(shared, "10.01");
+    stack.wait_for(&id(1), "completed").await;
+    assert_eq!(status_of(1).await["transaction_hash"], paid.txid.as_str());
+    assert_eq!(status_of(1).await["received_amount"], "10.01");
+
+    // A transfer of 0 USDT (address poisoning) changes nothing.
+    let zero = stack.pay(shared, "0");
+    eventually(Duration::from_secs(30), "the zero transfer to be recorded", || async {
+        let rows = tronpay_e2e::sql_values(
+            &stack.db,
+            &format!(
+                "SELECT match_kind FROM transfers WHERE txid = '{}' AND applied_at IS NOT NULL",
+                zero.txid.as_str()
+            ),
+        )
+        .await;
+        (rows.first().map(|row| row["match_kind"].clone()) == Some(json!("ignored"))).then_some(())
+    })
+    .await;
+    for n in [0, 2] {
+        let payment = status_of(n).await;
+        assert_eq!(
+            (payment["status"].as_str(), &payment["received_amount"]),
+            (Some("pending"), &Value::Null)
+        );
+    }
+
+    // c's buyer sends the base amount instead of c's raised one: it matches
+    // a's amount exactly, so it completes a (the README says so); c waits on.
+    stack.pay(shared, "10");
+    stack.wait_for(&id(0), "completed").await;
+    assert_eq!(status_of(2).await["status"], "pending");
+    // With c the only pending payment left, an amount that matches nothing
+    // is credited to it as a partial payment.
+    stack.pay(shared, "4");
+    eventually(Duration::from_secs(30), "the partial credit", || async {
+        (status_of(2).await["received_amount"] == "4").then_some(())
+    })
+    .await;
+    assert_eq!(status_of(2).await["status"], "pending");
+}

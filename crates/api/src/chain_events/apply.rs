@@ -179,7 +179,7 @@ async fn confirmed(
             )
             .await?;
             if let Completion::Overpaid { excess } = completion {
-                let expected = payment.expected_amount().unwrap_or(UsdtAmount::ZERO);
+                let expected = payment.amount_due().unwrap_or(UsdtAmount::ZERO);
                 let message = format!("Overpaid by {excess} USDT (received {received}, expected {expected})");
                 logs::insert(
                     conn,
@@ -194,7 +194,7 @@ async fn confirmed(
         }
         Decision::Partial { payment_id, received } => {
             let payment = matching::credit(conn, &payment_id, received).await?;
-            let expected = payment.expected_amount().unwrap_or(UsdtAmount::ZERO);
+            let expected = payment.amount_due().unwrap_or(UsdtAmount::ZERO);
             let outstanding = expected.checked_sub(received).unwrap_or(UsdtAmount::ZERO);
             let message = format!(
                 "Partial payment of {} USDT in transaction {txid}: {received} of {expected} USDT received, {outstanding} outstanding",

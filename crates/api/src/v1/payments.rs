@@ -13,13 +13,14 @@ use tronpay_db::{logs, matching, webhooks};
 use tronpay_domain::events::WebhookEvent;
 use tronpay_domain::wire::{PaymentResource, Rfc3339};
 use tronpay_domain::{
-    AddressMode, CallbackUrl, JsonAmount, LogEvent, OrderId, PaymentId, PaymentStatus, Scope, TronAddress, UsdtAmount,
+    CallbackUrl, JsonAmount, LogEvent, OrderId, PaymentId, PaymentStatus, Scope, TronAddress, UsdtAmount,
 };
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::problem::{self, Problem, ProblemBody};
 use crate::routes::read_body;
+use crate::settings::Receiving;
 use crate::state::AppState;
 
 /// Largest `metadata`, in bytes of its JSON text.
@@ -305,7 +306,7 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Result<HttpResp
         (status = 201, description = "Created (or replayed)", body = PaymentResource,
             headers(("Location" = String, description = "The payment's URL"))),
         (status = 400, description = "Invalid request", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The order id has a pending payment", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The order id has a pending payment, or no unique amount is free on the shared address", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key used with another body", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -341,16 +342,34 @@ pub async fn create(
     };
 
     let id = PaymentId::generate();
-    let (address, choice) = match (&checked.address, state.address_mode, &state.xpub) {
-        (Some(address), _, _) => (address.to_base58(), AddressChoice::Given),
-        (None, AddressMode::Xpub, Some(account)) => (
+    let step;
+    let (address, choice) = match (&checked.address, &state.receiving) {
+        (Some(address), _) => (address.to_base58(), AddressChoice::Given),
+        (None, Receiving::Xpub(account)) => (
             ADDRESS_PLACEHOLDER.to_owned(),
             AddressChoice::Derived { account: account.id() },
         ),
-        (None, mode, _) => {
+        (
+            None,
+            Receiving::UniqueAmount {
+                address,
+                step: by,
+                steps,
+            },
+        ) => {
+            step = by.to_decimal();
+            (
+                address.to_base58(),
+                AddressChoice::UniqueAmount {
+                    step: &step,
+                    steps: *steps,
+                },
+            )
+        }
+        (None, Receiving::Given) => {
             return Err(invalid(
                 problem::INVALID_REQUEST,
-                format!("address is required: this tronpay assigns no addresses (ADDRESS_MODE={mode})"),
+                "address is required: this tronpay assigns no addresses (ADDRESS_MODE=given)",
             ));
         }
     };
@@ -379,6 +398,7 @@ pub async fn create(
         api_version: 1,
         redirect_url: checked.redirect_url,
         metadata_json: create.metadata.as_ref().map(|raw| raw.get().to_owned()),
+        amount_to_pay: None,
     };
     let log_message = format!(
         "Payment watch created for {} expecting {} USDT",
@@ -409,9 +429,9 @@ pub async fn create(
                 ),
                 CreateError::Db(error) => error.into(),
             })?;
-        match (&created, &state.xpub) {
+        match (&created, &state.receiving) {
             // Derive the next batch of the account's addresses, then again.
-            (CreatedV1::NoFreeAddress, Some(account)) => {
+            (CreatedV1::NoFreeAddress, Receiving::Xpub(account)) => {
                 tronpay_db::receiving::refill(&mut conn, account).await?;
             }
             _ => break,
@@ -423,8 +443,18 @@ pub async fn create(
         CreatedV1::NoFreeAddress => Err(Problem::internal(anyhow::anyhow!(
             "no derived address is free after a refill"
         ))),
-        CreatedV1::Created { address } => {
+        CreatedV1::NoFreeAmount => Err(invalid(
+            problem::NO_FREE_AMOUNT,
+            format!(
+                "every amount from {} USDT up to UNIQUE_AMOUNT_MAX_OFFSET more is held on the shared address by a \
+                 payment that is pending or ended less than UNIQUE_AMOUNT_RELEASE_GRACE_SECONDS ago; try again later \
+                 or ask for a different amount",
+                checked.amount
+            ),
+        )),
+        CreatedV1::Created { address, amount_to_pay } => {
             row.wallet_address = address;
+            row.amount_to_pay = amount_to_pay;
             let response = serde_json::to_string(&resource(&row)?).map_err(Problem::internal)?;
             tracing::info!(
                 payment_id = %row.id,

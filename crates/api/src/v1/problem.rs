@@ -73,6 +73,8 @@ kinds! {
         "Wait for its attempt to finish (see the delivery's status), then ask again.";
     NO_NOTIFY_URL = "no_notify_url", 409, "The payment has no notify URL",
         "Webhooks go to a payment's `notify_url`; create the payment with one.";
+    NO_FREE_AMOUNT = "no_free_amount", 409, "No unique amount is free on the shared address",
+        "Every raised amount up to UNIQUE_AMOUNT_MAX_OFFSET is held; retry later, or use another amount or address mode.";
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The body is too large",
         "Keep request bodies under MAX_BODY_BYTES and metadata under 4 KiB.";
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 422, "The Idempotency-Key was used with another body",

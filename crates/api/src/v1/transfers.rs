@@ -365,7 +365,7 @@ async fn credit(
         ));
     }
     let corrupt = |error| DbError::corrupt("payment", &payment.id, format!("invalid amount: {error}"));
-    let expected = payment.expected_amount().map_err(corrupt)?;
+    let expected = payment.amount_due().map_err(corrupt)?;
     let before = payment.received_amount().map_err(corrupt)?.unwrap_or(UsdtAmount::ZERO);
     let received = before
         .checked_add(transfer.amount)

@@ -140,3 +140,103 @@ async fn without_an_address_mode_the_address_is_required() {
         "{body}"
     );
 }
+
+/// The shared address of the unique_amount tests.
+const SHARED: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+
+async fn unique_app(db: &TestDb) -> TestApp {
+    TestApp::start(db.url(), |settings| {
+        settings.address_mode = "unique_amount".into();
+        settings.receive_address = SHARED.into();
+        settings.unique_amount_max_offset = "0.49".parse().unwrap();
+        settings.api_workers = Some(4);
+    })
+    .await
+}
+
+async fn create_amount(app: &TestApp, key: &str, order: &str, amount: &str) -> (u16, Value) {
+    let answer = app
+        .call(
+            reqwest::Method::POST,
+            "/v1/payments",
+            Some(key),
+            &[],
+            Some(json!({ "order_id": order, "amount": amount }).to_string()),
+        )
+        .await;
+    (answer.status, answer.body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unique_amounts_are_distinct_under_concurrency_run_out_with_409_and_return_after_the_grace() {
+    let db = TestDb::new().await;
+    let key = db.api_key("shop", READ_WRITE).await;
+    let (first, second) = (unique_app(&db).await, unique_app(&db).await);
+
+    // 50 creates of 10 USDT at once on two replicas: 10.00 to 10.49, each once.
+    let creates = (0..50).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let key = key.clone();
+        async move { create_amount(app, &key, &format!("u-{n}"), "10").await }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let mut amounts = HashSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 201, "{body}");
+        assert_eq!(
+            (body["amount"].as_str(), body["address"].as_str()),
+            (Some("10"), Some(SHARED))
+        );
+        assert!(
+            amounts.insert(body["amount_to_pay"].as_str().unwrap().to_owned()),
+            "twice: {body}"
+        );
+    }
+    let expected: HashSet<String> = (0..50)
+        .map(|cents| {
+            tronpay_domain::UsdtAmount::from_base_units(10_000_000 + cents * 10_000)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(amounts, expected);
+
+    // The 51st: none left, a clear 409; another amount still works.
+    let (status, body) = create_amount(&first, &key, "u-50", "10").await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("no_free_amount")), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("10 USDT"), "{body}");
+    let (status, body) = create_amount(&first, &key, "u-other", "20").await;
+    assert_eq!((status, body["amount_to_pay"].as_str()), (201, Some("20")), "{body}");
+
+    // A cancelled payment's amount is held through the grace period…
+    let held = answers
+        .iter()
+        .find(|(_, body)| body["amount_to_pay"] == "10.07")
+        .unwrap();
+    let id = held.1["id"].as_str().unwrap();
+    let cancelled = first
+        .v1_post(&format!("/v1/payments/{id}/cancel"), &key, &json!({}))
+        .await;
+    assert_eq!(cancelled.status, 200);
+    let mut conn = db.connect().await;
+    assert_eq!(
+        tronpay_db::receiving::release_amounts(&mut conn, 86_400).await.unwrap(),
+        0
+    );
+    assert_eq!(create_amount(&first, &key, "u-51", "10").await.0, 409);
+    // …and free once it is over: the next create gets exactly that amount.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
+             WHERE payment_id = '{id}' AND event_type = 'cancelled'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        tronpay_db::receiving::release_amounts(&mut conn, 86_400).await.unwrap(),
+        1
+    );
+    let (status, body) = create_amount(&second, &key, "u-52", "10").await;
+    assert_eq!((status, body["amount_to_pay"].as_str()), (201, Some("10.07")), "{body}");
+}
