@@ -48,6 +48,26 @@ TRONPAY_BENCH_KEY="$key" bench v1-list
 original="$(rate "$work/create.txt")" v1="$(rate "$work/v1-create.txt")"
 python3 -c "print(f'POST /v1/payments: {int($v1) / int($original) * 100:.0f} % of POST /create_payment in this run (target: at least 85 %)')"
 
+# Receiving addresses (issue 12): the same API restarted in each mode that
+# assigns the address, v1 creates without one (unique_amount: a different
+# whole amount per order, as a shop's are), against the given-address v1
+# create above (target: within 25 %).
+restart_api() {
+  kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null || true
+  env "$@" DATABASE_URL="$db_url" RUST_LOG="${BENCH_API_LOG:-warn}" BIND="127.0.0.1:$PORT" "$RELEASE_DIR/tronpay-api" >"$work/api.log" 2>&1 &
+  api_pid=$!
+  wait_http "http://127.0.0.1:$PORT/health" 10 tronpay-api "$work/api.log"
+}
+# The account key of the BIP39 test mnemonic (a bench has no money).
+restart_api ADDRESS_MODE=xpub XPUB=xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd
+echo "==> ADDRESS_MODE=xpub"
+TRONPAY_BENCH_KEY="$key" bench v1-create --without-address | tee "$work/xpub.txt"
+restart_api ADDRESS_MODE=unique_amount RECEIVE_ADDRESS=TBA6CypYJizwA9XdC7Ubgc5F1bxrQ7SqPt
+echo "==> ADDRESS_MODE=unique_amount"
+TRONPAY_BENCH_KEY="$key" bench v1-create --without-address --vary-amount | tee "$work/unique.txt"
+xpub="$(rate "$work/xpub.txt")" unique="$(rate "$work/unique.txt")"
+python3 -c "print(f'xpub: {int($xpub) / int($v1) * 100:.0f} %, unique_amount: {int($unique) / int($v1) * 100:.0f} % of the given-address v1 create (target: at least 75 %)')"
+
 # Export streams: peak memory stays flat whatever the table size.
 if [ -x /usr/bin/time ]; then
   rows="$(psql "$db_url" -qAtc 'SELECT count(*) FROM payments')"

@@ -59,6 +59,9 @@ impl Application {
         let receiving = settings.receiving().map_err(anyhow::Error::msg)?;
         let state = web::Data::new(AppState {
             receiving,
+            refilling: tokio::sync::Mutex::new(()),
+            creates_since_refill: std::sync::atomic::AtomicU64::new(0),
+            address_floor: std::sync::atomic::AtomicI32::new(0),
             callback_guard: CallbackGuard::new(
                 settings.callback_policy().map_err(anyhow::Error::msg)?,
                 settings.callback_dns_timeout(),

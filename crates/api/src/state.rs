@@ -33,6 +33,14 @@ pub struct AppState {
     pub keys: KeyCache,
     /// `ADDRESS_MODE` and what it needs.
     pub receiving: crate::settings::Receiving,
+    /// One derivation of addresses at a time in this replica.
+    pub refilling: tokio::sync::Mutex<()>,
+    /// Creates since this replica last made sure enough derived addresses
+    /// are free.
+    pub creates_since_refill: std::sync::atomic::AtomicU64,
+    /// Where this replica last saw the first free derived address (creates
+    /// search from there).
+    pub address_floor: std::sync::atomic::AtomicI32,
     /// The per-IP, per-key and failed-authentication limits of this replica.
     pub limits: crate::edge::RateLimits,
     /// `PUBLIC_BASE_URL` without a trailing `/` (checkout URLs start with it).

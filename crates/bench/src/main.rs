@@ -133,6 +133,14 @@ enum Scenario {
         /// Send no Idempotency-Key (to see what the idempotency record costs).
         #[arg(long)]
         without_idempotency_key: bool,
+        /// Send no address: the API assigns one (ADDRESS_MODE xpub or
+        /// unique_amount).
+        #[arg(long)]
+        without_address: bool,
+        /// A different whole amount per request (1 to 999,999 USDT), as a
+        /// shop's orders have; otherwise always 12.34.
+        #[arg(long)]
+        vary_amount: bool,
     },
     /// GET /v1/payments?limit=50 (the newest page) with an API key.
     V1List {
@@ -208,14 +216,32 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         Scenario::V1Create {
             key,
             without_idempotency_key: false,
+            without_address: false,
             ..
         } => ("POST /v1/payments (key, Idempotency-Key)", 201, Some(key.clone())),
+        Scenario::V1Create {
+            key,
+            without_address: true,
+            ..
+        } => (
+            "POST /v1/payments (key, Idempotency-Key, no address)",
+            201,
+            Some(key.clone()),
+        ),
         Scenario::V1Create { key, .. } => ("POST /v1/payments (key, no Idempotency-Key)", 201, Some(key.clone())),
         Scenario::V1List { key, .. } => ("GET /v1/payments?limit=50 (key)", 200, Some(key.clone())),
         Scenario::Chain(_) | Scenario::Webhooks(_) => anyhow::bail!("not an HTTP load scenario"),
     };
     let creating = matches!(scenario, Scenario::Create { .. });
     let v1_creating = matches!(scenario, Scenario::V1Create { .. });
+    let (without_address, vary_amount) = match &scenario {
+        Scenario::V1Create {
+            without_address,
+            vary_amount,
+            ..
+        } => (*without_address, *vary_amount),
+        _ => (false, false),
+    };
     let idempotency_keys = matches!(
         scenario,
         Scenario::V1Create {
@@ -262,11 +288,21 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         // URL, an amount), plus the key and the idempotency
                         // record.
                         let n = counter.fetch_add(1, Ordering::Relaxed);
+                        let address = if without_address {
+                            ""
+                        } else {
+                            r#""address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","#
+                        };
+                        let amount = if vary_amount {
+                            (1 + n % 999_999).to_string()
+                        } else {
+                            "12.34".to_owned()
+                        };
                         let request = client
                             .post(format!("{url}/v1/payments"))
                             .header("content-type", "application/json")
                             .body(format!(
-                                r#"{{"address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","amount":"12.34","notify_url":"https://93.184.216.34/hook","order_id":"bench-v1-{run_id}-{n}"}}"#
+                                r#"{{{address}"amount":"{amount}","notify_url":"https://93.184.216.34/hook","order_id":"bench-v1-{run_id}-{n}"}}"#
                             ));
                         if idempotency_keys {
                             request.header("idempotency-key", format!("bench-{run_id}-{n}"))

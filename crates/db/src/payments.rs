@@ -128,6 +128,44 @@ pub enum CreatedV1 {
     NoFreeAmount,
 }
 
+/// Gives back an address a create took for payment `id` that was not
+/// written (its idempotency key was used).
+async fn release_address(conn: &mut AsyncPgConnection, address: &str, id: &str) -> Result<(), DbError> {
+    use crate::schema::receiving_addresses as addresses;
+    diesel::update(
+        addresses::table
+            .filter(addresses::address.eq(address))
+            .filter(addresses::payment_id.eq(id)),
+    )
+    .set((
+        addresses::payment_id.eq(None::<String>),
+        addresses::assigned_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives back an amount a create held for payment `id` that was not
+/// written (its idempotency key was used).
+async fn release_amount(
+    conn: &mut AsyncPgConnection,
+    address: &str,
+    amount: &bigdecimal::BigDecimal,
+    id: &str,
+) -> Result<(), DbError> {
+    use crate::schema::amount_reservations as held;
+    diesel::delete(
+        held::table
+            .filter(held::address.eq(address))
+            .filter(held::amount.eq(amount))
+            .filter(held::payment_id.eq(id)),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// How often a create retries after losing an amount to a concurrent one.
 const AMOUNT_RACES: usize = 64;
 
@@ -137,8 +175,10 @@ pub enum AddressChoice<'a> {
     /// `payment.wallet_address`, as given (mode `given`).
     Given,
     /// The free derived address with the lowest index of the account `id`
-    /// (mode `xpub`); `payment.wallet_address` is ignored.
-    Derived { account: &'a str },
+    /// from `floor` on (mode `xpub`; `floor` is where the caller last saw the
+    /// first free one, [`crate::receiving::first_free`]: the rows handed out
+    /// before it are not walked again); `payment.wallet_address` is ignored.
+    Derived { account: &'a str, floor: i32 },
     /// `payment.wallet_address`, shared, with the amount raised by the
     /// smallest multiple of `step` (0 to `steps` of them) that no payment
     /// there holds (mode `unique_amount`); the amount is held in
@@ -206,33 +246,50 @@ pub async fn create_v1(
                     step,
                     steps: i32::try_from(steps).unwrap_or(i32::MAX),
                 };
-                diesel_async::AsyncConnection::transaction::<_, Unwritten, _>(conn, async |conn| {
-                    for _ in 0..AMOUNT_RACES {
-                        let (count, amount, free): (i64, Option<bigdecimal::BigDecimal>, i64) =
-                            unique.get_result(conn).await?;
-                        match (count, amount, free) {
-                            (1, Some(amount), _) => return Ok(Some((payment.wallet_address.clone(), Some(amount)))),
-                            (_, Some(_), _) => return Err(Unwritten::KeyUsed),
-                            (_, None, 0) => return Err(Unwritten::NoFreeAmount),
-                            // Another create took the amount first: the next.
-                            (_, None, _) => {}
+                let mut outcome = Err(Unwritten::NoFreeAmount);
+                for _ in 0..AMOUNT_RACES {
+                    let (count, amount, free): (i64, Option<bigdecimal::BigDecimal>, i64) =
+                        match unique.get_result(conn).await {
+                            Ok(row) => row,
+                            Err(error) => {
+                                outcome = Err(Unwritten::Db(error.into()));
+                                break;
+                            }
+                        };
+                    outcome = match (count, amount, free) {
+                        (1, Some(amount), _) => Ok(Some((payment.wallet_address.clone(), Some(amount)))),
+                        (_, Some(amount), _) => {
+                            // The key was used: the amount goes back.
+                            release_amount(conn, &payment.wallet_address, &amount, payment.id.as_str()).await?;
+                            Err(Unwritten::KeyUsed)
                         }
-                    }
-                    Err(Unwritten::NoFreeAmount)
-                })
-                .await
+                        (_, None, 0) => Err(Unwritten::NoFreeAmount),
+                        // Another create took the amount first: the next.
+                        (_, None, _) => continue,
+                    };
+                    break;
+                }
+                outcome
             }
-            AddressChoice::Derived { account } => {
-                let derived = Derived { statement, account };
-                diesel_async::AsyncConnection::transaction::<_, Unwritten, _>(conn, async |conn| {
-                    let (count, address): (i64, Option<String>) = derived.get_result(conn).await?;
-                    match (count, address) {
-                        (1, Some(address)) => Ok(Some((address, None))),
-                        (_, None) => Err(Unwritten::NoFreeAddress),
-                        (_, Some(_)) => Err(Unwritten::KeyUsed),
-                    }
+            AddressChoice::Derived { account, floor } => {
+                match (Derived {
+                    statement,
+                    account,
+                    floor,
                 })
+                .get_result::<(i64, Option<String>)>(conn)
                 .await
+                {
+                    Ok((1, Some(address))) => Ok(Some((address, None))),
+                    Ok((_, None)) => Err(Unwritten::NoFreeAddress),
+                    Ok((_, Some(address))) => {
+                        // The key was used: the address goes back (it was
+                        // never handed out).
+                        release_address(conn, &address, payment.id.as_str()).await?;
+                        Err(Unwritten::KeyUsed)
+                    }
+                    Err(error) => Err(Unwritten::Db(error.into())),
+                }
             }
         };
         let pending_order = match written {
@@ -424,21 +481,32 @@ impl Query for Unique<'_> {
 impl QueryFragment<Pg> for Unique<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let payment = self.statement.payment;
-        out.push_sql("WITH picked AS (SELECT CAST(");
+        // The amounts held in this payment's window, read by an index range
+        // scan (an anti join would read every amount held on the address).
+        out.push_sql("WITH held AS (SELECT amount FROM amount_reservations WHERE address = ");
+        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
+        out.push_sql(" AND amount BETWEEN CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) AND CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) + ");
+        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
+        out.push_sql(" * ");
+        out.push_bind_param::<Numeric, _>(self.step)?;
+        out.push_sql("), picked AS (SELECT CAST(");
         out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
         out.push_sql(" AS numeric) + k * ");
         out.push_bind_param::<Numeric, _>(self.step)?;
         out.push_sql(" AS amount FROM generate_series(0, ");
         out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
-        out.push_sql(") AS k WHERE NOT EXISTS (SELECT 1 FROM amount_reservations r WHERE r.address = ");
-        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
-        out.push_sql(" AND r.amount = CAST(");
+        out.push_sql(") AS k WHERE CAST(");
         out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
         out.push_sql(" AS numeric) + k * ");
         out.push_bind_param::<Numeric, _>(self.step)?;
+        out.push_sql(" NOT IN (SELECT amount FROM held)");
         // The primary key decides between creates that picked one amount.
         out.push_sql(
-            ") ORDER BY k LIMIT 1), \
+            " ORDER BY k LIMIT 1), \
              taken AS (INSERT INTO amount_reservations (address, amount, payment_id, created_at) SELECT ",
         );
         out.push_bind_param::<Text, _>(&payment.wallet_address)?;
@@ -474,6 +542,7 @@ pub const ADDRESS_PLACEHOLDER: &str = "\u{1}";
 struct Derived<'q> {
     statement: CreateV1Statement<'q>,
     account: &'q str,
+    floor: i32,
 }
 
 impl QueryId for Derived<'_> {
@@ -496,6 +565,8 @@ impl QueryFragment<Pg> for Derived<'_> {
             " WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL AND account = ",
         );
         out.push_bind_param::<Text, _>(&self.account)?;
+        out.push_sql(" AND derivation_index >= ");
+        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.floor)?;
         out.push_sql(" ORDER BY derivation_index LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ");
         self.statement.insert(
             &mut out,

@@ -21,9 +21,9 @@ use crate::error::DbError;
 use crate::schema::receiving_addresses;
 
 /// Free derived addresses kept ready; fewer makes [`refill`] derive more.
-pub const KEEP_FREE: i64 = 200;
+pub const KEEP_FREE: i64 = 1_000;
 /// Addresses derived per [`refill`].
-pub const REFILL_BATCH: u32 = 500;
+pub const REFILL_BATCH: u32 = 1_000;
 
 /// Derives and stores the next [`REFILL_BATCH`] addresses of `account` when
 /// fewer than [`KEEP_FREE`] are free; returns how many it stored. Two
@@ -44,23 +44,36 @@ pub async fn refill(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Resu
         .first(conn)
         .await?;
     let first = last.map_or(0, |last| i64::from(last) + 1);
-    let mut rows = Vec::new();
-    for index in first..first + i64::from(REFILL_BATCH) {
-        let Ok(index) = u32::try_from(index) else { break };
-        match account.address(index) {
-            Ok(address) => rows.push((
-                receiving_addresses::address.eq(address.to_base58()),
+    // Deriving is CPU work (about 65 µs an address): off the async threads.
+    let derive = account.clone();
+    let derived = tokio::task::spawn_blocking(move || {
+        let mut derived = Vec::new();
+        for index in first..first + i64::from(REFILL_BATCH) {
+            let Ok(index) = u32::try_from(index) else { break };
+            match derive.address(index) {
+                Ok(address) => derived.push((index, address.to_base58())),
+                // BIP32: an index without a valid key is skipped (about
+                // once in 2^127).
+                Err(XpubError::InvalidChild(_)) => {}
+                Err(XpubError::IndexOutOfRange(_)) => break,
+                Err(error) => return Err(DbError::bug(format!("deriving address {index}: {error}"))),
+            }
+        }
+        Ok(derived)
+    })
+    .await
+    .map_err(|error| DbError::bug(format!("the derivation task failed: {error}")))??;
+    let rows: Vec<_> = derived
+        .iter()
+        .map(|(index, address)| {
+            (
+                receiving_addresses::address.eq(address.as_str()),
                 receiving_addresses::source.eq("xpub"),
                 receiving_addresses::account.eq(account.id()),
-                receiving_addresses::derivation_index.eq(i32::try_from(index).unwrap_or(i32::MAX)),
-            )),
-            // BIP32: an index without a valid key is skipped (about once
-            // in 2^127).
-            Err(XpubError::InvalidChild(_)) => {}
-            Err(XpubError::IndexOutOfRange(_)) => break,
-            Err(error) => return Err(DbError::bug(format!("deriving address {index}: {error}"))),
-        }
-    }
+                receiving_addresses::derivation_index.eq(i32::try_from(*index).unwrap_or(i32::MAX)),
+            )
+        })
+        .collect();
     if rows.is_empty() {
         return Err(DbError::bug(
             "the account's 2^31 receiving addresses are used up".to_owned(),
@@ -71,6 +84,21 @@ pub async fn refill(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Resu
         .on_conflict_do_nothing()
         .execute(conn)
         .await?)
+}
+
+/// The lowest index of a free derived address of `account` (0 when none is
+/// free). Creates start their search there ([`crate::payments::AddressChoice`]):
+/// until vacuum, the index of free rows still holds the entries of the
+/// addresses handed out, and walking them on every create would cost more
+/// with every payment.
+pub async fn first_free(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Result<i32, DbError> {
+    let first: Option<i32> = receiving_addresses::table
+        .filter(receiving_addresses::account.eq(account.id()))
+        .filter(receiving_addresses::payment_id.is_null())
+        .select(diesel::dsl::min(receiving_addresses::derivation_index))
+        .first(conn)
+        .await?;
+    Ok(first.unwrap_or(0))
 }
 
 /// An address tronpay handed out, as `tronpay addresses list` shows it.

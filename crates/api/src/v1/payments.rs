@@ -343,11 +343,14 @@ pub async fn create(
 
     let id = PaymentId::generate();
     let step;
-    let (address, choice) = match (&checked.address, &state.receiving) {
+    let (address, mut choice) = match (&checked.address, &state.receiving) {
         (Some(address), _) => (address.to_base58(), AddressChoice::Given),
         (None, Receiving::Xpub(account)) => (
             ADDRESS_PLACEHOLDER.to_owned(),
-            AddressChoice::Derived { account: account.id() },
+            AddressChoice::Derived {
+                account: account.id(),
+                floor: state.address_floor.load(std::sync::atomic::Ordering::Relaxed),
+            },
         ),
         (
             None,
@@ -430,14 +433,24 @@ pub async fn create(
                 CreateError::Db(error) => error.into(),
             })?;
         match (&created, &state.receiving) {
-            // Derive the next batch of the account's addresses, then again.
+            // Derive the next batch of the account's addresses (one task at
+            // a time; the others find them), then again.
             (CreatedV1::NoFreeAddress, Receiving::Xpub(account)) => {
+                let _one_at_a_time = state.refilling.lock().await;
                 tronpay_db::receiving::refill(&mut conn, account).await?;
+                let floor = tronpay_db::receiving::first_free(&mut conn, account).await?;
+                state.address_floor.store(floor, std::sync::atomic::Ordering::Relaxed);
+                if let AddressChoice::Derived { account, .. } = choice {
+                    choice = AddressChoice::Derived { account, floor };
+                }
             }
             _ => break,
         }
     }
     drop(conn);
+    if let Receiving::Xpub(account) = &state.receiving {
+        top_up(&state, account);
+    }
     let location = format!("/v1/payments/{}", row.id);
     match created {
         CreatedV1::NoFreeAddress => Err(Problem::internal(anyhow::anyhow!(
@@ -471,6 +484,36 @@ pub async fn create(
         }
         CreatedV1::KeyUsed(stored) => replay(&stored, &request_hash),
     }
+}
+
+/// Creates between two looks at how many derived addresses are free.
+const TOP_UP_EVERY: u64 = 50;
+
+/// Every [`TOP_UP_EVERY`] creates, derives more addresses in the background
+/// when few are free, so creates rarely wait for a derivation.
+fn top_up(state: &web::Data<AppState>, account: &tronpay_domain::xpub::AccountXpub) {
+    use std::sync::atomic::Ordering;
+    if state.creates_since_refill.fetch_add(1, Ordering::Relaxed) % TOP_UP_EVERY != 0 {
+        return;
+    }
+    let (state, account) = (state.clone(), account.clone());
+    tokio::spawn(async move {
+        let Ok(_one_at_a_time) = state.refilling.try_lock() else {
+            return;
+        };
+        let outcome = async {
+            let mut conn = state.pool.get().await?;
+            tronpay_db::receiving::refill(&mut conn, &account).await?;
+            // A create that failed after taking an address gave it back
+            // below the floor: it is the next one handed out.
+            let floor = tronpay_db::receiving::first_free(&mut conn, &account).await?;
+            state.address_floor.store(floor, Ordering::Relaxed);
+            Ok::<_, tronpay_db::DbError>(())
+        };
+        if let Err(error) = outcome.await {
+            tracing::warn!(%error, "deriving more receiving addresses failed");
+        }
+    });
 }
 
 /// The body parsed and checked, and its notify URL's host allowed.

@@ -239,4 +239,19 @@ async fn unique_amounts_are_distinct_under_concurrency_run_out_with_409_and_retu
     );
     let (status, body) = create_amount(&second, &key, "u-52", "10").await;
     assert_eq!((status, body["amount_to_pay"].as_str()), (201, Some("10.07")), "{body}");
+
+    // A replay keeps its amount and holds no other.
+    let keyed = || {
+        first.call(
+            reqwest::Method::POST,
+            "/v1/payments",
+            Some(&key),
+            &[("idempotency-key", "k-30")],
+            Some(json!({ "order_id": "keyed-30", "amount": "30" }).to_string()),
+        )
+    };
+    let (made, again) = (keyed().await, keyed().await);
+    assert_eq!((made.status, again.status, &again.text), (201, 201, &made.text));
+    let (_, next) = create_amount(&second, &key, "keyed-31", "30").await;
+    assert_eq!(next["amount_to_pay"], "30.01", "no amount leaked: {next}");
 }
