@@ -493,7 +493,11 @@ const TOP_UP_EVERY: u64 = 50;
 /// when few are free, so creates rarely wait for a derivation.
 fn top_up(state: &web::Data<AppState>, account: &tronpay_domain::xpub::AccountXpub) {
     use std::sync::atomic::Ordering;
-    if state.creates_since_refill.fetch_add(1, Ordering::Relaxed) % TOP_UP_EVERY != 0 {
+    if !state
+        .creates_since_refill
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(TOP_UP_EVERY)
+    {
         return;
     }
     let (state, account) = (state.clone(), account.clone());
