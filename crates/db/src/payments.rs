@@ -189,27 +189,22 @@ pub enum AddressChoice<'a> {
     },
 }
 
-/// Why a statement of [`create_v1`] wrote nothing (inside its transaction).
+/// Why a statement of [`create_v1`] wrote no payment.
 enum Unwritten {
     Db(DbError),
-    /// The key was used: roll back the address it took.
+    /// The key was used (what the statement took was given back).
     KeyUsed,
     NoFreeAddress,
     NoFreeAmount,
 }
 
-impl From<diesel::result::Error> for Unwritten {
-    fn from(error: diesel::result::Error) -> Self {
-        Self::Db(error.into())
-    }
-}
-
 /// Inserts a v1 payment (`payment`, status `pending`, with the times the
 /// caller chose), its `created` log row and, when the request carried an
 /// `Idempotency-Key`, the key on the payment — one statement, so one round
-/// trip and all or nothing. With [`AddressChoice::Derived`] the same
-/// statement takes the account's next free address (a transaction around it
-/// gives the address back when the key turns out to be used). A key already
+/// trip and all or nothing. With [`AddressChoice::Derived`] or
+/// [`AddressChoice::UniqueAmount`] the same statement takes the address or
+/// holds the amount; when the key turns out to be used, the next statement
+/// gives it back. A key already
 /// used (its payment created less than [`idempotency::KEEP_HOURS`] ago)
 /// writes nothing and returns that payment; an older one is forgotten and
 /// the key starts over.
