@@ -212,6 +212,9 @@ pub fn candidate(row: &PaymentRow) -> Result<Candidate, DbError> {
         expires_at_ms: row.expires_at.and_utc().timestamp_millis(),
         expected: row.amount_due().map_err(invalid)?,
         credited: row.received_amount().map_err(invalid)?.unwrap_or(UsdtAmount::ZERO),
+        // Only unique_amount payments carry an amount_to_pay: their address
+        // is shared.
+        exact_only: row.amount_to_pay.is_some(),
     })
 }
 

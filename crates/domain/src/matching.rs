@@ -67,6 +67,10 @@ pub struct Candidate {
     pub expected: UsdtAmount,
     /// Credited by earlier (partial) transfers.
     pub credited: UsdtAmount,
+    /// Its address is shared with strangers (`ADDRESS_MODE=unique_amount`):
+    /// only a transfer of exactly what it is owed counts for it, never a
+    /// partial credit or a late transfer of another amount.
+    pub exact_only: bool,
 }
 
 impl Candidate {
@@ -181,7 +185,27 @@ pub fn decide(amount: UsdtAmount, block_time_ms: i64, candidates: &[Candidate], 
         });
     }
 
-    if let [single] = eligible.as_slice() {
+    // On a shared address only exact amounts count: a late transfer of
+    // exactly what an ended payment was owed is that payment's…
+    let late_exact = candidates
+        .iter()
+        .filter(|candidate| {
+            candidate.exact_only
+                && matches!(candidate.status, PaymentStatus::Pending | PaymentStatus::Expired)
+                && candidate.created_at_ms <= block_time_ms
+                && candidate.expires_at_ms < block_time_ms
+                && candidate.outstanding() == Some(amount)
+        })
+        .max_by_key(|candidate| candidate.expires_at_ms);
+    if let Some(late) = late_exact {
+        return Decision::Late {
+            payment_id: late.id.clone(),
+        };
+    }
+
+    if let [single] = eligible.as_slice()
+        && !single.exact_only
+    {
         let Some(received) = single.credited.checked_add(amount) else {
             return Decision::Unmatched;
         };
@@ -209,7 +233,9 @@ pub fn decide(amount: UsdtAmount, block_time_ms: i64, candidates: &[Candidate], 
         let late = candidates
             .iter()
             .filter(|candidate| {
-                matches!(candidate.status, PaymentStatus::Pending | PaymentStatus::Expired)
+                // …and any other amount is for the operator.
+                !candidate.exact_only
+                    && matches!(candidate.status, PaymentStatus::Pending | PaymentStatus::Expired)
                     && candidate.created_at_ms <= block_time_ms
                     && candidate.expires_at_ms < block_time_ms
             })
@@ -243,6 +269,7 @@ mod tests {
             expires_at_ms: created + 1_000,
             expected: usdt(expected),
             credited: UsdtAmount::ZERO,
+            exact_only: false,
         }
     }
 
@@ -299,6 +326,7 @@ mod tests {
         );
         let credited = [Candidate {
             credited: usdt("4"),
+            exact_only: false,
             ..one[0].clone()
         }];
         assert_eq!(
@@ -436,6 +464,7 @@ mod tests {
         // The buyer finishing a payment with a small rest completes it.
         let nearly = [Candidate {
             credited: usdt("29.995"),
+            exact_only: false,
             ..one[0].clone()
         }];
         assert_eq!(
@@ -453,5 +482,36 @@ mod tests {
             decide(usdt("0.5"), 300, &one, &strict),
             Decision::Ignored(IgnoreReason::Dust { min_credit: usdt("1") })
         );
+    }
+
+    #[test]
+    fn on_a_shared_address_only_exact_amounts_count() {
+        let shared = |candidate: Candidate| Candidate {
+            exact_only: true,
+            ..candidate
+        };
+        let rules = MatchRules::default();
+        // One open payment owed 10.01: 10 is not its amount, so not a
+        // partial credit to it (it may be a stranger's).
+        let open = [shared(pending("open", 100, "10.01"))];
+        assert_eq!(decide(usdt("10"), 500, &open, &rules), Decision::Unmatched);
+        assert!(matches!(
+            decide(usdt("10.01"), 500, &open, &rules),
+            Decision::Complete { .. }
+        ));
+        // An ended payment owed exactly 10 takes a late 10; another amount
+        // late is nobody's.
+        let ended = Candidate {
+            status: PaymentStatus::Expired,
+            ..shared(pending("ended", 100, "10"))
+        };
+        let both = [ended, shared(pending("open", 1_500, "10.01"))];
+        assert_eq!(
+            decide(usdt("10"), 1_600, &both, &rules),
+            Decision::Late {
+                payment_id: id("ended")
+            }
+        );
+        assert_eq!(decide(usdt("7"), 1_600, &both, &rules), Decision::Unmatched);
     }
 }

@@ -123,12 +123,70 @@ async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
     stack.pay(shared, "10");
     stack.wait_for(&id(0), "completed").await;
     assert_eq!(status_of(2).await["status"], "pending");
-    // With c the only pending payment left, an amount that matches nothing
-    // is credited to it as a partial payment.
-    stack.pay(shared, "4");
-    eventually(Duration::from_secs(30), "the partial credit", || async {
-        (status_of(2).await["received_amount"] == "4").then_some(())
+    // An amount that matches nothing is nobody's on a shared address — not
+    // a partial credit to c, though c is the only payment open there.
+    let stray = stack.pay(shared, "4");
+    eventually(Duration::from_secs(30), "the stray transfer to be recorded", || async {
+        let rows = tronpay_e2e::sql_values(
+            &stack.db,
+            &format!(
+                "SELECT match_kind FROM transfers WHERE txid = '{}' AND applied_at IS NOT NULL",
+                stray.txid.as_str()
+            ),
+        )
+        .await;
+        (rows.first().map(|row| row["match_kind"].clone()) == Some(json!("unmatched"))).then_some(())
     })
     .await;
-    assert_eq!(status_of(2).await["status"], "pending");
+    let c = status_of(2).await;
+    assert_eq!(
+        (c["status"].as_str(), &c["received_amount"]),
+        (Some("pending"), &Value::Null)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_transfer_of_an_ended_payments_amount_pays_no_stranger() {
+    let shared = tronpay_e2e::random_address();
+    let stack = Stack::start_with(
+        |api| {
+            api.address_mode = "unique_amount".into();
+            api.receive_address = shared.to_base58();
+        },
+        |_| {},
+    )
+    .await;
+    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
+    let api = &stack.api.url;
+    let create = |order: &'static str| {
+        let key = key.clone();
+        async move {
+            let body = json!({ "order_id": order, "amount": "10" });
+            let (status, payment) = v1(api, "POST", "/v1/payments", &key, Some(body)).await;
+            assert_eq!(status, 201, "{payment}");
+            payment
+        }
+    };
+    // A's buyer never pays in time: A expires, its amount stays held.
+    let first = create("late-a").await;
+    let first_id = first["id"].as_str().unwrap();
+    assert_eq!(first["amount_to_pay"], "10");
+    stack.expire_now(first_id).await;
+    // The sweep waits for a final block later than the deadline.
+    stack.sandbox.mine(1).unwrap();
+    stack.finalize();
+    stack.wait_for(first_id, "expired").await;
+    // A stranger's order of the same amount gets the next amount, not A's.
+    let second = create("late-b").await;
+    let second_id = second["id"].as_str().unwrap();
+    assert_eq!(second["amount_to_pay"], "10.01");
+
+    // A's buyer pays 10 now: late for A, nothing for the stranger.
+    stack.pay(shared, "10");
+    stack.logged(first_id, "late").await;
+    let (_, stranger) = v1(api, "GET", &format!("/v1/payments/{second_id}"), &key, None).await;
+    assert_eq!(
+        (stranger["status"].as_str(), &stranger["received_amount"]),
+        (Some("pending"), &Value::Null)
+    );
 }
