@@ -412,6 +412,22 @@ impl Stack {
         .await;
     }
 
+    /// Waits until the transfer `txid` (log index 0) is applied by matching;
+    /// returns its `match_kind` and `payment_id`.
+    pub async fn applied_transfer(&self, txid: &str) -> Value {
+        eventually(Duration::from_secs(30), "the transfer to be applied", || async {
+            sql_values(
+                &self.db,
+                &format!(
+                    "SELECT match_kind, payment_id FROM transfers WHERE txid = '{txid}' AND applied_at IS NOT NULL"
+                ),
+            )
+            .await
+            .pop()
+        })
+        .await
+    }
+
     /// Moves the payment's deadline to a millisecond after its creation: it
     /// is past, and any transfer comes late.
     pub async fn expire_now(&self, payment_id: &str) {

@@ -16,19 +16,6 @@ use tronpay_e2e::{
 
 const ALL: &[&str] = &["payments:read", "payments:write", "operator"];
 
-/// The transfer rows of a txid as `(match_kind, payment_id)`.
-async fn transfer_of(stack: &Stack, txid: &str) -> Value {
-    eventually(Duration::from_secs(30), "the transfer to be applied", || async {
-        sql_values(
-            &stack.db,
-            &format!("SELECT match_kind, payment_id FROM transfers WHERE txid = '{txid}' AND applied_at IS NOT NULL"),
-        )
-        .await
-        .pop()
-    })
-    .await
-}
-
 /// Waits until the v1 payment `id` has status `status`.
 async fn v1_status(stack: &Stack, key: &str, id: &str, status: &str) -> Value {
     eventually(
@@ -82,7 +69,7 @@ async fn a_cancel_racing_a_completing_transfer_has_exactly_one_winner() {
         if round == 0 {
             stack.finalize();
         }
-        let transfer = transfer_of(&stack, sent.txid.as_str()).await;
+        let transfer = stack.applied_transfer(sent.txid.as_str()).await;
         let (_, now) = v1(api, "GET", &format!("/v1/payments/{id}"), &key, None).await;
         let log = stack.log_of(&id).await;
         match status {
@@ -125,7 +112,7 @@ async fn an_operator_assigns_an_unmatched_transfer_once() {
     // matching cannot tell whose it is.
     let sent = stack.pay(address, "12");
     let txid = sent.txid.as_str();
-    assert_eq!(transfer_of(&stack, txid).await["match_kind"], "unmatched");
+    assert_eq!(stack.applied_transfer(txid).await["match_kind"], "unmatched");
 
     // Operators see it among the unmatched; merchants' keys do not.
     let (status, page) = v1(api, "GET", "/v1/transfers?unmatched=true", &operator, None).await;
@@ -204,7 +191,7 @@ async fn an_operator_assigns_an_unmatched_transfer_once() {
     // 5 USDT arrives late, the operator credits it: still expired, 5 received.
     stack.expire_now(second).await;
     let late = stack.pay(address, "5");
-    assert_eq!(transfer_of(&stack, late.txid.as_str()).await["match_kind"], "late");
+    assert_eq!(stack.applied_transfer(late.txid.as_str()).await["match_kind"], "late");
     let path = format!("/v1/transfers/{}/0/assign", late.txid.as_str());
     let (status, body) = v1(api, "POST", &path, &operator, Some(json!({ "payment_id": first }))).await;
     assert_eq!(

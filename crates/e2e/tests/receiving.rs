@@ -98,18 +98,10 @@ async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
 
     // A transfer of 0 USDT (address poisoning) changes nothing.
     let zero = stack.pay(shared, "0");
-    eventually(Duration::from_secs(30), "the zero transfer to be recorded", || async {
-        let rows = tronpay_e2e::sql_values(
-            &stack.db,
-            &format!(
-                "SELECT match_kind FROM transfers WHERE txid = '{}' AND applied_at IS NOT NULL",
-                zero.txid.as_str()
-            ),
-        )
-        .await;
-        (rows.first().map(|row| row["match_kind"].clone()) == Some(json!("ignored"))).then_some(())
-    })
-    .await;
+    assert_eq!(
+        stack.applied_transfer(zero.txid.as_str()).await["match_kind"],
+        "ignored"
+    );
     for n in [0, 2] {
         let payment = status_of(n).await;
         assert_eq!(
@@ -126,18 +118,10 @@ async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
     // An amount that matches nothing is nobody's on a shared address — not
     // a partial credit to c, though c is the only payment open there.
     let stray = stack.pay(shared, "4");
-    eventually(Duration::from_secs(30), "the stray transfer to be recorded", || async {
-        let rows = tronpay_e2e::sql_values(
-            &stack.db,
-            &format!(
-                "SELECT match_kind FROM transfers WHERE txid = '{}' AND applied_at IS NOT NULL",
-                stray.txid.as_str()
-            ),
-        )
-        .await;
-        (rows.first().map(|row| row["match_kind"].clone()) == Some(json!("unmatched"))).then_some(())
-    })
-    .await;
+    assert_eq!(
+        stack.applied_transfer(stray.txid.as_str()).await["match_kind"],
+        "unmatched"
+    );
     let c = status_of(2).await;
     assert_eq!(
         (c["status"].as_str(), &c["received_amount"]),
