@@ -27,7 +27,8 @@ impl crate::prepared::Statement for InsertDelivery {
         mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
     ) -> diesel::QueryResult<()> {
         out.push_sql(
-            "INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload, published_at) VALUES (",
+            "INSERT INTO webhook_deliveries (id, payment_id, event_type, webhook_id, payload, published_at, created_at) \
+             VALUES (",
         );
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
         out.push_sql(", ");
@@ -39,7 +40,10 @@ impl crate::prepared::Statement for InsertDelivery {
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.body)?;
         // Its callback.due event is written in the same transaction.
-        out.push_sql("::jsonb, now() AT TIME ZONE 'utc') ON CONFLICT DO NOTHING");
+        // `created_at` is the moment of this insert, not the transaction's
+        // start: deliveries enqueued in one transaction (a batch of
+        // confirmations) keep the order their events happened in.
+        out.push_sql("::jsonb, now() AT TIME ZONE 'utc', clock_timestamp() AT TIME ZONE 'utc') ON CONFLICT DO NOTHING");
         Ok(())
     }
 }
