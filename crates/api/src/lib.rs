@@ -67,7 +67,10 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
             pool.clone(),
             bus,
             api.match_rules(),
-            api.unique_amount_release_grace_seconds,
+            workers::ReleaseGrace {
+                amounts_seconds: api.unique_amount_release_grace_seconds,
+                pool_seconds: api.pool_release_grace_seconds,
+            },
             &mut tasks,
         );
         BusHealth {

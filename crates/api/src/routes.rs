@@ -347,7 +347,8 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
         tokio::time::timeout(HEALTH_DB_WAIT, async {
             let counts = stats::status_counts(&mut conn).await?;
             let chain = chain::state(&mut conn).await?;
-            Ok((counts, chain))
+            let address_pool = state.address_pool(&mut conn).await?;
+            Ok((counts, chain, address_pool))
         })
         .await
         .unwrap_or_else(|_| {
@@ -372,7 +373,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     // so that it is restarted, and must not look healthy meanwhile.
     let failure = state.tasks.failure();
     let mut body = match outcome {
-        Ok((counts, chain)) => {
+        Ok((counts, chain, address_pool)) => {
             let mut body = serde_json::json!({
                 "status": "healthy",
                 "timestamp": now_epoch(),
@@ -383,6 +384,9 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
                 "chain": chain_json(chain.as_ref()),
                 "version": env!("CARGO_PKG_VERSION"),
             });
+            if let Some(address_pool) = address_pool {
+                body["address_pool"] = pool_json(address_pool);
+            }
             let Some(failure) = &failure else {
                 return HttpResponse::Ok().json(body);
             };
@@ -429,9 +433,10 @@ pub(crate) async fn get_stats(state: web::Data<AppState>, request: HttpRequest) 
     let mut conn = state.pool.get().await?;
     let counts = stats::status_counts(&mut conn).await?;
     let chain = chain::state(&mut conn).await?;
+    let address_pool = state.address_pool(&mut conn).await?;
     drop(conn);
     let pool = state.pool.status();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+    let mut body = serde_json::json!({
         "total_payments": counts.total,
         "pending_payments": counts.pending,
         "completed_payments": counts.completed,
@@ -448,7 +453,17 @@ pub(crate) async fn get_stats(state: web::Data<AppState>, request: HttpRequest) 
         },
         "broker": state.broker(),
         "chain": chain_json(chain.as_ref()),
-    })))
+    });
+    if let Some(address_pool) = address_pool {
+        body["address_pool"] = pool_json(address_pool);
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// `{"free": …, "total": …}`: the address pool of `ADDRESS_MODE=pool`, as
+/// `/health` and `/stats` show it.
+fn pool_json(counts: tronpay_db::receiving::PoolCounts) -> serde_json::Value {
+    serde_json::json!({ "free": counts.free, "total": counts.total })
 }
 
 /// JSON answers for unknown paths and wrong methods (the original answered

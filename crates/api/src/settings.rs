@@ -89,6 +89,10 @@ pub struct ApiSettings {
     /// its payment ended an amount stays taken, so a late transfer never
     /// pays a stranger.
     pub unique_amount_release_grace_seconds: u64,
+    /// `POOL_RELEASE_GRACE_SECONDS` (default 86400): how long after its
+    /// payment ended a pool address stays with it before it can be lent
+    /// again, so a late transfer still finds its payment.
+    pub pool_release_grace_seconds: u64,
 }
 
 /// Where v1 payments created without an address get one (`ADDRESS_MODE`
@@ -99,6 +103,8 @@ pub enum Receiving {
     Given,
     /// The account's next derived address.
     Xpub(AccountXpub),
+    /// A free address of the imported pool (`tronpay addresses import`).
+    Pool,
     /// The shared address, the amount raised by `step` up to `steps` times.
     UniqueAmount {
         address: TronAddress,
@@ -112,6 +118,7 @@ impl Receiving {
         match self {
             Self::Given => AddressMode::Given,
             Self::Xpub(_) => AddressMode::Xpub,
+            Self::Pool => AddressMode::Pool,
             Self::UniqueAmount { .. } => AddressMode::UniqueAmount,
         }
     }
@@ -145,6 +152,7 @@ impl Default for ApiSettings {
             unique_amount_step: UsdtAmount::from_base_units(10_000).unwrap_or(UsdtAmount::ZERO),
             unique_amount_max_offset: UsdtAmount::from_base_units(990_000).unwrap_or(UsdtAmount::ZERO),
             unique_amount_release_grace_seconds: 24 * 60 * 60,
+            pool_release_grace_seconds: 24 * 60 * 60,
         }
     }
 }
@@ -174,6 +182,9 @@ impl Validate for ApiSettings {
         self.receiving()?;
         if self.unique_amount_release_grace_seconds > 31_622_400 {
             return Err("UNIQUE_AMOUNT_RELEASE_GRACE_SECONDS must be at most 31622400 (366 days)".into());
+        }
+        if self.pool_release_grace_seconds > 31_622_400 {
+            return Err("POOL_RELEASE_GRACE_SECONDS must be at most 31622400 (366 days)".into());
         }
         if self.auth_failures_per_minute == 0 {
             return Err("AUTH_FAILURES_PER_MINUTE must be at least 1".into());
@@ -240,7 +251,7 @@ impl ApiSettings {
     pub fn receiving(&self) -> Result<Receiving, String> {
         let mode: AddressMode = self.address_mode.trim().parse().map_err(|_| {
             format!(
-                "ADDRESS_MODE must be given, xpub or unique_amount, not {:?}",
+                "ADDRESS_MODE must be given, xpub, pool or unique_amount, not {:?}",
                 self.address_mode
             )
         })?;
@@ -276,7 +287,9 @@ impl ApiSettings {
                     steps: u32::try_from(steps.min(100_000)).unwrap_or(100_000),
                 })
             }
-            AddressMode::Pool => Err("ADDRESS_MODE=pool is not available yet: use given, xpub or unique_amount".into()),
+            // An empty pool is a 409 per create, not a refusal to start:
+            // the addresses may be imported after the service started.
+            AddressMode::Pool => Ok(Receiving::Pool),
         }
     }
 

@@ -48,6 +48,18 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// How many pool addresses are free and how many there are, when
+    /// `ADDRESS_MODE=pool` (`None` in the other modes).
+    pub(crate) async fn address_pool(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+    ) -> Result<Option<tronpay_db::receiving::PoolCounts>, tronpay_db::DbError> {
+        match self.receiving {
+            crate::settings::Receiving::Pool => Ok(Some(tronpay_db::receiving::pool_counts(conn).await?)),
+            _ => Ok(None),
+        }
+    }
+
     /// `connected`, `disconnected`, or `null` when this process runs no
     /// broker workers.
     pub(crate) fn broker(&self) -> serde_json::Value {

@@ -28,19 +28,24 @@ pub struct Workers {
     pub consumer: Arc<BusStatus>,
 }
 
+/// How long after its payment ended a raised amount and a pool address stay
+/// with it (`UNIQUE_AMOUNT_RELEASE_GRACE_SECONDS`,
+/// `POOL_RELEASE_GRACE_SECONDS`, in seconds), so a late transfer still finds
+/// that payment and no other.
+#[derive(Debug, Clone, Copy)]
+pub struct ReleaseGrace {
+    pub amounts_seconds: u64,
+    pub pool_seconds: u64,
+}
+
 impl Workers {
     /// Spawns the workers on `tasks` (the outbox relay, the
     /// `payment.detected` consumer and its batch workers, the expiry sweep
     /// with the reconciler); they run until the tasks' stop flag turns true.
     /// `rules` come from the API's settings
-    /// ([`crate::ApiSettings::match_rules`]).
-    pub fn start(
-        pool: DbPool,
-        bus: BusSettings,
-        rules: MatchRules,
-        amount_grace_seconds: u64,
-        tasks: &mut Tasks,
-    ) -> Self {
+    /// ([`crate::ApiSettings::match_rules`]), `grace` from its
+    /// `…_RELEASE_GRACE_SECONDS`.
+    pub fn start(pool: DbPool, bus: BusSettings, rules: MatchRules, grace: ReleaseGrace, tasks: &mut Tasks) -> Self {
         let shutdown = tasks.shutdown();
         let relay = Relay::new(pool.clone(), bus.clone(), "tronpay-api relay");
         let waker = relay.waker();
@@ -111,15 +116,20 @@ impl Workers {
                         Err(error) => tracing::warn!(%error, "reconciling transfers failed; retrying"),
                     }
                 }
-                // Every 10 s: raised amounts whose payment ended a grace
-                // period ago can be handed out again.
+                // Every 10 s: raised amounts and pool addresses whose payment
+                // ended a grace period ago can be handed out again.
                 if rounds.is_multiple_of(5)
                     && let Ok(mut conn) = pool.get().await
                 {
-                    match tronpay_db::receiving::release_amounts(&mut conn, amount_grace_seconds).await {
+                    match tronpay_db::receiving::release_amounts(&mut conn, grace.amounts_seconds).await {
                         Ok(0) => {}
                         Ok(released) => tracing::info!(released, "raised amounts released"),
                         Err(error) => tracing::warn!(%error, "releasing raised amounts failed"),
+                    }
+                    match tronpay_db::receiving::release_pool(&mut conn, grace.pool_seconds).await {
+                        Ok(0) => {}
+                        Ok(released) => tracing::info!(released, "pool addresses returned to the pool"),
+                        Err(error) => tracing::warn!(%error, "returning pool addresses failed"),
                     }
                 }
                 // Every 10 min: forget old message ids, and idempotency

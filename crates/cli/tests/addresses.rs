@@ -144,3 +144,153 @@ async fn list_shows_each_address_handed_out_with_its_path_payment_and_what_it_re
         "{stdout}"
     );
 }
+
+/// Runs `tronpay addresses …` against `db` with `stdin` as standard input.
+fn addresses(db: &tronpay_testkit::TestDb, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tronpay"))
+        .arg("addresses")
+        .args(args)
+        .env("DATABASE_URL", db.url())
+        .env_remove("TRONPAY_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `count` valid addresses from `start` on (derived from the test
+/// mnemonic's account, so their checksums are right).
+fn valid_addresses(start: u32, count: u32) -> Vec<String> {
+    let output = derive(&[
+        "--start",
+        &start.to_string(),
+        "--count",
+        &count.to_string(),
+        "--xpub",
+        ABANDON_XPUB,
+    ]);
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split('\t').nth(2).unwrap().to_owned())
+        .collect()
+}
+
+const ABANDON_XPUB: &str =
+    "xpub6D1AabNHCupeiLM65ZR9UStMhJ1vCpyV4XbZdyhMZBiJXALQtmn9p42VTQckoHVn8WNqS7dqnJokZHAHcHGoaQgmv8D45oNUKx6DZMNZBCd";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_fills_the_pool_all_or_nothing_and_list_shows_it() {
+    let db = tronpay_testkit::TestDb::new().await;
+    let client = db.client().await;
+    let pool = valid_addresses(100, 4);
+    let count = async || -> i64 {
+        client
+            .query_one("SELECT count(*) FROM receiving_addresses WHERE source = 'pool'", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+
+    // A bad checksum (last character changed) and a repeated line: named by
+    // line, nothing imported.
+    let mut broken = pool[1].clone();
+    let last = broken.pop().unwrap();
+    broken.push(if last == 'a' { 'b' } else { 'a' });
+    let file = format!("# pool\n{}\n\n{broken}\n{}\n  {}  \n", pool[0], pool[2], pool[0]);
+    let output = addresses(&db, &["import", "-"], &file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("2 problem(s) in the file; nothing was imported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("line 4: {broken:?} is not a TRON address")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("line 6: {} is already on line 2", pool[0])),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(count().await, 0);
+
+    // From a file: comments, blank lines and spaces are fine.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.txt");
+    std::fs::write(&path, format!("# three\n{}\n\n  {}\n{}\n", pool[0], pool[1], pool[2])).unwrap();
+    let output = addresses(&db, &["import", path.to_str().unwrap()], "");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "Imported 3 address(es). The pool holds 3 address(es), 3 of them free."
+    );
+
+    // One known address refuses the whole file, and so does one derived
+    // from the account key.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO receiving_addresses (address, source, account, derivation_index) \
+             VALUES ('{}', 'xpub', '0011223344556677', 0)",
+            valid_addresses(0, 1)[0]
+        ))
+        .await
+        .unwrap();
+    let file = format!("{}\n{}\n{}\n", pool[3], pool[2], valid_addresses(0, 1)[0]);
+    let output = addresses(&db, &["import", "-"], &file);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("2 address(es) tronpay knows already"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{} is in the pool already", pool[2])),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is derived from the account key"), "{stderr}");
+    assert_eq!(count().await, 3);
+
+    // A file of nothing, and a file that is not there.
+    let output = addresses(&db, &["import", "-"], "# none\n\n");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no address in the file"));
+    let output = addresses(&db, &["import", "/nonexistent/pool.txt"], "");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("reading /nonexistent/pool.txt"));
+
+    // list: pool addresses, free or lent, with the last payment of a free one.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, \
+                                   created_at, expires_at, last_checked_timestamp, address_mode) \
+             VALUES ('4c1e0c9a-0000-4000-8000-000000000002', '{a}', 5, '', 'o-2', 'expired', \
+                     now() AT TIME ZONE 'utc' - interval '2 days', now() AT TIME ZONE 'utc' - interval '2 days', 0, 'pool'), \
+                    ('4c1e0c9a-0000-4000-8000-000000000003', '{b}', 5, '', 'o-3', 'pending', \
+                     now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc' + interval '1 day', 0, 'pool'); \
+             UPDATE receiving_addresses SET payment_id = '4c1e0c9a-0000-4000-8000-000000000003', \
+                    assigned_at = now() AT TIME ZONE 'utc' WHERE address = '{b}';",
+            a = pool[0],
+            b = pool[1]
+        ))
+        .await
+        .unwrap();
+    let output = addresses(&db, &["list"], "");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort_unstable();
+    let mut expected = vec![
+        format!(
+            "{}\tpool\t-\t-\tfree (last payment 4c1e0c9a-0000-4000-8000-000000000002)\treceived 0 USDT in 0 transfer(s)",
+            pool[0]
+        ),
+        format!(
+            "{}\tpool\t-\t-\tpayment 4c1e0c9a-0000-4000-8000-000000000003\treceived 0 USDT in 0 transfer(s)",
+            pool[1]
+        ),
+        format!("{}\tpool\t-\t-\tfree\treceived 0 USDT in 0 transfer(s)", pool[2]),
+    ];
+    expected.sort_unstable();
+    assert_eq!(lines, expected, "{stdout}");
+}

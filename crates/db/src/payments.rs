@@ -120,8 +120,8 @@ pub enum CreatedV1 {
     /// The idempotency key was already used (within [`idempotency::KEEP_HOURS`]):
     /// nothing was written; this is what the earlier request made.
     KeyUsed(Box<idempotency::Stored>),
-    /// No derived address of the account is free: nothing was written
-    /// ([`crate::receiving::refill`], then try again).
+    /// No derived address of the account is free ([`crate::receiving::refill`],
+    /// then try again), or no pool address is: nothing was written.
     NoFreeAddress,
     /// Every amount from the amount to the amount + `steps` × `step` is
     /// held on the shared address: nothing was written.
@@ -179,6 +179,9 @@ pub enum AddressChoice<'a> {
     /// first free one, [`crate::receiving::first_free`]: the rows handed out
     /// before it are not walked again); `payment.wallet_address` is ignored.
     Derived { account: &'a str, floor: i32 },
+    /// The free pool address that has rested longest (never lent first;
+    /// mode `pool`); `payment.wallet_address` is ignored.
+    Pool,
     /// `payment.wallet_address`, shared, with the amount raised by the
     /// smallest multiple of `step` (0 to `steps` of them) that no payment
     /// there holds (mode `unique_amount`); the amount is held in
@@ -267,31 +270,27 @@ pub async fn create_v1(
                 outcome
             }
             AddressChoice::Derived { account, floor } => {
-                match (Derived {
-                    statement,
-                    account,
-                    floor,
-                })
-                .get_result::<(i64, Option<String>)>(conn)
-                .await
-                {
-                    Ok((1, Some(address))) => Ok(Some((address, None))),
-                    Ok((_, None)) => Err(Unwritten::NoFreeAddress),
-                    Ok((_, Some(address))) => {
-                        // The key was used: the address goes back (it was
-                        // never handed out).
-                        release_address(conn, &address, payment.id.as_str()).await?;
-                        Err(Unwritten::KeyUsed)
-                    }
-                    Err(error) => Err(Unwritten::Db(error.into())),
-                }
+                claim(conn, statement, ClaimFrom::Account { account, floor }).await
             }
+            AddressChoice::Pool => claim(conn, statement, ClaimFrom::Pool).await,
         };
         let pending_order = match written {
             Ok(Some((address, amount_to_pay))) => return Ok(CreatedV1::Created { address, amount_to_pay }),
             Ok(None) | Err(Unwritten::KeyUsed) => false,
-            Err(Unwritten::NoFreeAddress) => return Ok(CreatedV1::NoFreeAddress),
-            Err(Unwritten::NoFreeAmount) => return Ok(CreatedV1::NoFreeAmount),
+            Err(unwritten @ (Unwritten::NoFreeAddress | Unwritten::NoFreeAmount)) => {
+                // A replay finds nothing free when its own payment holds
+                // the last address or amount: the key decides.
+                if let Some(record) = record
+                    && let Some(stored) = idempotency::stored(conn, record.api_key_id, record.key).await?
+                    && !stored.expired(chrono::Utc::now().naive_utc())
+                {
+                    return Ok(CreatedV1::KeyUsed(Box::new(stored)));
+                }
+                return Ok(match unwritten {
+                    Unwritten::NoFreeAmount => CreatedV1::NoFreeAmount,
+                    _ => CreatedV1::NoFreeAddress,
+                });
+            }
             Err(Unwritten::Db(error)) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => true,
             Err(Unwritten::Db(error)) => return Err(error.into()),
         };
@@ -531,48 +530,103 @@ impl QueryFragment<Pg> for Unique<'_> {
 /// and the amount, which never contain it).
 pub const ADDRESS_PLACEHOLDER: &str = "\u{1}";
 
-/// [`CreateV1Statement`] at the free derived address with the lowest index
-/// of `account`, taken in the same statement; answers how many payments it
-/// inserted and the address it took (`NULL`: none was free).
-struct Derived<'q> {
+/// Where [`Claimed`] takes its address.
+#[derive(Debug, Clone, Copy)]
+enum ClaimFrom<'q> {
+    /// The free derived address of `account` with the lowest index from
+    /// `floor` on.
+    Account { account: &'q str, floor: i32 },
+    /// The free pool address that came back longest ago (never lent first).
+    Pool,
+}
+
+/// Runs [`Claimed`]: the payment at the address taken, or why none was
+/// written. A create that saw a free pool address in its snapshot but lost
+/// every one to concurrent creates looks again, so a 409 means the pool
+/// really was empty.
+async fn claim(
+    conn: &mut AsyncPgConnection,
+    statement: CreateV1Statement<'_>,
+    from: ClaimFrom<'_>,
+) -> Result<Option<(String, Option<bigdecimal::BigDecimal>)>, Unwritten> {
+    let claimed = Claimed { statement, from };
+    for _ in 0..AMOUNT_RACES {
+        match claimed.get_result::<(i64, Option<String>, bool)>(conn).await {
+            Ok((1, Some(address), _)) => return Ok(Some((address, None))),
+            Ok((_, None, true)) if matches!(from, ClaimFrom::Pool) => continue,
+            Ok((_, None, _)) => return Err(Unwritten::NoFreeAddress),
+            Ok((_, Some(address), _)) => {
+                // The key was used: the address goes back (it was never
+                // handed out).
+                release_address(conn, &address, statement.id)
+                    .await
+                    .map_err(Unwritten::Db)?;
+                return Err(Unwritten::KeyUsed);
+            }
+            Err(error) => return Err(Unwritten::Db(error.into())),
+        }
+    }
+    Err(Unwritten::NoFreeAddress)
+}
+
+/// [`CreateV1Statement`] at the address [`ClaimFrom`] names, taken in the
+/// same statement; answers how many payments it inserted, the address it
+/// took (`NULL`: none was free, or concurrent creates took every one it
+/// tried) and whether a free one was seen.
+#[derive(Clone, Copy)]
+struct Claimed<'q> {
     statement: CreateV1Statement<'q>,
-    account: &'q str,
-    floor: i32,
+    from: ClaimFrom<'q>,
 }
 
-impl QueryId for Derived<'_> {
-    type QueryId = Derived<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+impl QueryId for Claimed<'_> {
+    type QueryId = Claimed<'static>;
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl Query for Derived<'_> {
-    type SqlType = (BigInt, Nullable<Text>);
+impl Query for Claimed<'_> {
+    type SqlType = (BigInt, Nullable<Text>, diesel::sql_types::Bool);
 }
 
-impl QueryFragment<Pg> for Derived<'_> {
+impl QueryFragment<Pg> for Claimed<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // Creates running at once skip each other's rows instead of waiting.
         out.push_sql("WITH taken AS (UPDATE receiving_addresses SET payment_id = ");
         out.push_bind_param::<Text, _>(&self.statement.id)?;
         out.push_sql(", assigned_at = ");
         out.push_bind_param::<Timestamp, _>(&self.statement.payment.created_at)?;
-        out.push_sql(
-            " WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL AND account = ",
-        );
-        out.push_bind_param::<Text, _>(&self.account)?;
-        out.push_sql(" AND derivation_index >= ");
-        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.floor)?;
-        out.push_sql(" ORDER BY derivation_index LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ");
+        out.push_sql(" WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL AND ");
+        let (mode, free) = match &self.from {
+            ClaimFrom::Account { account, floor } => {
+                out.push_sql("account = ");
+                out.push_bind_param::<Text, _>(account)?;
+                out.push_sql(" AND derivation_index >= ");
+                out.push_bind_param::<diesel::sql_types::Integer, _>(floor)?;
+                out.push_sql(" ORDER BY derivation_index");
+                // A derived address lost to a concurrent create is followed
+                // by a refill, not a second look.
+                ("xpub", "false")
+            }
+            ClaimFrom::Pool => {
+                out.push_sql("source = 'pool' ORDER BY released_at NULLS FIRST, address");
+                (
+                    "pool",
+                    "EXISTS (SELECT 1 FROM receiving_addresses WHERE source = 'pool' AND payment_id IS NULL)",
+                )
+            }
+        };
+        out.push_sql(" LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ");
         self.statement.insert(
             &mut out,
             Some(Taken {
                 cte: "taken",
-                mode: "xpub",
+                mode,
                 address: true,
                 amount: false,
             }),
         )?;
-        out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT address FROM taken)");
+        out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT address FROM taken), ");
+        out.push_sql(free);
         Ok(())
     }
 }

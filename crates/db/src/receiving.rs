@@ -1,5 +1,6 @@
 //! Receiving addresses tronpay hands out itself (PRODUCT §10): those
-//! derived from the account xpub ahead of need, and the operator's view of
+//! derived from the account xpub ahead of need, the imported address pool,
+//! the raised amounts held on a shared address, and the operator's view of
 //! every address it assigned.
 //!
 //! Derived addresses are written to `receiving_addresses` in batches
@@ -10,6 +11,10 @@
 //! create that rolls back leaves its address free for the next one, so the
 //! indexes handed out have no gaps, and an address handed out is never
 //! handed out again.
+//!
+//! Pool addresses ([`import_pool`]) are taken the same way, one pending
+//! payment at a time, and come back ([`release_pool`]) a grace period after
+//! their payment ended; raised amounts ([`release_amounts`]) likewise.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -101,7 +106,8 @@ pub async fn first_free(conn: &mut AsyncPgConnection, account: &AccountXpub) -> 
     Ok(first.unwrap_or(0))
 }
 
-/// An address tronpay handed out, as `tronpay addresses list` shows it.
+/// An address tronpay handed out (or holds in its pool), as `tronpay
+/// addresses list` shows it.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Assigned {
     #[diesel(sql_type = Text)]
@@ -112,11 +118,14 @@ pub struct Assigned {
     /// i in m/44'/195'/0'/0/i (derived addresses).
     #[diesel(sql_type = Nullable<Integer>)]
     pub derivation_index: Option<i32>,
-    /// The payment that holds (or last held) it.
+    /// The payment that holds it (`None`: a free pool address).
     #[diesel(sql_type = Nullable<Text>)]
     pub payment_id: Option<String>,
     #[diesel(sql_type = Nullable<Timestamp>)]
     pub assigned_at: Option<NaiveDateTime>,
+    /// A free pool address: the last payment it was lent to, if any.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub last_payment_id: Option<String>,
     /// USDT received at the address in final transfers (what to sweep).
     #[diesel(sql_type = Numeric)]
     pub received: bigdecimal::BigDecimal,
@@ -125,38 +134,135 @@ pub struct Assigned {
     pub transfers: i64,
 }
 
-/// Every address handed out, derived ones by index first.
+/// Every address handed out and every pool address, derived ones by index
+/// first.
 pub async fn assigned(conn: &mut AsyncPgConnection) -> Result<Vec<Assigned>, DbError> {
     Ok(diesel::sql_query(
         "SELECT r.address, r.source, r.derivation_index, r.payment_id, r.assigned_at, \
+                CASE WHEN r.payment_id IS NULL THEN \
+                  (SELECT p.id FROM payments p WHERE p.wallet_address = r.address AND p.address_mode = 'pool' \
+                   ORDER BY p.created_at DESC, p.id DESC LIMIT 1) END AS last_payment_id, \
                 coalesce(sum(t.amount_usdt), 0) AS received, count(t.txid) AS transfers \
          FROM receiving_addresses r \
          LEFT JOIN transfers t ON t.to_address = r.address AND t.status = 'confirmed' \
-         WHERE r.payment_id IS NOT NULL \
+         WHERE r.payment_id IS NOT NULL OR r.source = 'pool' \
          GROUP BY r.address, r.source, r.derivation_index, r.payment_id, r.assigned_at \
-         ORDER BY r.source, r.account, r.derivation_index, r.assigned_at",
+         ORDER BY r.source, r.account, r.derivation_index, r.address",
     )
     .load(conn)
     .await?)
 }
 
+/// When payment `p` ended, as SQL: completed (at `completed_at`), expired
+/// (at `expires_at`) or cancelled (at its `cancelled` log row; `expires_at`
+/// if it has none). Used only where `p.status <> 'pending'`.
+const ENDED_AT: &str = "coalesce(p.completed_at, \
+     CASE WHEN p.status = 'expired' THEN p.expires_at END, \
+     (SELECT max(l.created_at) FROM payment_logs l \
+      WHERE l.payment_id = p.id AND l.event_type = 'cancelled'), \
+     p.expires_at)";
+
 /// Frees the raised amounts (`amount_reservations`) whose payment ended more
-/// than `grace_seconds` ago — completed (at `completed_at`), expired (at
-/// `expires_at`) or cancelled (at its `cancelled` log row) —, so the amount
-/// can be handed out again; returns how many. Until then a late transfer of
-/// the amount can only be the late buyer's.
+/// than `grace_seconds` ago ([`ENDED_AT`]), so the amount can be handed out
+/// again; returns how many. Until then a late transfer of the amount can
+/// only be the late buyer's.
 pub async fn release_amounts(conn: &mut AsyncPgConnection, grace_seconds: u64) -> Result<usize, DbError> {
-    Ok(diesel::sql_query(
+    Ok(diesel::sql_query(format!(
         "DELETE FROM amount_reservations r USING payments p \
          WHERE p.id = r.payment_id AND p.status <> 'pending' \
-           AND coalesce(p.completed_at, \
-                        CASE WHEN p.status = 'expired' THEN p.expires_at END, \
-                        (SELECT max(l.created_at) FROM payment_logs l \
-                         WHERE l.payment_id = p.id AND l.event_type = 'cancelled'), \
-                        p.expires_at) \
-               < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)",
-    )
+           AND {ENDED_AT} < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)"
+    ))
     .bind::<diesel::sql_types::Double, _>(grace_seconds as f64)
     .execute(conn)
     .await?)
+}
+
+/// Returns to the pool the pool addresses whose payment ended more than
+/// `grace_seconds` ago ([`ENDED_AT`]); returns how many. Until then the
+/// address stays with its payment, so a late transfer there still finds it
+/// (and no other payment).
+pub async fn release_pool(conn: &mut AsyncPgConnection, grace_seconds: u64) -> Result<usize, DbError> {
+    Ok(diesel::sql_query(format!(
+        "UPDATE receiving_addresses r \
+         SET payment_id = NULL, assigned_at = NULL, released_at = now() AT TIME ZONE 'utc' \
+         FROM payments p \
+         WHERE r.source = 'pool' AND p.id = r.payment_id AND p.status <> 'pending' \
+           AND {ENDED_AT} < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)"
+    ))
+    .bind::<diesel::sql_types::Double, _>(grace_seconds as f64)
+    .execute(conn)
+    .await?)
+}
+
+/// How many pool addresses there are, and how many of them are free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct PoolCounts {
+    /// Free: no payment holds them (lent first: never lent, then the one
+    /// returned longest ago).
+    #[diesel(sql_type = BigInt)]
+    pub free: i64,
+    /// Every imported address.
+    #[diesel(sql_type = BigInt)]
+    pub total: i64,
+}
+
+/// [`PoolCounts`] now.
+pub async fn pool_counts(conn: &mut AsyncPgConnection) -> Result<PoolCounts, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE payment_id IS NULL) AS free, count(*) AS total \
+         FROM receiving_addresses WHERE source = 'pool'",
+    )
+    .get_result(conn)
+    .await?)
+}
+
+/// What [`import_pool`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// Every address was added to the pool (this many).
+    Added(usize),
+    /// Nothing was added: these addresses are known already, each with its
+    /// source (`pool` or `xpub`).
+    AlreadyKnown(Vec<(String, String)>),
+}
+
+/// Adds `addresses` (Base58Check, checked by the caller, no duplicates) to
+/// the pool, all or none: an address tronpay knows already — in the pool, or
+/// derived from an account key — adds nothing and is named.
+pub async fn import_pool(conn: &mut AsyncPgConnection, addresses: &[String]) -> Result<Imported, DbError> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let mut known: Vec<(String, String)> = Vec::new();
+        for chunk in addresses.chunks(10_000) {
+            known.extend(
+                receiving_addresses::table
+                    .filter(receiving_addresses::address.eq_any(chunk))
+                    .select((receiving_addresses::address, receiving_addresses::source))
+                    .load::<(String, String)>(conn)
+                    .await?,
+            );
+        }
+        if !known.is_empty() {
+            known.sort();
+            return Ok(Imported::AlreadyKnown(known));
+        }
+        let mut added = 0;
+        for chunk in addresses.chunks(10_000) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|address| {
+                    (
+                        receiving_addresses::address.eq(address.as_str()),
+                        receiving_addresses::source.eq("pool"),
+                    )
+                })
+                .collect();
+            added += diesel::insert_into(receiving_addresses::table)
+                .values(&rows)
+                .execute(conn)
+                .await?;
+        }
+        Ok(Imported::Added(added))
+    })
+    .await
 }

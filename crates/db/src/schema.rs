@@ -59,6 +59,7 @@ diesel::table! {
         payment_id -> Nullable<Varchar>,
         assigned_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
+        released_at -> Nullable<Timestamp>,
     }
 }
 

@@ -1,7 +1,8 @@
-//! Receiving addresses end to end (PRODUCT §10): with `ADDRESS_MODE=xpub`
-//! a payment created without an address gets a derived one; paying
-//! `amount_to_pay` there on the sandbox chain completes it and its webhook
-//! is delivered.
+//! Receiving addresses end to end (PRODUCT §10): in each mode (`xpub`,
+//! `pool`, `unique_amount`) a payment created without an address gets one;
+//! paying `amount_to_pay` there on the sandbox chain completes it and its
+//! webhook is delivered. A late transfer finds its own payment and no
+//! stranger's.
 
 // Integration tests: a failed step should stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -48,14 +49,81 @@ async fn an_xpub_payment_is_paid_at_its_own_address_and_its_webhook_arrives() {
     .await;
     assert_eq!(done["transaction_hash"], sent.txid.as_str());
     assert_eq!(done["received_amount"], "7.25");
-    let webhook = eventually(Duration::from_secs(30), "the completion webhook", || async {
-        receiver.received().into_iter().find(|request| {
-            serde_json::from_str::<Value>(&request.body).is_ok_and(|body| body["event"] == "payment.completed")
+    let body = completion_webhook(&receiver, id).await;
+    assert_eq!(body["payment"]["address"], "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
+}
+
+/// The body of the `payment.completed` webhook of payment `id` that
+/// `receiver` got.
+async fn completion_webhook(receiver: &Receiver, id: &str) -> Value {
+    eventually(Duration::from_secs(30), "the completion webhook", || async {
+        receiver.received().into_iter().find_map(|request| {
+            serde_json::from_str::<Value>(&request.body)
+                .ok()
+                .filter(|body| body["event"] == "payment.completed" && body["payment"]["id"] == id)
         })
     })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_address_is_paid_and_a_late_transfer_there_finds_its_own_payment() {
+    let stack = Stack::start_with(
+        |api| {
+            api.callback_allow_private = true;
+            api.address_mode = "pool".into();
+        },
+        |_| {},
+    )
     .await;
-    let body: Value = serde_json::from_str(&webhook.body).unwrap();
-    assert_eq!(body["payment"]["address"], "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
+    let pool = [tronpay_e2e::random_address(), tronpay_e2e::random_address()];
+    let mut conn = stack.db.connect().await;
+    tronpay_db::receiving::import_pool(&mut conn, &pool.map(|address| address.to_base58()))
+        .await
+        .unwrap();
+    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
+    let api = &stack.api.url;
+    let create = |order: &'static str| {
+        let (key, url) = (key.clone(), receiver.url.clone());
+        async move {
+            let body = json!({ "order_id": order, "amount": "12.5", "notify_url": url });
+            v1(api, "POST", "/v1/payments", &key, Some(body)).await
+        }
+    };
+
+    // Paid in full at its pool address: completed, webhook delivered.
+    let (status, paid) = create("pool-1").await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["amount_to_pay"], "12.5");
+    let paid_id = paid["id"].as_str().unwrap();
+    let paid_at = TronAddress::parse(paid["address"].as_str().unwrap()).unwrap();
+    assert!(pool.contains(&paid_at), "{paid}");
+    let sent = stack.pay(paid_at, "12.5");
+    let done = stack.wait_for(paid_id, "completed").await;
+    assert_eq!(done["transaction_hash"], sent.txid.as_str());
+    let body = completion_webhook(&receiver, paid_id).await;
+    assert_eq!(body["payment"]["address"], paid_at.to_base58().as_str());
+
+    // The other address goes to the next payment, whose buyer is late.
+    let (_, late) = create("pool-2").await;
+    let late_id = late["id"].as_str().unwrap();
+    let late_at = TronAddress::parse(late["address"].as_str().unwrap()).unwrap();
+    assert_ne!(late_at, paid_at);
+    stack.expire_now(late_id).await;
+    stack.sandbox.mine(1).unwrap();
+    stack.finalize();
+    stack.wait_for(late_id, "expired").await;
+    // Both addresses stay with their ended payments through the grace
+    // period: the pool is empty…
+    let (status, empty) = create("pool-3").await;
+    assert_eq!((status, empty["code"].as_str()), (409, Some("pool_empty")), "{empty}");
+    // …and the late buyer's transfer finds the late payment.
+    let sent = stack.pay(late_at, "12.5");
+    stack.logged(late_id, "late").await;
+    let transfer = stack.applied_transfer(sent.txid.as_str()).await;
+    assert_eq!(transfer["payment_id"], late_id, "{transfer}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,17 +131,20 @@ async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
     let shared = tronpay_e2e::random_address();
     let stack = Stack::start_with(
         |api| {
+            api.callback_allow_private = true;
             api.address_mode = "unique_amount".into();
             api.receive_address = shared.to_base58();
         },
         |_| {},
     )
     .await;
+    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
     let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
     let api = &stack.api.url;
     let mut payments = Vec::new();
     for order in ["a", "b", "c"] {
-        let body = json!({ "order_id": order, "amount": "10" });
+        let body = json!({ "order_id": order, "amount": "10", "notify_url": receiver.url });
         let (status, payment) = v1(api, "POST", "/v1/payments", &key, Some(body)).await;
         assert_eq!(status, 201, "{payment}");
         payments.push(payment);
@@ -95,6 +166,15 @@ async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
     stack.wait_for(&id(1), "completed").await;
     assert_eq!(status_of(1).await["transaction_hash"], paid.txid.as_str());
     assert_eq!(status_of(1).await["received_amount"], "10.01");
+    let webhook = completion_webhook(&receiver, &id(1)).await;
+    assert_eq!(
+        (
+            webhook["payment"]["amount"].as_str(),
+            webhook["payment"]["amount_to_pay"].as_str()
+        ),
+        (Some("10"), Some("10.01")),
+        "{webhook}"
+    );
 
     // A transfer of 0 USDT (address poisoning) changes nothing.
     let zero = stack.pay(shared, "0");

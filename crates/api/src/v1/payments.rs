@@ -49,8 +49,10 @@ pub struct CreatePayment {
     pub amount: AmountText,
     /// The TRON address (Base58Check) the buyer pays to. Without it, tronpay
     /// assigns one as `ADDRESS_MODE` says (`xpub`: an address of its own,
-    /// derived from the account key); with `ADDRESS_MODE=given` it is
-    /// required.
+    /// derived from the account key; `pool`: a free address of the imported
+    /// pool, lent until a grace period after the payment ends;
+    /// `unique_amount`: the shared address, with `amount_to_pay` raised to
+    /// be unique there); with `ADDRESS_MODE=given` it is required.
     #[schema(example = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")]
     pub address: Option<String>,
     /// Seconds until the payment expires (60 to 31,622,400); default
@@ -306,7 +308,7 @@ pub(crate) fn json(status: StatusCode, body: &impl Serialize) -> Result<HttpResp
         (status = 201, description = "Created (or replayed)", body = PaymentResource,
             headers(("Location" = String, description = "The payment's URL"))),
         (status = 400, description = "Invalid request", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "The order id has a pending payment, or no unique amount is free on the shared address", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The order id has a pending payment, no unique amount is free on the shared address, or no pool address is free", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key used with another body", body = ProblemBody, content_type = "application/problem+json"),
     ),
@@ -352,6 +354,7 @@ pub async fn create(
                 floor: state.address_floor.load(std::sync::atomic::Ordering::Relaxed),
             },
         ),
+        (None, Receiving::Pool) => (ADDRESS_PLACEHOLDER.to_owned(), AddressChoice::Pool),
         (
             None,
             Receiving::UniqueAmount {
@@ -453,6 +456,12 @@ pub async fn create(
     }
     let location = format!("/v1/payments/{}", row.id);
     match created {
+        CreatedV1::NoFreeAddress if matches!(state.receiving, Receiving::Pool) => Err(invalid(
+            problem::POOL_EMPTY,
+            "no address of the pool is free: every imported address is lent to a pending payment or resting for \
+             POOL_RELEASE_GRACE_SECONDS after its payment ended; import more with `tronpay addresses import`, or \
+             retry later",
+        )),
         CreatedV1::NoFreeAddress => Err(Problem::internal(anyhow::anyhow!(
             "no derived address is free after a refill"
         ))),

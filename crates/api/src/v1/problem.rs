@@ -75,6 +75,8 @@ kinds! {
         "Webhooks go to a payment's `notify_url`; create the payment with one.";
     NO_FREE_AMOUNT = "no_free_amount", 409, "No unique amount is free on the shared address",
         "Every raised amount up to UNIQUE_AMOUNT_MAX_OFFSET is held; retry later, or use another amount or address mode.";
+    POOL_EMPTY = "pool_empty", 409, "No address of the pool is free",
+        "Every imported address is lent to a pending payment or resting for POOL_RELEASE_GRACE_SECONDS after its payment ended; import more with `tronpay addresses import`, or retry later.";
     PAYLOAD_TOO_LARGE = "payload_too_large", 413, "The body is too large",
         "Keep request bodies under MAX_BODY_BYTES and metadata under 4 KiB.";
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused", 422, "The Idempotency-Key was used with another body",

@@ -139,6 +139,27 @@ pub struct Stats {
     pub total_received: ByStatus<Sum>,
     pub completion: CompletionTimes,
     pub webhooks: WebhookStats,
+    /// With `ADDRESS_MODE=pool`: the pool now (not limited to the range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_pool: Option<AddressPool>,
+}
+
+/// The address pool now (`ADDRESS_MODE=pool`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddressPool {
+    /// Addresses no payment holds: the next creates get them.
+    pub free: i64,
+    /// Every imported address.
+    pub total: i64,
+}
+
+impl From<tronpay_db::receiving::PoolCounts> for AddressPool {
+    fn from(counts: tronpay_db::receiving::PoolCounts) -> Self {
+        Self {
+            free: counts.free,
+            total: counts.total,
+        }
+    }
 }
 
 fn bad(detail: impl Into<std::borrow::Cow<'static, str>>) -> Problem {
@@ -205,6 +226,7 @@ pub async fn stats(
     let rows = stats::payments_by_interval(&mut conn, from, to, interval).await?;
     let times = stats::completion_times(&mut conn, from, to).await?;
     let deliveries = stats::deliveries_by_status(&mut conn, from, to).await?;
+    let address_pool = state.address_pool(&mut conn).await?;
     drop(conn);
 
     let mut buckets: BTreeMap<NaiveDateTime, Bucket> = BTreeMap::new();
@@ -269,6 +291,7 @@ pub async fn stats(
                 p95_seconds: times.p95_seconds,
             },
             webhooks,
+            address_pool: address_pool.map(AddressPool::from),
         },
     )
 }

@@ -1,7 +1,10 @@
 //! Receiving addresses over HTTP (PRODUCT §10): with `ADDRESS_MODE=xpub` a
 //! create without an address gets the account's next derived address —
 //! distinct and consecutive however many creates race, on one replica or
-//! two — and a replay gets the same one without using another.
+//! two — and a replay gets the same one without using another; with `pool`
+//! an imported address is lent to one pending payment at a time and comes
+//! back a grace period after it ended; with `unique_amount` the amounts on
+//! the shared address are distinct.
 
 use std::collections::HashSet;
 
@@ -254,4 +257,125 @@ async fn unique_amounts_are_distinct_under_concurrency_run_out_with_409_and_retu
     assert_eq!((made.status, again.status, &again.text), (201, 201, &made.text));
     let (_, next) = create_amount(&second, &key, "keyed-31", "30").await;
     assert_eq!(next["amount_to_pay"], "30.01", "no amount leaked: {next}");
+}
+
+async fn pool_app(db: &TestDb) -> TestApp {
+    TestApp::start(db.url(), |settings| {
+        settings.address_mode = "pool".into();
+        settings.api_workers = Some(4);
+    })
+    .await
+}
+
+/// `/health`'s, `/stats`'s and `/v1/stats`'s view of the pool, which must
+/// agree: `(free, total)`.
+async fn pool_seen(app: &TestApp, key: &str) -> (i64, i64) {
+    let health = app.call(reqwest::Method::GET, "/health", None, &[], None).await;
+    let stats = app.call(reqwest::Method::GET, "/stats", None, &[], None).await;
+    let v1 = app.call(reqwest::Method::GET, "/v1/stats", Some(key), &[], None).await;
+    let seen = |body: &Value| {
+        (
+            body["address_pool"]["free"].as_i64(),
+            body["address_pool"]["total"].as_i64(),
+        )
+    };
+    assert_eq!(seen(&health.body), seen(&stats.body), "{} {}", health.body, stats.body);
+    assert_eq!(seen(&health.body), seen(&v1.body), "{}", v1.body);
+    let (free, total) = seen(&health.body);
+    (free.unwrap(), total.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_of_ten_serves_ten_payments_then_409_and_lends_an_address_again_after_the_grace() {
+    let db = TestDb::new().await;
+    let key = db.api_key("shop", READ_WRITE).await;
+    // Ten valid addresses (from an account key tronpay is not given here).
+    let pool: Vec<String> = derived(10);
+    let mut conn = db.connect().await;
+    assert_eq!(
+        tronpay_db::receiving::import_pool(&mut conn, &pool).await.unwrap(),
+        tronpay_db::receiving::Imported::Added(10)
+    );
+    let (first, second) = (pool_app(&db).await, pool_app(&db).await);
+    assert_eq!(pool_seen(&first, &key).await, (10, 10));
+
+    // 50 creates at once on two replicas: ten get the ten addresses, each
+    // once; forty get a clear 409.
+    let creates = (0..50).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let key = key.clone();
+        async move { create(app, &key, &format!("p-{n}"), None).await }
+    });
+    let answers = futures_util::future::join_all(creates).await;
+    let mut lent = HashSet::new();
+    let mut refused = 0;
+    for (status, body) in &answers {
+        match status {
+            201 => {
+                assert_eq!(body["amount_to_pay"], "5", "{body}");
+                assert!(
+                    lent.insert(body["address"].as_str().unwrap().to_owned()),
+                    "twice: {body}"
+                );
+            }
+            409 => {
+                assert_eq!(body["code"], "pool_empty", "{body}");
+                assert!(
+                    body["detail"].as_str().unwrap().contains("tronpay addresses import"),
+                    "{body}"
+                );
+                refused += 1;
+            }
+            _ => panic!("{status} {body}"),
+        }
+    }
+    assert_eq!((lent, refused), (pool.iter().cloned().collect(), 40));
+    assert_eq!(pool_seen(&second, &key).await, (0, 10));
+    let modes: Vec<String> = db.column("SELECT DISTINCT address_mode FROM payments").await;
+    assert_eq!(modes, ["pool"]);
+
+    // A cancelled payment keeps its address through the grace period…
+    let (_, held) = answers.iter().find(|(status, _)| *status == 201).unwrap();
+    let (id, address) = (held["id"].as_str().unwrap(), held["address"].as_str().unwrap());
+    let cancelled = first
+        .v1_post(&format!("/v1/payments/{id}/cancel"), &key, &json!({}))
+        .await;
+    assert_eq!(cancelled.status, 200);
+    assert_eq!(tronpay_db::receiving::release_pool(&mut conn, 86_400).await.unwrap(), 0);
+    assert_eq!(create(&first, &key, "p-50", None).await.0, 409);
+    // …and is lent again once it is over.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
+             WHERE payment_id = '{id}' AND event_type = 'cancelled'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(tronpay_db::receiving::release_pool(&mut conn, 86_400).await.unwrap(), 1);
+    assert_eq!(pool_seen(&first, &key).await, (1, 10));
+    // A replay gets the same address and takes no other.
+    let (status, again) = create(&second, &key, "p-51", Some("k-51")).await;
+    assert_eq!((status, again["address"].as_str()), (201, Some(address)), "{again}");
+    let (status, replay) = create(&first, &key, "p-51", Some("k-51")).await;
+    assert_eq!((status, &replay["id"]), (201, &again["id"]));
+    assert_eq!(pool_seen(&first, &key).await, (0, 10));
+    // Only the current holder is named by the table; both payments by the
+    // address.
+    let holders: Vec<String> = db
+        .column(&format!(
+            "SELECT payment_id FROM receiving_addresses WHERE address = '{address}'"
+        ))
+        .await;
+    assert_eq!(holders, [again["id"].as_str().unwrap()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_pool_is_a_409_not_a_failed_start() {
+    let (db, app) = TestApp::fresh(|settings| settings.address_mode = "pool".into()).await;
+    let key = db.api_key("shop", READ_WRITE).await;
+    assert_eq!(pool_seen(&app, &key).await, (0, 0));
+    let (status, body) = create(&app, &key, "p-0", None).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("pool_empty")), "{body}");
+    assert_eq!(body["title"], "No address of the pool is free");
 }
