@@ -110,13 +110,13 @@ async fn list_shows_each_address_handed_out_with_its_path_payment_and_what_it_re
     client
         .batch_execute(
             "INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, \
-                                   expires_at, last_checked_timestamp, address_mode) \
+                                   expires_at, last_checked_timestamp, address_mode, derivation_account, \
+                                   derivation_index) \
              VALUES ('4c1e0c9a-0000-4000-8000-000000000001', 'TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH', 5, '', 'o-1', \
-                     'completed', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 0, 'xpub'); \
-             INSERT INTO receiving_addresses (address, source, account, derivation_index, payment_id, assigned_at) \
-             VALUES ('TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH', 'xpub', '0011223344556677', 0, \
-                     '4c1e0c9a-0000-4000-8000-000000000001', now() AT TIME ZONE 'utc'), \
-                    ('TSeJkUh4Qv67VNFwY8LaAxERygNdy6NQZK', 'xpub', '0011223344556677', 1, NULL, NULL); \
+                     'completed', now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 0, 'xpub', '0011223344556677', \
+                     0); \
+             INSERT INTO free_derived_addresses (address, account, derivation_index) \
+             VALUES ('TSeJkUh4Qv67VNFwY8LaAxERygNdy6NQZK', '0011223344556677', 1); \
              INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, \
                                     status, seen_at) \
              VALUES (repeat('a', 64), 0, 100, now() AT TIME ZONE 'utc', 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', \
@@ -236,8 +236,8 @@ async fn import_fills_the_pool_all_or_nothing_and_list_shows_it() {
     // from the account key.
     client
         .batch_execute(&format!(
-            "INSERT INTO receiving_addresses (address, source, account, derivation_index) \
-             VALUES ('{}', 'xpub', '0011223344556677', 0)",
+            "INSERT INTO free_derived_addresses (address, account, derivation_index) \
+             VALUES ('{}', '0011223344556677', 0)",
             valid_addresses(0, 1)[0]
         ))
         .await

@@ -128,21 +128,49 @@ pub enum CreatedV1 {
     NoFreeAmount,
 }
 
-/// Gives back an address a create took for payment `id` that was not
-/// written (its idempotency key was used).
-async fn release_address(conn: &mut AsyncPgConnection, address: &str, id: &str) -> Result<(), DbError> {
-    use crate::schema::receiving_addresses as addresses;
-    diesel::update(
-        addresses::table
-            .filter(addresses::address.eq(address))
-            .filter(addresses::payment_id.eq(id)),
-    )
-    .set((
-        addresses::payment_id.eq(None::<String>),
-        addresses::assigned_at.eq(None::<NaiveDateTime>),
-    ))
-    .execute(conn)
-    .await?;
+/// Gives back an address a create took (`from`; a derived one with its
+/// `index`) for payment `id` that was not written (its idempotency key was
+/// used).
+async fn release_address(
+    conn: &mut AsyncPgConnection,
+    address: &str,
+    id: &str,
+    from: ClaimFrom<'_>,
+    index: Option<i32>,
+) -> Result<(), DbError> {
+    match (from, index) {
+        (ClaimFrom::Account { account, .. }, Some(index)) => {
+            use crate::schema::free_derived_addresses as free;
+            diesel::insert_into(free::table)
+                .values((
+                    free::account.eq(account),
+                    free::derivation_index.eq(index),
+                    free::address.eq(address),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+        }
+        (ClaimFrom::Account { .. }, None) => {
+            return Err(DbError::bug(format!(
+                "derived address {address} taken without its index"
+            )));
+        }
+        (ClaimFrom::Pool, _) => {
+            use crate::schema::receiving_addresses as addresses;
+            diesel::update(
+                addresses::table
+                    .filter(addresses::address.eq(address))
+                    .filter(addresses::payment_id.eq(id)),
+            )
+            .set((
+                addresses::payment_id.eq(None::<String>),
+                addresses::assigned_at.eq(None::<NaiveDateTime>),
+            ))
+            .execute(conn)
+            .await?;
+        }
+    }
     Ok(())
 }
 
@@ -355,7 +383,7 @@ impl<'q> CreateV1Statement<'q> {
             "inserted AS (INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, \
              notify_events, api_version, redirect_url, metadata_json, checkout_url, status, created_at, expires_at, \
              last_checked_timestamp, idempotency_key_id, idempotency_key, idempotency_request_hash, address_mode, \
-             amount_to_pay) SELECT ",
+             amount_to_pay, derivation_account, derivation_index) SELECT ",
         );
         out.push_bind_param::<Text, _>(&self.id)?;
         out.push_sql(", ");
@@ -400,10 +428,15 @@ impl<'q> CreateV1Statement<'q> {
                 out.push_sql(taken.mode);
                 out.push_sql("', ");
                 out.push_sql(if taken.amount { "taken.amount" } else { "NULL" });
+                out.push_sql(if taken.derived {
+                    ", taken.account, taken.derivation_index"
+                } else {
+                    ", NULL, NULL"
+                });
                 out.push_sql(" FROM ");
                 out.push_sql(taken.cte);
             }
-            None => out.push_sql(", 'given', NULL"),
+            None => out.push_sql(", 'given', NULL, NULL, NULL"),
         }
         // A key already used inserts nothing (waiting for a racing request
         // with the key to commit first).
@@ -441,15 +474,17 @@ impl<'q> CreateV1Statement<'q> {
 }
 
 /// What a CTE of a create took for the payment: the rows of `cte`, whose
-/// `address` column is the payment's address when `address`, and whose
-/// `amount` column its `amount_to_pay` when `amount`; `mode` is its
-/// `address_mode`.
+/// `address` column is the payment's address when `address`, whose
+/// `amount` column its `amount_to_pay` when `amount`, and whose `account`
+/// and `derivation_index` columns its derivation when `derived`; `mode` is
+/// its `address_mode`.
 #[derive(Clone, Copy)]
 struct Taken {
     cte: &'static str,
     mode: &'static str,
     address: bool,
     amount: bool,
+    derived: bool,
 }
 
 /// [`CreateV1Statement`] at the shared address with the lowest free raised
@@ -487,20 +522,26 @@ impl QueryFragment<Pg> for Unique<'_> {
         out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
         out.push_sql(" * ");
         out.push_bind_param::<Numeric, _>(self.step)?;
-        out.push_sql("), picked AS (SELECT CAST(");
+        // Mostly nothing is held in the window: the amount itself, without
+        // walking the steps.
+        out.push_sql("), picked AS (SELECT amount FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM held) THEN CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) ELSE (SELECT CAST(");
         out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
         out.push_sql(" AS numeric) + k * ");
         out.push_bind_param::<Numeric, _>(self.step)?;
-        out.push_sql(" AS amount FROM generate_series(0, ");
+        out.push_sql(" FROM generate_series(0, ");
         out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
         out.push_sql(") AS k WHERE CAST(");
         out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
         out.push_sql(" AS numeric) + k * ");
         out.push_bind_param::<Numeric, _>(self.step)?;
-        out.push_sql(" NOT IN (SELECT amount FROM held)");
+        out.push_sql(
+            " NOT IN (SELECT amount FROM held) ORDER BY k LIMIT 1) END AS amount) AS one WHERE amount IS NOT NULL)",
+        );
         // The primary key decides between creates that picked one amount.
         out.push_sql(
-            " ORDER BY k LIMIT 1), \
+            ", \
              taken AS (INSERT INTO amount_reservations (address, amount, payment_id, created_at) SELECT ",
         );
         out.push_bind_param::<Text, _>(&payment.wallet_address)?;
@@ -516,6 +557,7 @@ impl QueryFragment<Pg> for Unique<'_> {
                 mode: "unique_amount",
                 address: false,
                 amount: true,
+                derived: false,
             }),
         )?;
         out.push_sql(
@@ -551,14 +593,17 @@ async fn claim(
 ) -> Result<Option<(String, Option<bigdecimal::BigDecimal>)>, Unwritten> {
     let claimed = Claimed { statement, from };
     for _ in 0..AMOUNT_RACES {
-        match claimed.get_result::<(i64, Option<String>, bool)>(conn).await {
-            Ok((1, Some(address), _)) => return Ok(Some((address, None))),
-            Ok((_, None, true)) if matches!(from, ClaimFrom::Pool) => continue,
-            Ok((_, None, _)) => return Err(Unwritten::NoFreeAddress),
-            Ok((_, Some(address), _)) => {
+        match claimed
+            .get_result::<(i64, Option<String>, Option<i32>, bool)>(conn)
+            .await
+        {
+            Ok((1, Some(address), _, _)) => return Ok(Some((address, None))),
+            Ok((_, None, _, true)) if matches!(from, ClaimFrom::Pool) => continue,
+            Ok((_, None, _, _)) => return Err(Unwritten::NoFreeAddress),
+            Ok((_, Some(address), index, _)) => {
                 // The key was used: the address goes back (it was never
                 // handed out).
-                release_address(conn, &address, statement.id)
+                release_address(conn, &address, statement.id, from, index)
                     .await
                     .map_err(Unwritten::Db)?;
                 return Err(Unwritten::KeyUsed);
@@ -585,37 +630,53 @@ impl QueryId for Claimed<'_> {
 }
 
 impl Query for Claimed<'_> {
-    type SqlType = (BigInt, Nullable<Text>, diesel::sql_types::Bool);
+    type SqlType = (
+        BigInt,
+        Nullable<Text>,
+        Nullable<diesel::sql_types::Integer>,
+        diesel::sql_types::Bool,
+    );
 }
 
 impl QueryFragment<Pg> for Claimed<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         // Creates running at once skip each other's rows instead of waiting.
-        out.push_sql("WITH taken AS (UPDATE receiving_addresses SET payment_id = ");
-        out.push_bind_param::<Text, _>(&self.statement.id)?;
-        out.push_sql(", assigned_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.statement.payment.created_at)?;
-        out.push_sql(" WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL AND ");
-        let (mode, free) = match &self.from {
+        let (mode, derived, free) = match &self.from {
             ClaimFrom::Account { account, floor } => {
-                out.push_sql("account = ");
+                // A derived address leaves the free list for good: a delete
+                // writes no new row version and no index entry.
+                out.push_sql("WITH taken AS (DELETE FROM free_derived_addresses WHERE account = ");
+                out.push_bind_param::<Text, _>(account)?;
+                out.push_sql(
+                    " AND derivation_index = (SELECT derivation_index FROM free_derived_addresses WHERE account = ",
+                );
                 out.push_bind_param::<Text, _>(account)?;
                 out.push_sql(" AND derivation_index >= ");
                 out.push_bind_param::<diesel::sql_types::Integer, _>(floor)?;
-                out.push_sql(" ORDER BY derivation_index");
+                out.push_sql(
+                    " ORDER BY derivation_index LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING address, account, derivation_index), ",
+                );
                 // A derived address lost to a concurrent create is followed
                 // by a refill, not a second look.
-                ("xpub", "false")
+                ("xpub", true, "(SELECT derivation_index FROM taken), false")
             }
             ClaimFrom::Pool => {
-                out.push_sql("source = 'pool' ORDER BY released_at NULLS FIRST, address");
+                out.push_sql("WITH taken AS (UPDATE receiving_addresses SET payment_id = ");
+                out.push_bind_param::<Text, _>(&self.statement.id)?;
+                out.push_sql(", assigned_at = ");
+                out.push_bind_param::<Timestamp, _>(&self.statement.payment.created_at)?;
+                out.push_sql(
+                    " WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL \
+                     ORDER BY released_at NULLS FIRST, address LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ",
+                );
                 (
                     "pool",
-                    "EXISTS (SELECT 1 FROM receiving_addresses WHERE source = 'pool' AND payment_id IS NULL)",
+                    false,
+                    "NULL::integer, EXISTS (SELECT 1 FROM receiving_addresses WHERE payment_id IS NULL)",
                 )
             }
         };
-        out.push_sql(" LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ");
         self.statement.insert(
             &mut out,
             Some(Taken {
@@ -623,6 +684,7 @@ impl QueryFragment<Pg> for Claimed<'_> {
                 mode,
                 address: true,
                 amount: false,
+                derived,
             }),
         )?;
         out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT address FROM taken), ");

@@ -3,18 +3,19 @@
 //! the raised amounts held on a shared address, and the operator's view of
 //! every address it assigned.
 //!
-//! Derived addresses are written to `receiving_addresses` in batches
-//! ([`refill`]); a create takes the free one with the lowest index in its
+//! Derived addresses are written to `free_derived_addresses` in batches
+//! ([`refill`]); a create deletes the free one with the lowest index in its
 //! own statement (`FOR UPDATE SKIP LOCKED`, see
-//! [`crate::payments::create_v1`]), so concurrent creates — on any number of
-//! API replicas — never take the same one and never wait for each other. A
-//! create that rolls back leaves its address free for the next one, so the
-//! indexes handed out have no gaps, and an address handed out is never
-//! handed out again.
+//! [`crate::payments::create_v1`]) and records the index on the payment, so
+//! concurrent creates — on any number of API replicas — never take the same
+//! one and never wait for each other. A create that rolls back leaves its
+//! address free for the next one, so the indexes handed out have no gaps,
+//! and an address handed out is never handed out again.
 //!
-//! Pool addresses ([`import_pool`]) are taken the same way, one pending
-//! payment at a time, and come back ([`release_pool`]) a grace period after
-//! their payment ended; raised amounts ([`release_amounts`]) likewise.
+//! Pool addresses (`receiving_addresses`, [`import_pool`]) are taken the
+//! same way, one pending payment at a time, and come back
+//! ([`release_pool`]) a grace period after their payment ended; raised
+//! amounts ([`release_amounts`]) likewise.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -25,35 +26,45 @@ use tronpay_domain::xpub::{AccountXpub, XpubError};
 use crate::error::DbError;
 use crate::schema::receiving_addresses;
 
-/// Free derived addresses kept ready; fewer makes [`refill`] derive more.
+/// Free derived addresses kept ready (`free_derived_addresses`); fewer
+/// makes [`refill`] derive more.
 pub const KEEP_FREE: i64 = 1_000;
 /// Addresses derived per [`refill`].
 pub const REFILL_BATCH: u32 = 1_000;
 
 /// Derives and stores the next [`REFILL_BATCH`] addresses of `account` when
-/// fewer than [`KEEP_FREE`] are free; returns how many it stored. Two
-/// replicas refilling at once store each address once.
+/// fewer than [`KEEP_FREE`] are free; returns how many it stored. Each
+/// refill takes its range of indexes from `derivation_accounts` in one
+/// statement, so two replicas refilling at once derive different ones, and
+/// an index is never derived (so never handed out) twice.
 pub async fn refill(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Result<usize, DbError> {
-    let free: i64 = receiving_addresses::table
-        .filter(receiving_addresses::account.eq(account.id()))
-        .filter(receiving_addresses::payment_id.is_null())
+    use crate::schema::{derivation_accounts, free_derived_addresses as free};
+    let free_now: i64 = free::table
+        .filter(free::account.eq(account.id()))
         .count()
         .get_result(conn)
         .await?;
-    if free >= KEEP_FREE {
+    if free_now >= KEEP_FREE {
         return Ok(0);
     }
-    let last: Option<i32> = receiving_addresses::table
-        .filter(receiving_addresses::account.eq(account.id()))
-        .select(diesel::dsl::max(receiving_addresses::derivation_index))
-        .first(conn)
+    let batch = i64::from(REFILL_BATCH);
+    let next: i64 = diesel::insert_into(derivation_accounts::table)
+        .values((
+            derivation_accounts::account.eq(account.id()),
+            derivation_accounts::next_index.eq(batch),
+        ))
+        .on_conflict(derivation_accounts::account)
+        .do_update()
+        .set(derivation_accounts::next_index.eq(derivation_accounts::next_index + batch))
+        .returning(derivation_accounts::next_index)
+        .get_result(conn)
         .await?;
-    let first = last.map_or(0, |last| i64::from(last) + 1);
+    let first = next - batch;
     // Deriving is CPU work (about 65 µs an address): off the async threads.
     let derive = account.clone();
     let derived = tokio::task::spawn_blocking(move || {
         let mut derived = Vec::new();
-        for index in first..first + i64::from(REFILL_BATCH) {
+        for index in first..next {
             let Ok(index) = u32::try_from(index) else { break };
             match derive.address(index) {
                 Ok(address) => derived.push((index, address.to_base58())),
@@ -72,19 +83,21 @@ pub async fn refill(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Resu
         .iter()
         .map(|(index, address)| {
             (
-                receiving_addresses::address.eq(address.as_str()),
-                receiving_addresses::source.eq("xpub"),
-                receiving_addresses::account.eq(account.id()),
-                receiving_addresses::derivation_index.eq(i32::try_from(*index).unwrap_or(i32::MAX)),
+                free::account.eq(account.id()),
+                free::derivation_index.eq(i32::try_from(*index).unwrap_or(i32::MAX)),
+                free::address.eq(address.as_str()),
             )
         })
         .collect();
     if rows.is_empty() {
-        return Err(DbError::bug(
-            "the account's 2^31 receiving addresses are used up".to_owned(),
-        ));
+        if free_now == 0 {
+            return Err(DbError::bug(
+                "the account's 2^31 receiving addresses are used up".to_owned(),
+            ));
+        }
+        return Ok(0);
     }
-    Ok(diesel::insert_into(receiving_addresses::table)
+    Ok(diesel::insert_into(free::table)
         .values(&rows)
         .on_conflict_do_nothing()
         .execute(conn)
@@ -93,14 +106,14 @@ pub async fn refill(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Resu
 
 /// The lowest index of a free derived address of `account` (0 when none is
 /// free). Creates start their search there ([`crate::payments::AddressChoice`]):
-/// until vacuum, the index of free rows still holds the entries of the
-/// addresses handed out, and walking them on every create would cost more
-/// with every payment.
+/// until vacuum, the primary key still holds the entries of the addresses
+/// handed out, and walking them on every create would cost more with every
+/// payment.
 pub async fn first_free(conn: &mut AsyncPgConnection, account: &AccountXpub) -> Result<i32, DbError> {
-    let first: Option<i32> = receiving_addresses::table
-        .filter(receiving_addresses::account.eq(account.id()))
-        .filter(receiving_addresses::payment_id.is_null())
-        .select(diesel::dsl::min(receiving_addresses::derivation_index))
+    use crate::schema::free_derived_addresses as free;
+    let first: Option<i32> = free::table
+        .filter(free::account.eq(account.id()))
+        .select(diesel::dsl::min(free::derivation_index))
         .first(conn)
         .await?;
     Ok(first.unwrap_or(0))
@@ -138,16 +151,21 @@ pub struct Assigned {
 /// first.
 pub async fn assigned(conn: &mut AsyncPgConnection) -> Result<Vec<Assigned>, DbError> {
     Ok(diesel::sql_query(
-        "SELECT r.address, r.source, r.derivation_index, r.payment_id, r.assigned_at, \
-                CASE WHEN r.payment_id IS NULL THEN \
-                  (SELECT p.id FROM payments p WHERE p.wallet_address = r.address AND p.address_mode = 'pool' \
-                   ORDER BY p.created_at DESC, p.id DESC LIMIT 1) END AS last_payment_id, \
+        "SELECT a.address, a.source, a.derivation_index, a.payment_id, a.assigned_at, a.last_payment_id, \
                 coalesce(sum(t.amount_usdt), 0) AS received, count(t.txid) AS transfers \
-         FROM receiving_addresses r \
-         LEFT JOIN transfers t ON t.to_address = r.address AND t.status = 'confirmed' \
-         WHERE r.payment_id IS NOT NULL OR r.source = 'pool' \
-         GROUP BY r.address, r.source, r.derivation_index, r.payment_id, r.assigned_at \
-         ORDER BY r.source, r.account, r.derivation_index, r.address",
+         FROM (SELECT p.wallet_address AS address, 'xpub' AS source, p.derivation_account AS account, \
+                      p.derivation_index, p.id AS payment_id, p.created_at AS assigned_at, \
+                      NULL::varchar AS last_payment_id \
+               FROM payments p WHERE p.derivation_index IS NOT NULL \
+               UNION ALL \
+               SELECT r.address, r.source, NULL, NULL::integer, r.payment_id, r.assigned_at, \
+                      CASE WHEN r.payment_id IS NULL THEN \
+                        (SELECT p.id FROM payments p WHERE p.wallet_address = r.address AND p.address_mode = 'pool' \
+                         ORDER BY p.created_at DESC, p.id DESC LIMIT 1) END \
+               FROM receiving_addresses r) a \
+         LEFT JOIN transfers t ON t.to_address = a.address AND t.status = 'confirmed' \
+         GROUP BY a.address, a.source, a.account, a.derivation_index, a.payment_id, a.assigned_at, a.last_payment_id \
+         ORDER BY a.source, a.account, a.derivation_index, a.address",
     )
     .load(conn)
     .await?)
@@ -232,6 +250,7 @@ pub enum Imported {
 pub async fn import_pool(conn: &mut AsyncPgConnection, addresses: &[String]) -> Result<Imported, DbError> {
     use diesel_async::AsyncConnection;
     conn.transaction::<_, DbError, _>(async |conn| {
+        use crate::schema::{free_derived_addresses as free, payments};
         let mut known: Vec<(String, String)> = Vec::new();
         for chunk in addresses.chunks(10_000) {
             known.extend(
@@ -241,6 +260,19 @@ pub async fn import_pool(conn: &mut AsyncPgConnection, addresses: &[String]) -> 
                     .load::<(String, String)>(conn)
                     .await?,
             );
+            // Derived from an account key: free, or handed out.
+            let derived = free::table
+                .filter(free::address.eq_any(chunk))
+                .select(free::address)
+                .union(
+                    payments::table
+                        .filter(payments::wallet_address.eq_any(chunk))
+                        .filter(payments::derivation_index.is_not_null())
+                        .select(payments::wallet_address),
+                )
+                .load::<String>(conn)
+                .await?;
+            known.extend(derived.into_iter().map(|address| (address, "xpub".to_owned())));
         }
         if !known.is_empty() {
             known.sort();

@@ -38,6 +38,8 @@ diesel::table! {
         idempotency_request_hash -> Nullable<Varchar>,
         address_mode -> Varchar,
         amount_to_pay -> Nullable<Numeric>,
+        derivation_account -> Nullable<Varchar>,
+        derivation_index -> Nullable<Int4>,
     }
 }
 
@@ -54,12 +56,25 @@ diesel::table! {
     receiving_addresses (address) {
         address -> Varchar,
         source -> Varchar,
-        account -> Nullable<Varchar>,
-        derivation_index -> Nullable<Int4>,
         payment_id -> Nullable<Varchar>,
         assigned_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         released_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    derivation_accounts (account) {
+        account -> Varchar,
+        next_index -> Int8,
+    }
+}
+
+diesel::table! {
+    free_derived_addresses (account, derivation_index) {
+        account -> Varchar,
+        derivation_index -> Int4,
+        address -> Varchar,
     }
 }
 
@@ -198,5 +213,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     webhook_deliveries,
     receiving_addresses,
-    amount_reservations
+    amount_reservations,
+    derivation_accounts,
+    free_derived_addresses
 );

@@ -99,6 +99,8 @@ async fn tables_have_the_original_columns_types_and_indexes() {
             "idempotency_request_hash varchar Some(64) None None YES",
             "address_mode varchar Some(16) None None NO",
             "amount_to_pay numeric None Some(18) Some(6) YES",
+            "derivation_account varchar Some(16) None None YES",
+            "derivation_index int4 None Some(32) Some(0) YES",
         ]
     );
     assert_eq!(

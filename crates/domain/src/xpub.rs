@@ -50,8 +50,8 @@ pub enum XpubError {
 pub struct AccountXpub {
     /// The receiving chain `…/0` (BIP44 `change = 0`).
     receiving: XPub,
-    /// Names the account key in `receiving_addresses.account`: the first 8
-    /// bytes of the SHA-256 of its (compressed) public key, in hex.
+    /// Names the account key in `free_derived_addresses.account` and
+    /// `payments.derivation_account`: the first 8 bytes of the SHA-256 of its (compressed) public key, in hex.
     id: String,
 }
 
