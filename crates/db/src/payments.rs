@@ -232,13 +232,13 @@ enum Unwritten {
 /// Inserts a v1 payment (`payment`, status `pending`, with the times the
 /// caller chose), its `created` log row and, when the request carried an
 /// `Idempotency-Key`, the key on the payment — one statement, so one round
-/// trip and all or nothing. With [`AddressChoice::Derived`] or
-/// [`AddressChoice::UniqueAmount`] the same statement takes the address or
-/// holds the amount; when the key turns out to be used, the next statement
-/// gives it back. A key already
-/// used (its payment created less than [`idempotency::KEEP_HOURS`] ago)
-/// writes nothing and returns that payment; an older one is forgotten and
-/// the key starts over.
+/// trip and all or nothing. With [`AddressChoice::Derived`],
+/// [`AddressChoice::Pool`] or [`AddressChoice::UniqueAmount`] the same
+/// statement takes the address or holds the amount, unless the key already
+/// has a payment; a request that raced another with its key and lost gives
+/// it back in the next statement. A key already used (its payment created
+/// less than [`idempotency::KEEP_HOURS`] ago) writes nothing and returns
+/// that payment; an older one is forgotten and the key starts over.
 ///
 /// # Errors
 /// [`CreateError::DuplicatePendingOrder`] when the order id has a pending
@@ -306,18 +306,22 @@ pub async fn create_v1(
             Ok(Some((address, amount_to_pay))) => return Ok(CreatedV1::Created { address, amount_to_pay }),
             Ok(None) | Err(Unwritten::KeyUsed) => false,
             Err(unwritten @ (Unwritten::NoFreeAddress | Unwritten::NoFreeAmount)) => {
-                // A replay finds nothing free when its own payment holds
-                // the last address or amount: the key decides.
-                if let Some(record) = record
-                    && let Some(stored) = idempotency::stored(conn, record.api_key_id, record.key).await?
-                    && !stored.expired(chrono::Utc::now().naive_utc())
-                {
-                    return Ok(CreatedV1::KeyUsed(Box::new(stored)));
+                // A used key takes nothing (and a replay may find nothing
+                // free when its own payment holds the last address or
+                // amount): the key decides, below.
+                let key_used = match record {
+                    Some(record) => idempotency::stored(conn, record.api_key_id, record.key)
+                        .await?
+                        .is_some(),
+                    None => false,
+                };
+                if !key_used {
+                    return Ok(match unwritten {
+                        Unwritten::NoFreeAmount => CreatedV1::NoFreeAmount,
+                        _ => CreatedV1::NoFreeAddress,
+                    });
                 }
-                return Ok(match unwritten {
-                    Unwritten::NoFreeAmount => CreatedV1::NoFreeAmount,
-                    _ => CreatedV1::NoFreeAddress,
-                });
+                false
             }
             Err(Unwritten::Db(error)) if error.unique_violation() == Some(PENDING_ORDER_INDEX) => true,
             Err(Unwritten::Db(error)) => return Err(error.into()),
@@ -373,6 +377,18 @@ impl QueryFragment<Pg> for CreateV1Statement<'_> {
 }
 
 impl<'q> CreateV1Statement<'q> {
+    /// `NOT EXISTS (…)`: true unless the idempotency key (if any) has a
+    /// payment. A replay then takes no address and holds no amount; only a
+    /// request racing another with its key takes one, and gives it back.
+    fn key_unused<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("NOT EXISTS (SELECT 1 FROM payments WHERE idempotency_key_id = ");
+        out.push_bind_param::<Nullable<diesel::sql_types::Uuid>, _>(&self.api_key_id)?;
+        out.push_sql(" AND idempotency_key = ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.key)?;
+        out.push_sql(")");
+        Ok(())
+    }
+
     /// `inserted AS (INSERT …), logged AS (INSERT …)`: the payment — at
     /// the address `from` took when given, else at its own — and its log
     /// row.
@@ -549,7 +565,9 @@ impl QueryFragment<Pg> for Unique<'_> {
         out.push_bind_param::<Text, _>(&self.statement.id)?;
         out.push_sql(", ");
         out.push_bind_param::<Timestamp, _>(&payment.created_at)?;
-        out.push_sql(" FROM picked ON CONFLICT DO NOTHING RETURNING amount), ");
+        out.push_sql(" FROM picked WHERE ");
+        self.statement.key_unused(&mut out)?;
+        out.push_sql(" ON CONFLICT DO NOTHING RETURNING amount), ");
         self.statement.insert(
             &mut out,
             Some(Taken {
@@ -560,9 +578,11 @@ impl QueryFragment<Pg> for Unique<'_> {
                 derived: false,
             }),
         )?;
-        out.push_sql(
-            " SELECT (SELECT count(*) FROM inserted), (SELECT amount FROM taken), (SELECT count(*) FROM picked)",
-        );
+        // How many amounts looked free (none when the key was used: a
+        // replay does not look again).
+        out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT amount FROM taken), CASE WHEN ");
+        self.statement.key_unused(&mut out)?;
+        out.push_sql(" THEN (SELECT count(*) FROM picked) ELSE 0 END");
         Ok(())
     }
 }
@@ -647,6 +667,8 @@ impl QueryFragment<Pg> for Claimed<'_> {
                 // writes no new row version and no index entry.
                 out.push_sql("WITH taken AS (DELETE FROM free_derived_addresses WHERE account = ");
                 out.push_bind_param::<Text, _>(account)?;
+                out.push_sql(" AND ");
+                self.statement.key_unused(&mut out)?;
                 out.push_sql(
                     " AND derivation_index = (SELECT derivation_index FROM free_derived_addresses WHERE account = ",
                 );
@@ -668,12 +690,16 @@ impl QueryFragment<Pg> for Claimed<'_> {
                 out.push_bind_param::<Timestamp, _>(&self.statement.payment.created_at)?;
                 out.push_sql(
                     " WHERE address = (SELECT address FROM receiving_addresses WHERE payment_id IS NULL \
-                     ORDER BY released_at NULLS FIRST, address LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING address), ",
+                     ORDER BY released_at NULLS FIRST, address LIMIT 1 FOR UPDATE SKIP LOCKED) AND ",
                 );
+                self.statement.key_unused(&mut out)?;
+                out.push_sql(" RETURNING address), ");
+                // A create that lost every free address it saw to
+                // concurrent ones looks again, unless its key was used.
                 (
                     "pool",
                     false,
-                    "NULL::integer, EXISTS (SELECT 1 FROM receiving_addresses WHERE payment_id IS NULL)",
+                    "NULL::integer, EXISTS (SELECT 1 FROM receiving_addresses WHERE payment_id IS NULL) AND ",
                 )
             }
         };
@@ -689,6 +715,9 @@ impl QueryFragment<Pg> for Claimed<'_> {
         )?;
         out.push_sql(" SELECT (SELECT count(*) FROM inserted), (SELECT address FROM taken), ");
         out.push_sql(free);
+        if !derived {
+            self.statement.key_unused(&mut out)?;
+        }
         Ok(())
     }
 }

@@ -58,7 +58,7 @@ async fn creates_without_an_address_get_consecutive_derived_addresses_once() {
     let db = TestDb::new().await;
     let key = db.api_key("shop", READ_WRITE).await;
     let (first, second) = (xpub_app(&db).await, xpub_app(&db).await);
-    let expected = derived(52);
+    let expected = derived(55);
 
     let (status, payment) = create(&first, &key, "o-0", Some("k-0")).await;
     assert_eq!(status, 201, "{payment}");
@@ -88,6 +88,32 @@ async fn creates_without_an_address_get_consecutive_derived_addresses_once() {
     assert_eq!(addresses, next);
     let (_, last) = create(&second, &key, "o-51", None).await;
     assert_eq!(last["address"], expected[51].as_str(), "no index skipped");
+    // A key past its 24 hours starts over: a new payment at the next index.
+    db.client()
+        .await
+        .batch_execute("UPDATE payments SET created_at = created_at - interval '25 hours' WHERE order_id = 'o-0'")
+        .await
+        .unwrap();
+    let (status, again) = create(&second, &key, "o-52", Some("k-0")).await;
+    assert_eq!(
+        (status, again["address"].as_str()),
+        (201, Some(expected[52].as_str())),
+        "{again}"
+    );
+    assert_ne!(again["id"], payment["id"]);
+    // Ten requests racing with one key: one payment, and the addresses the
+    // losers took come back (the next create gets the index after it).
+    let racing = (0..10).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let key = key.clone();
+        async move { create(app, &key, "o-race", Some("k-race")).await }
+    });
+    let answers = futures_util::future::join_all(racing).await;
+    let ids: HashSet<&str> = answers.iter().map(|(_, body)| body["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].1["address"], expected[53].as_str());
+    let (_, after) = create(&first, &key, "o-after-race", None).await;
+    assert_eq!(after["address"], expected[54].as_str(), "no index lost in the race");
 
     // The audit trail names the address; the payment records its index.
     let client = db.client().await;
