@@ -71,7 +71,8 @@ pub struct ApiSettings {
     pub trusted_proxies: String,
     /// `ADDRESS_MODE`: where a v1 payment created without an `address` gets
     /// one: `given` (none: `address` is required), `xpub` (derived from
-    /// `XPUB`, one per payment), `unique_amount` (`RECEIVE_ADDRESS`, the
+    /// `XPUB`, one per payment), `pool` (a free imported address, lent
+    /// while the payment needs it), `unique_amount` (`RECEIVE_ADDRESS`, the
     /// amount raised to be unique). Payments with an `address`, and every
     /// `/create_payment`, are `given`.
     pub address_mode: String,
@@ -343,7 +344,7 @@ mod tests {
             ("xpub", "", "ADDRESS_MODE=xpub needs XPUB"),
             ("xpub", "xprv9s21ZrQH143K", "XPUB: this is an extended private key"),
             ("xpub", "xpub-nonsense", "XPUB: not an extended public key"),
-            ("random", "", "ADDRESS_MODE must be given, xpub or unique_amount"),
+            ("random", "", "ADDRESS_MODE must be given, xpub, pool or unique_amount"),
             ("unique_amount", "", "ADDRESS_MODE=unique_amount needs RECEIVE_ADDRESS"),
         ] {
             let bad = ApiSettings {
@@ -353,6 +354,16 @@ mod tests {
             };
             assert!(bad.validate().unwrap_err().starts_with(error), "{mode} {xpub}");
         }
+        let bad = ApiSettings {
+            pool_release_grace_seconds: 31_622_401,
+            ..ApiSettings::default()
+        };
+        assert!(bad.validate().unwrap_err().starts_with("POOL_RELEASE_GRACE_SECONDS"));
+        let pool = ApiSettings {
+            address_mode: "pool".into(),
+            ..ApiSettings::default()
+        };
+        assert!(matches!(pool.receiving(), Ok(Receiving::Pool)));
         let bad = ApiSettings {
             trusted_proxies: "10.0.0.0/8, nonsense".into(),
             ..ApiSettings::default()

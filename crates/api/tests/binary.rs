@@ -38,7 +38,7 @@ fn bad_settings_are_refused_at_start_naming_the_variable() {
             (
                 "ADDRESS_MODE",
                 "sometimes",
-                "ADDRESS_MODE must be given, xpub or unique_amount",
+                "ADDRESS_MODE must be given, xpub, pool or unique_amount",
             ),
             (
                 "ADDRESS_MODE",

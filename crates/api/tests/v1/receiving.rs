@@ -182,6 +182,18 @@ async fn unique_app(db: &TestDb) -> TestApp {
     .await
 }
 
+/// Moves payment `id`'s cancellation 25 hours back: past the 24-hour grace.
+async fn cancelled_25_hours_ago(db: &TestDb, id: &str) {
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
+             WHERE payment_id = '{id}' AND event_type = 'cancelled'"
+        ))
+        .await
+        .unwrap();
+}
+
 async fn create_amount(app: &TestApp, key: &str, order: &str, amount: &str) -> (u16, Value) {
     let answer = app
         .call(
@@ -253,14 +265,7 @@ async fn unique_amounts_are_distinct_under_concurrency_run_out_with_409_and_retu
     );
     assert_eq!(create_amount(&first, &key, "u-51", "10").await.0, 409);
     // …and free once it is over: the next create gets exactly that amount.
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
-             WHERE payment_id = '{id}' AND event_type = 'cancelled'"
-        ))
-        .await
-        .unwrap();
+    cancelled_25_hours_ago(&db, id).await;
     assert_eq!(
         tronpay_db::receiving::release_amounts(&mut conn, 86_400).await.unwrap(),
         1
@@ -369,14 +374,7 @@ async fn a_pool_of_ten_serves_ten_payments_then_409_and_lends_an_address_again_a
     assert_eq!(tronpay_db::receiving::release_pool(&mut conn, 86_400).await.unwrap(), 0);
     assert_eq!(create(&first, &key, "p-50", None).await.0, 409);
     // …and is lent again once it is over.
-    db.client()
-        .await
-        .batch_execute(&format!(
-            "UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
-             WHERE payment_id = '{id}' AND event_type = 'cancelled'"
-        ))
-        .await
-        .unwrap();
+    cancelled_25_hours_ago(&db, id).await;
     assert_eq!(tronpay_db::receiving::release_pool(&mut conn, 86_400).await.unwrap(), 1);
     assert_eq!(pool_seen(&first, &key).await, (1, 10));
     // A replay gets the same address and takes no other.
