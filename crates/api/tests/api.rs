@@ -31,6 +31,10 @@ impl TestApp {
         let mut db = tronpay_db::DbSettings::for_url(database_url);
         db.db_connect_timeout_seconds = 2;
         db.db_pool_timeout_seconds = 5;
+        // At most 12 connections a replica: tests run side by side, some
+        // with two replicas under 50 concurrent requests, against a server
+        // that takes 100 clients in all.
+        db.db_max_overflow = 2;
         let pool = DbPool::new(&db, "tronpay-api-test").unwrap();
         let app = Application::build(settings, pool, None, Default::default()).unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());

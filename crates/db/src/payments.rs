@@ -194,7 +194,8 @@ async fn release_amount(
     Ok(())
 }
 
-/// How often a create retries after losing an amount to a concurrent one.
+/// How often a create retries after losing an amount (or, with the pool, an
+/// address) to a concurrent one.
 const AMOUNT_RACES: usize = 64;
 
 /// Where a v1 payment's address comes from.
