@@ -60,10 +60,14 @@ fn pool_file(text: &str) -> Result<Vec<String>, Vec<String>> {
             Err(error) => problems.push(format!("line {number}: {line:?} is not a TRON address: {error}")),
             Ok(address) => {
                 let address = address.to_base58();
-                if let Some(first) = seen.insert(address.clone(), number) {
-                    problems.push(format!("line {number}: {address} is already on line {first}"));
-                } else {
-                    addresses.push(address);
+                match seen.entry(address.clone()) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        problems.push(format!("line {number}: {address} is already on line {}", first.get()));
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(number);
+                        addresses.push(address);
+                    }
                 }
             }
         }

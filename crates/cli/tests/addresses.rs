@@ -202,12 +202,15 @@ async fn import_fills_the_pool_all_or_nothing_and_list_shows_it() {
     let mut broken = pool[1].clone();
     let last = broken.pop().unwrap();
     broken.push(if last == 'a' { 'b' } else { 'a' });
-    let file = format!("# pool\n{}\n\n{broken}\n{}\n  {}  \n", pool[0], pool[2], pool[0]);
+    let file = format!(
+        "# pool\n{}\n\n{broken}\n{}\n  {}  \n{}\n",
+        pool[0], pool[2], pool[0], pool[0]
+    );
     let output = addresses(&db, &["import", "-"], &file);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        stderr.contains("2 problem(s) in the file; nothing was imported"),
+        stderr.contains("3 problem(s) in the file; nothing was imported"),
         "{stderr}"
     );
     assert!(
@@ -216,6 +219,11 @@ async fn import_fills_the_pool_all_or_nothing_and_list_shows_it() {
     );
     assert!(
         stderr.contains(&format!("line 6: {} is already on line 2", pool[0])),
+        "{stderr}"
+    );
+    // A third copy names the first line too, not the second.
+    assert!(
+        stderr.contains(&format!("line 7: {} is already on line 2", pool[0])),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
