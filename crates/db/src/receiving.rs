@@ -174,6 +174,10 @@ pub async fn assigned(conn: &mut AsyncPgConnection) -> Result<Vec<Assigned>, DbE
 /// When payment `p` ended, as SQL: completed (at `completed_at`), expired
 /// (at `expires_at`) or cancelled (at its `cancelled` log row; `expires_at`
 /// if it has none). Used only where `p.status <> 'pending'`.
+///
+/// A payment ends after it was created, so the releases below first skip
+/// what was held or lent less than the grace period ago — most rows, read
+/// without looking up their payment.
 const ENDED_AT: &str = "coalesce(p.completed_at, \
      CASE WHEN p.status = 'expired' THEN p.expires_at END, \
      (SELECT max(l.created_at) FROM payment_logs l \
@@ -187,7 +191,8 @@ const ENDED_AT: &str = "coalesce(p.completed_at, \
 pub async fn release_amounts(conn: &mut AsyncPgConnection, grace_seconds: u64) -> Result<usize, DbError> {
     Ok(diesel::sql_query(format!(
         "DELETE FROM amount_reservations r USING payments p \
-         WHERE p.id = r.payment_id AND p.status <> 'pending' \
+         WHERE r.created_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1) \
+           AND p.id = r.payment_id AND p.status <> 'pending' \
            AND {ENDED_AT} < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)"
     ))
     .bind::<diesel::sql_types::Double, _>(grace_seconds as f64)
@@ -204,7 +209,8 @@ pub async fn release_pool(conn: &mut AsyncPgConnection, grace_seconds: u64) -> R
         "UPDATE receiving_addresses r \
          SET payment_id = NULL, assigned_at = NULL, released_at = now() AT TIME ZONE 'utc' \
          FROM payments p \
-         WHERE r.source = 'pool' AND p.id = r.payment_id AND p.status <> 'pending' \
+         WHERE r.source = 'pool' AND r.assigned_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1) \
+           AND p.id = r.payment_id AND p.status <> 'pending' \
            AND {ENDED_AT} < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)"
     ))
     .bind::<diesel::sql_types::Double, _>(grace_seconds as f64)

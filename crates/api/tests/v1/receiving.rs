@@ -182,16 +182,24 @@ async fn unique_app(db: &TestDb) -> TestApp {
     .await
 }
 
-/// Moves payment `id`'s cancellation 25 hours back: past the 24-hour grace.
-async fn cancelled_25_hours_ago(db: &TestDb, id: &str) {
-    db.client()
-        .await
-        .batch_execute(&format!(
+/// Moves payment `id`'s creation — and the address or amount it took then
+/// — 25 hours back; with `cancellation`, its cancellation too: then it
+/// ended past the 24-hour grace.
+async fn moved_25_hours_back(db: &TestDb, id: &str, cancellation: bool) {
+    let mut sql = format!(
+        "UPDATE payments SET created_at = created_at - interval '25 hours' WHERE id = '{id}'; \
+         UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
+         WHERE payment_id = '{id}' AND event_type = 'created'; \
+         UPDATE amount_reservations SET created_at = created_at - interval '25 hours' WHERE payment_id = '{id}'; \
+         UPDATE receiving_addresses SET assigned_at = assigned_at - interval '25 hours' WHERE payment_id = '{id}';"
+    );
+    if cancellation {
+        sql.push_str(&format!(
             "UPDATE payment_logs SET created_at = created_at - interval '25 hours' \
-             WHERE payment_id = '{id}' AND event_type = 'cancelled'"
-        ))
-        .await
-        .unwrap();
+             WHERE payment_id = '{id}' AND event_type = 'cancelled';"
+        ));
+    }
+    db.client().await.batch_execute(&sql).await.unwrap();
 }
 
 async fn create_amount(app: &TestApp, key: &str, order: &str, amount: &str) -> (u16, Value) {
@@ -259,13 +267,15 @@ async fn unique_amounts_are_distinct_under_concurrency_run_out_with_409_and_retu
         .await;
     assert_eq!(cancelled.status, 200);
     let mut conn = db.connect().await;
+    // (Created a day ago, cancelled now: the grace runs from the end.)
+    moved_25_hours_back(&db, id, false).await;
     assert_eq!(
         tronpay_db::receiving::release_amounts(&mut conn, 86_400).await.unwrap(),
         0
     );
     assert_eq!(create_amount(&first, &key, "u-51", "10").await.0, 409);
     // …and free once it is over: the next create gets exactly that amount.
-    cancelled_25_hours_ago(&db, id).await;
+    moved_25_hours_back(&db, id, true).await;
     assert_eq!(
         tronpay_db::receiving::release_amounts(&mut conn, 86_400).await.unwrap(),
         1
@@ -371,10 +381,12 @@ async fn a_pool_of_ten_serves_ten_payments_then_409_and_lends_an_address_again_a
         .v1_post(&format!("/v1/payments/{id}/cancel"), &key, &json!({}))
         .await;
     assert_eq!(cancelled.status, 200);
+    // (Created a day ago, cancelled now: the grace runs from the end.)
+    moved_25_hours_back(&db, id, false).await;
     assert_eq!(tronpay_db::receiving::release_pool(&mut conn, 86_400).await.unwrap(), 0);
     assert_eq!(create(&first, &key, "p-50", None).await.0, 409);
     // …and is lent again once it is over.
-    cancelled_25_hours_ago(&db, id).await;
+    moved_25_hours_back(&db, id, true).await;
     assert_eq!(tronpay_db::receiving::release_pool(&mut conn, 86_400).await.unwrap(), 1);
     assert_eq!(pool_seen(&first, &key).await, (1, 10));
     // A replay gets the same address and takes no other.
