@@ -461,9 +461,9 @@ pub(crate) async fn get_stats(state: web::Data<AppState>, request: HttpRequest) 
 }
 
 /// `{"free": …, "total": …}`: the address pool of `ADDRESS_MODE=pool`, as
-/// `/health` and `/stats` show it.
+/// `/health` and `/stats` show it (the shape `/v1/stats` documents).
 fn pool_json(counts: tronpay_db::receiving::PoolCounts) -> serde_json::Value {
-    serde_json::json!({ "free": counts.free, "total": counts.total })
+    serde_json::json!(crate::v1::stats::AddressPool::from(counts))
 }
 
 /// JSON answers for unknown paths and wrong methods (the original answered

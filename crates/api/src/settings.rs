@@ -114,17 +114,6 @@ pub enum Receiving {
     },
 }
 
-impl Receiving {
-    pub fn mode(&self) -> AddressMode {
-        match self {
-            Self::Given => AddressMode::Given,
-            Self::Xpub(_) => AddressMode::Xpub,
-            Self::Pool => AddressMode::Pool,
-            Self::UniqueAmount { .. } => AddressMode::UniqueAmount,
-        }
-    }
-}
-
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {

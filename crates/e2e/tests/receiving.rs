@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tronpay_api::ApiSettings;
 use tronpay_domain::TronAddress;
 use tronpay_e2e::receiver::Receiver;
 use tronpay_e2e::{DispatcherInstance, Stack, eventually, v1};
@@ -20,18 +21,11 @@ const XPUB: &str =
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_xpub_payment_is_paid_at_its_own_address_and_its_webhook_arrives() {
-    let stack = Stack::start_with(
-        |api| {
-            api.callback_allow_private = true;
-            api.address_mode = "xpub".into();
-            api.xpub = XPUB.into();
-        },
-        |_| {},
-    )
+    let (stack, _dispatcher, receiver, key) = stack_in_mode(|api| {
+        api.address_mode = "xpub".into();
+        api.xpub = XPUB.into();
+    })
     .await;
-    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
-    let receiver = Receiver::start(vec![]).await;
-    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
     let api = &stack.api.url;
     let body = json!({ "order_id": "xpub-1", "amount": "7.25", "notify_url": receiver.url });
     let (status, payment) = v1(api, "POST", "/v1/payments", &key, Some(body)).await;
@@ -53,6 +47,24 @@ async fn an_xpub_payment_is_paid_at_its_own_address_and_its_webhook_arrives() {
     assert_eq!(body["payment"]["address"], "TUEZSdKsoDHQMeZwihtdoBiN46zxhGWYdH");
 }
 
+/// The stack with its API in the address mode `mode` sets (webhooks to
+/// this machine allowed), a dispatcher, a receiver for the webhooks, and a
+/// key with payments:read and payments:write.
+async fn stack_in_mode(mode: impl FnOnce(&mut ApiSettings)) -> (Stack, DispatcherInstance, Receiver, String) {
+    let stack = Stack::start_with(
+        |api| {
+            api.callback_allow_private = true;
+            mode(api);
+        },
+        |_| {},
+    )
+    .await;
+    let dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    let receiver = Receiver::start(vec![]).await;
+    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
+    (stack, dispatcher, receiver, key)
+}
+
 /// The body of the `payment.completed` webhook of payment `id` that
 /// `receiver` got.
 async fn completion_webhook(receiver: &Receiver, id: &str) -> Value {
@@ -68,22 +80,12 @@ async fn completion_webhook(receiver: &Receiver, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pool_address_is_paid_and_a_late_transfer_there_finds_its_own_payment() {
-    let stack = Stack::start_with(
-        |api| {
-            api.callback_allow_private = true;
-            api.address_mode = "pool".into();
-        },
-        |_| {},
-    )
-    .await;
+    let (stack, _dispatcher, receiver, key) = stack_in_mode(|api| api.address_mode = "pool".into()).await;
     let pool = [tronpay_e2e::random_address(), tronpay_e2e::random_address()];
     let mut conn = stack.db.connect().await;
     tronpay_db::receiving::import_pool(&mut conn, &pool.map(|address| address.to_base58()))
         .await
         .unwrap();
-    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
-    let receiver = Receiver::start(vec![]).await;
-    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
     let api = &stack.api.url;
     let create = |order: &'static str| {
         let (key, url) = (key.clone(), receiver.url.clone());
@@ -129,18 +131,11 @@ async fn a_pool_address_is_paid_and_a_late_transfer_there_finds_its_own_payment(
 #[tokio::test(flavor = "multi_thread")]
 async fn unique_amounts_on_a_shared_address_complete_the_right_payment() {
     let shared = tronpay_e2e::random_address();
-    let stack = Stack::start_with(
-        |api| {
-            api.callback_allow_private = true;
-            api.address_mode = "unique_amount".into();
-            api.receive_address = shared.to_base58();
-        },
-        |_| {},
-    )
+    let (stack, _dispatcher, receiver, key) = stack_in_mode(|api| {
+        api.address_mode = "unique_amount".into();
+        api.receive_address = shared.to_base58();
+    })
     .await;
-    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
-    let receiver = Receiver::start(vec![]).await;
-    let key = stack.db.api_key("shop", &["payments:read", "payments:write"]).await;
     let api = &stack.api.url;
     let mut payments = Vec::new();
     for order in ["a", "b", "c"] {

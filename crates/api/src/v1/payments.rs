@@ -440,9 +440,7 @@ pub async fn create(
             // a time; the others find them), then again.
             (CreatedV1::NoFreeAddress, Receiving::Xpub(account)) => {
                 let _one_at_a_time = state.refilling.lock().await;
-                tronpay_db::receiving::refill(&mut conn, account).await?;
-                let floor = tronpay_db::receiving::first_free(&mut conn, account).await?;
-                state.address_floor.store(floor, std::sync::atomic::Ordering::Relaxed);
+                let floor = refill(&state, &mut conn, account).await?;
                 if let AddressChoice::Derived { account, .. } = choice {
                     choice = AddressChoice::Derived { account, floor };
                 }
@@ -516,17 +514,28 @@ fn top_up(state: &web::Data<AppState>, account: &tronpay_domain::xpub::AccountXp
         };
         let outcome = async {
             let mut conn = state.pool.get().await?;
-            tronpay_db::receiving::refill(&mut conn, &account).await?;
-            // A create that failed after taking an address gave it back
-            // below the floor: it is the next one handed out.
-            let floor = tronpay_db::receiving::first_free(&mut conn, &account).await?;
-            state.address_floor.store(floor, Ordering::Relaxed);
-            Ok::<_, tronpay_db::DbError>(())
+            refill(&state, &mut conn, &account).await
         };
         if let Err(error) = outcome.await {
             tracing::warn!(%error, "deriving more receiving addresses failed");
         }
     });
+}
+
+/// Derives more of `account`'s addresses when few are free
+/// ([`tronpay_db::receiving::refill`]), then moves this replica's search
+/// floor to the first free one and returns it: a create that gave an address
+/// back left it below the floor, and it is the next one handed out. The
+/// caller holds `state.refilling`.
+async fn refill(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    account: &tronpay_domain::xpub::AccountXpub,
+) -> Result<i32, tronpay_db::DbError> {
+    tronpay_db::receiving::refill(conn, account).await?;
+    let floor = tronpay_db::receiving::first_free(conn, account).await?;
+    state.address_floor.store(floor, std::sync::atomic::Ordering::Relaxed);
+    Ok(floor)
 }
 
 /// The body parsed and checked, and its notify URL's host allowed.
