@@ -10,10 +10,20 @@
 //! 20 bytes of the Keccak-256 (`sha3` crate) of the uncompressed public key
 //! without its `0x04` byte, after the version byte `0x41`, in Base58Check.
 //! No curve or hash arithmetic is written here.
+//!
+//! The last step, `…/0` → `…/0/i`, is once per payment, so it is put
+//! together from the same crates' parts rather than `XPub::derive_child`:
+//! bip32's own tweak (`PublicKey::derive_tweak`, the HMAC-SHA512 of
+//! BIP32's CKDpub) and k256's point arithmetic, but with the generator
+//! multiplied by k256's precomputed table (`mul_by_generator`) where bip32
+//! uses the generic multiplication, and without the child's chain code and
+//! fingerprint, which an address does not need. A unit test holds it to
+//! `XPub::derive_child`, and `make test` to bip_utils.
 
 use std::str::FromStr;
 
-use bip32::{ChildNumber, XPub};
+use bip32::{ChildNumber, PublicKey as _, XPub};
+use k256::elliptic_curve::sec1::ToSec1Point;
 use sha3::Digest;
 
 use crate::TronAddress;
@@ -98,22 +108,33 @@ impl AccountXpub {
         if index > MAX_INDEX {
             return Err(XpubError::IndexOutOfRange(u64::from(index)));
         }
-        let child = self
-            .receiving
-            .derive_child(ChildNumber(index))
+        let parent = self.receiving.public_key();
+        // CKDpub: I = HMAC-SHA512(chain code, parent ‖ index); the child is
+        // parent + I_L·G, invalid when I_L ≥ n or the sum is the identity.
+        let (tweak, _chain_code) = parent
+            .derive_tweak(&self.receiving.attrs().chain_code, ChildNumber(index))
             .map_err(|_| XpubError::InvalidChild(index))?;
-        let point = child.public_key().to_sec1_point(false);
-        // 0x04 ‖ X ‖ Y: the address hashes X ‖ Y.
-        let hash = sha3::Keccak256::digest(&point.as_bytes()[1..]);
-        let mut evm = [0u8; 20];
-        evm.copy_from_slice(&hash[12..]);
-        Ok(TronAddress::from_evm_bytes(evm))
+        let tweak = Option::<k256::NonZeroScalar>::from(k256::NonZeroScalar::from_repr(tweak.into()))
+            .ok_or(XpubError::InvalidChild(index))?;
+        let child = k256::PublicKey::from(parent).to_projective() + k256::ProjectivePoint::mul_by_generator(&tweak);
+        let child = k256::PublicKey::from_affine(child.to_affine()).map_err(|_| XpubError::InvalidChild(index))?;
+        Ok(tron_address(&child))
     }
 
     /// The derivation path of the address at `index`.
     pub fn path(index: u32) -> String {
         format!("{ACCOUNT_PATH}/0/{index}")
     }
+}
+
+/// The TRON address of a public key: Keccak-256 of its uncompressed
+/// point without the `0x04` byte (X ‖ Y), last 20 bytes, version `0x41`.
+fn tron_address(key: &k256::PublicKey) -> TronAddress {
+    let point = key.to_sec1_point(false);
+    let hash = sha3::Keccak256::digest(&point.as_bytes()[1..]);
+    let mut evm = [0u8; 20];
+    evm.copy_from_slice(&hash[12..]);
+    TronAddress::from_evm_bytes(evm)
 }
 
 #[cfg(test)]
@@ -150,5 +171,17 @@ mod tests {
             account.address(1 << 31).unwrap_err(),
             XpubError::IndexOutOfRange(1 << 31)
         );
+    }
+
+    /// The derivation with k256's generator table gives what bip32's
+    /// `XPub::derive_child` gives, at small and large indexes.
+    #[test]
+    fn the_fast_derivation_is_bip32s() {
+        let account = AccountXpub::parse(ABANDON_XPUB).unwrap();
+        for index in (0..200).chain([1_000_003, MAX_INDEX - 1, MAX_INDEX]) {
+            let child = account.receiving.derive_child(ChildNumber(index)).unwrap();
+            let expected = tron_address(&k256::PublicKey::from(child.public_key()));
+            assert_eq!(account.address(index).unwrap(), expected, "index {index}");
+        }
     }
 }
