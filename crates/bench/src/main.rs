@@ -137,10 +137,13 @@ enum Scenario {
         /// unique_amount).
         #[arg(long)]
         without_address: bool,
-        /// A different whole amount per request (1 to 999,999 USDT), as a
-        /// shop's orders have; otherwise always 12.34.
-        #[arg(long)]
-        vary_amount: bool,
+        /// A different whole amount per request, counting up from the value
+        /// given (1 when none; wrapping within 1 to 999,999 USDT), as a
+        /// shop's orders have; otherwise always 12.34. Runs that should not
+        /// meet each other's amounts (held for a day in mode unique_amount)
+        /// start far apart.
+        #[arg(long, value_name = "FIRST", num_args = 0..=1, default_missing_value = "1")]
+        vary_amount: Option<u64>,
     },
     /// GET /v1/payments?limit=50 (the newest page) with an API key.
     V1List {
@@ -240,7 +243,7 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
             vary_amount,
             ..
         } => (*without_address, *vary_amount),
-        _ => (false, false),
+        _ => (false, None),
     };
     let idempotency_keys = matches!(
         scenario,
@@ -293,10 +296,9 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         } else {
                             r#""address":"TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t","#
                         };
-                        let amount = if vary_amount {
-                            (1 + n % 999_999).to_string()
-                        } else {
-                            "12.34".to_owned()
+                        let amount = match vary_amount {
+                            Some(first) => (1 + (first.saturating_sub(1) + n) % 999_999).to_string(),
+                            None => "12.34".to_owned(),
                         };
                         let request = client
                             .post(format!("{url}/v1/payments"))

@@ -268,35 +268,25 @@ pub async fn create_v1(
                 .map(|count| (count == 1).then(|| (payment.wallet_address.clone(), None)))
                 .map_err(|error| Unwritten::Db(error.into())),
             AddressChoice::UniqueAmount { step, steps } => {
-                let unique = Unique {
-                    statement,
-                    step,
-                    steps: i32::try_from(steps).unwrap_or(i32::MAX),
-                };
-                let mut outcome = Err(Unwritten::NoFreeAmount);
-                for _ in 0..AMOUNT_RACES {
-                    let (count, amount, free): (i64, Option<bigdecimal::BigDecimal>, i64) =
-                        match unique.get_result(conn).await {
-                            Ok(row) => row,
-                            Err(error) => {
-                                outcome = Err(Unwritten::Db(error.into()));
+                let steps = i32::try_from(steps).unwrap_or(i32::MAX);
+                // Mostly the amount itself is free: it is tried alone first
+                // (a statement that plans once per connection), and the
+                // walk over the raised amounts runs only when it is held.
+                match hold_amount(conn, payment, Unique::<false> { statement, step, steps }).await {
+                    Some(outcome) => outcome,
+                    None => {
+                        let walk = Unique::<true> { statement, step, steps };
+                        let mut outcome = Err(Unwritten::NoFreeAmount);
+                        for _ in 0..AMOUNT_RACES {
+                            // None: another create took the amount first; the next.
+                            if let Some(held) = hold_amount(conn, payment, walk).await {
+                                outcome = held;
                                 break;
                             }
-                        };
-                    outcome = match (count, amount, free) {
-                        (1, Some(amount), _) => Ok(Some((payment.wallet_address.clone(), Some(amount)))),
-                        (_, Some(amount), _) => {
-                            // The key was used: the amount goes back.
-                            release_amount(conn, &payment.wallet_address, &amount, payment.id.as_str()).await?;
-                            Err(Unwritten::KeyUsed)
                         }
-                        (_, None, 0) => Err(Unwritten::NoFreeAmount),
-                        // Another create took the amount first: the next.
-                        (_, None, _) => continue,
-                    };
-                    break;
+                        outcome
+                    }
                 }
-                outcome
             }
             AddressChoice::Derived { account, floor } => {
                 claim(conn, statement, ClaimFrom::Account { account, floor }).await
@@ -344,6 +334,37 @@ pub async fn create_v1(
         }
     }
     Err(DbError::bug("an idempotency key neither inserts nor replays").into())
+}
+
+/// What a statement of [`create_v1`] wrote: the payment's address and,
+/// in mode `unique_amount`, the amount it holds; `None` when the key had a
+/// payment already.
+type Written = Option<(String, Option<bigdecimal::BigDecimal>)>;
+
+/// Runs one [`Unique`]: `None` when the amount it picked was held first (by
+/// another create, or — without the walk — by anyone), so the caller looks
+/// again.
+async fn hold_amount<const WALK: bool>(
+    conn: &mut AsyncPgConnection,
+    payment: &PaymentRow,
+    unique: Unique<'_, WALK>,
+) -> Option<Result<Written, Unwritten>> {
+    let (count, amount, free): (i64, Option<bigdecimal::BigDecimal>, i64) = match unique.get_result(conn).await {
+        Ok(row) => row,
+        Err(error) => return Some(Err(Unwritten::Db(error.into()))),
+    };
+    Some(match (count, amount, free) {
+        (1, Some(amount), _) => Ok(Some((payment.wallet_address.clone(), Some(amount)))),
+        (_, Some(amount), _) => {
+            // The key was used: the amount goes back.
+            if let Err(error) = release_amount(conn, &payment.wallet_address, &amount, payment.id.as_str()).await {
+                return Some(Err(Unwritten::Db(error)));
+            }
+            Err(Unwritten::KeyUsed)
+        }
+        (_, None, 0) => Err(Unwritten::NoFreeAmount),
+        (_, None, _) => return None,
+    })
 }
 
 /// The statement behind [`create_v1`] with a given address, prepared once
@@ -507,55 +528,35 @@ struct Taken {
 /// [`CreateV1Statement`] at the shared address with the lowest free raised
 /// amount, held in the same statement; answers how many payments it
 /// inserted, the amount it held (`NULL`: none, or another create held it
-/// first) and how many amounts looked free.
+/// first) and how many amounts looked free. Without `WALK` it tries only
+/// the amount itself (one amount "looks free"; `NULL` then means it is
+/// held); with `WALK`, the lowest raised amount no payment holds.
 #[derive(Clone, Copy)]
-struct Unique<'q> {
+struct Unique<'q, const WALK: bool> {
     statement: CreateV1Statement<'q>,
     step: &'q bigdecimal::BigDecimal,
     steps: i32,
 }
 
-impl QueryId for Unique<'_> {
-    type QueryId = Unique<'static>;
+impl<const WALK: bool> QueryId for Unique<'_, WALK> {
+    type QueryId = Unique<'static, WALK>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for Unique<'_> {
+impl<const WALK: bool> Query for Unique<'_, WALK> {
     type SqlType = (BigInt, Nullable<Numeric>, BigInt);
 }
 
-impl QueryFragment<Pg> for Unique<'_> {
+impl<const WALK: bool> QueryFragment<Pg> for Unique<'_, WALK> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let payment = self.statement.payment;
-        // The amounts held in this payment's window, read by an index range
-        // scan (an anti join would read every amount held on the address).
-        out.push_sql("WITH held AS (SELECT amount FROM amount_reservations WHERE address = ");
-        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
-        out.push_sql(" AND amount BETWEEN CAST(");
-        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
-        out.push_sql(" AS numeric) AND CAST(");
-        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
-        out.push_sql(" AS numeric) + ");
-        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
-        out.push_sql(" * ");
-        out.push_bind_param::<Numeric, _>(self.step)?;
-        // Mostly nothing is held in the window: the amount itself, without
-        // walking the steps.
-        out.push_sql("), picked AS (SELECT amount FROM (SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM held) THEN CAST(");
-        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
-        out.push_sql(" AS numeric) ELSE (SELECT CAST(");
-        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
-        out.push_sql(" AS numeric) + k * ");
-        out.push_bind_param::<Numeric, _>(self.step)?;
-        out.push_sql(" FROM generate_series(0, ");
-        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
-        out.push_sql(") AS k WHERE CAST(");
-        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
-        out.push_sql(" AS numeric) + k * ");
-        out.push_bind_param::<Numeric, _>(self.step)?;
-        out.push_sql(
-            " NOT IN (SELECT amount FROM held) ORDER BY k LIMIT 1) END AS amount) AS one WHERE amount IS NOT NULL)",
-        );
+        if WALK {
+            self.walk(&mut out)?;
+        } else {
+            out.push_sql("WITH picked AS (SELECT CAST(");
+            out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+            out.push_sql(" AS numeric) AS amount)");
+        }
         // The primary key decides between creates that picked one amount.
         out.push_sql(
             ", \
@@ -588,6 +589,38 @@ impl QueryFragment<Pg> for Unique<'_> {
     }
 }
 
+impl<const WALK: bool> Unique<'_, WALK> {
+    /// `WITH held AS (…), picked AS (…)`: the lowest amount of the window
+    /// (the amount raised by 0 to `steps` steps) that no payment holds.
+    fn walk<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let payment = self.statement.payment;
+        // The amounts held in this payment's window, read by an index range
+        // scan (an anti join would read every amount held on the address).
+        out.push_sql("WITH held AS (SELECT amount FROM amount_reservations WHERE address = ");
+        out.push_bind_param::<Text, _>(&payment.wallet_address)?;
+        out.push_sql(" AND amount BETWEEN CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) AND CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) + ");
+        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
+        out.push_sql(" * ");
+        out.push_bind_param::<Numeric, _>(self.step)?;
+        out.push_sql("), picked AS (SELECT CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) + k * ");
+        out.push_bind_param::<Numeric, _>(self.step)?;
+        out.push_sql(" AS amount FROM generate_series(0, ");
+        out.push_bind_param::<diesel::sql_types::Integer, _>(&self.steps)?;
+        out.push_sql(") AS k WHERE CAST(");
+        out.push_bind_param::<Numeric, _>(&payment.expected_amount_usdt)?;
+        out.push_sql(" AS numeric) + k * ");
+        out.push_bind_param::<Numeric, _>(self.step)?;
+        out.push_sql(" NOT IN (SELECT amount FROM held) ORDER BY k LIMIT 1)");
+        Ok(())
+    }
+}
+
 /// Stands for the address in the message of a derived payment's `created`
 /// log row until the statement knows it (the message is made of the address
 /// and the amount, which never contain it).
@@ -611,7 +644,7 @@ async fn claim(
     conn: &mut AsyncPgConnection,
     statement: CreateV1Statement<'_>,
     from: ClaimFrom<'_>,
-) -> Result<Option<(String, Option<bigdecimal::BigDecimal>)>, Unwritten> {
+) -> Result<Written, Unwritten> {
     let claimed = Claimed { statement, from };
     for _ in 0..AMOUNT_RACES {
         match claimed

@@ -297,6 +297,34 @@ async fn unique_amounts_are_distinct_under_concurrency_run_out_with_409_and_retu
     assert_eq!((made.status, again.status, &again.text), (201, 201, &made.text));
     let (_, next) = create_amount(&second, &key, "keyed-31", "30").await;
     assert_eq!(next["amount_to_pay"], "30.01", "no amount leaked: {next}");
+
+    // Ten requests with one key at once on both replicas: one payment, and
+    // the amounts the losers held go back.
+    let racing = (0..10).map(|n| {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let key = key.clone();
+        async move {
+            app.call(
+                reqwest::Method::POST,
+                "/v1/payments",
+                Some(&key),
+                &[("idempotency-key", "k-40")],
+                Some(json!({ "order_id": "keyed-40", "amount": "40" }).to_string()),
+            )
+            .await
+        }
+    });
+    let ids: HashSet<String> = futures_util::future::join_all(racing)
+        .await
+        .into_iter()
+        .map(|answer| {
+            assert_eq!(answer.status, 201, "{}", answer.text);
+            answer.body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one payment for one key: {ids:?}");
+    let (_, next) = create_amount(&second, &key, "keyed-41", "40").await;
+    assert_eq!(next["amount_to_pay"], "40.01", "no amount leaked: {next}");
 }
 
 async fn pool_app(db: &TestDb) -> TestApp {
