@@ -12,6 +12,7 @@
 
 pub mod callback_guard;
 pub mod chain_events;
+pub mod checkout;
 pub mod edge;
 pub mod error;
 pub mod expiry;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod skips;
 pub mod startup;
 pub mod state;
+pub mod stream;
 pub mod v1;
 pub mod workers;
 

@@ -73,6 +73,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::undocumented(Method::HEAD, "/health/live", || web::head().to(live)),
         Endpoint::new(Method::GET, "/stats", || web::get().to(get_stats)),
         Endpoint::undocumented(Method::HEAD, "/stats", || web::head().to(get_stats)),
+        // The checkout page and its assets (HTML, not in the API document).
+        Endpoint::undocumented(Method::GET, "/pay/{payment_id}", || {
+            web::get().to(crate::checkout::page)
+        }),
+        Endpoint::undocumented(Method::GET, "/assets/{name}", || web::get().to(crate::checkout::asset)),
     ];
     endpoints.extend(crate::v1::endpoints());
     endpoints

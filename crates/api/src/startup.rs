@@ -74,6 +74,7 @@ impl Application {
             ),
             keys: KeyCache::new(Duration::from_secs(settings.api_key_cache_seconds)),
             public_base_url: settings.public_base_url_at(port).map_err(anyhow::Error::msg)?,
+            status_hub: crate::stream::start(pool.clone()),
             pool,
             settings,
             started: Instant::now(),

@@ -45,6 +45,8 @@ pub struct AppState {
     pub limits: crate::edge::RateLimits,
     /// `PUBLIC_BASE_URL` without a trailing `/` (checkout URLs start with it).
     pub public_base_url: String,
+    /// The checkout pages' open status streams and their poller.
+    pub status_hub: std::sync::Arc<crate::stream::StatusHub>,
 }
 
 impl AppState {

@@ -374,6 +374,24 @@ pub async fn transfers_of(
     )
 }
 
+/// The transfers detected for these payments whose blocks are not final
+/// yet (status `detected`), in no order: what the checkout pages show as
+/// "confirming".
+pub async fn waiting_transfers_of(
+    conn: &mut AsyncPgConnection,
+    payment_ids: &[String],
+) -> Result<Vec<StoredTransfer>, DbError> {
+    stored(
+        transfers::table
+            .filter(transfers::detected_payment_id.eq_any(payment_ids))
+            .filter(transfers::status.eq(TransferState::Detected.as_str()))
+            .filter(transfers::payment_id.is_null())
+            .select(TransferRow::as_select())
+            .load(conn)
+            .await?,
+    )
+}
+
 /// The most recent transfers (or only the unmatched ones), newest first.
 pub async fn recent_transfers(
     conn: &mut AsyncPgConnection,

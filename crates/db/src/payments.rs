@@ -766,6 +766,15 @@ pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> Result<Option<Payme
         .optional()?)
 }
 
+/// The payments with these ids (those that exist, in no order).
+pub async fn find_many(conn: &mut AsyncPgConnection, ids: &[String]) -> Result<Vec<PaymentRow>, DbError> {
+    Ok(payments::table
+        .filter(payments::id.eq_any(ids))
+        .select(PaymentRow::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// The `limit` most recently created payments, newest first.
 pub async fn recent(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<PaymentRow>, DbError> {
     Ok(payments::table

@@ -49,6 +49,11 @@ pub(crate) fn endpoints() -> Vec<Endpoint> {
             web::post().to(deliveries::redeliver)
         }),
         Endpoint::new(Method::GET, "/v1/stats", || web::get().to(stats::stats)),
+        // Server-Sent Events for the checkout page: no key, public fields
+        // only (not in the OpenAPI document: a stream, not a JSON answer).
+        Endpoint::undocumented(Method::GET, "/v1/payments/{id}/stream", || {
+            web::get().to(crate::stream::stream)
+        }),
         Endpoint::undocumented(Method::GET, "/openapi.json", || web::get().to(openapi::serve)),
         Endpoint::undocumented(Method::GET, "/docs", || web::get().to(docs::serve)),
     ]

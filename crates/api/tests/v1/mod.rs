@@ -10,6 +10,7 @@ use tronpay_testkit::{TestDb, eventually};
 
 use super::{ADDRESS, TestApp};
 
+mod checkout;
 mod edge;
 mod openapi;
 mod receiving;
