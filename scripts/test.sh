@@ -44,6 +44,29 @@ if ! "$venv/bin/python" -c "import bip_utils, sys; sys.exit(bip_utils.__version_
   "$venv/bin/pip" install --quiet --disable-pip-version-check "bip_utils==$BIP_UTILS_VERSION"
 fi
 
+# The browser tests (crates/e2e/tests/browser.rs): Debian's Chromium, and
+# playwright-core (drives it) and axe-core (accessibility) from npm, pinned,
+# in .local/node.
+if [ -z "${TRONPAY_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing Debian's chromium (browser tests)"
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $as_root apt-get install -y -qq chromium >/dev/null ||
+    { $as_root apt-get update -qq && $as_root apt-get install -y -qq chromium >/dev/null; }
+fi
+PLAYWRIGHT_VERSION=1.65.1
+AXE_VERSION=4.14.1
+node_dir=.local/node
+if ! grep -qs "\"version\": \"$PLAYWRIGHT_VERSION\"" "$node_dir/node_modules/playwright-core/package.json" ||
+  ! grep -qs "\"version\": \"$AXE_VERSION\"" "$node_dir/node_modules/axe-core/package.json"; then
+  echo "==> installing playwright-core $PLAYWRIGHT_VERSION and axe-core $AXE_VERSION into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent \
+    "playwright-core@$PLAYWRIGHT_VERSION" "axe-core@$AXE_VERSION" >/dev/null
+fi
+export TRONPAY_NODE_MODULES="$PWD/$node_dir/node_modules"
+
 # --- deployment files (Dockerfile, docker-compose.yml, deploy/): offline checks ---
 if ! "$venv/bin/python" -c "import yaml, kubernetes_validate" >/dev/null 2>&1; then
   echo "==> installing pyyaml and kubernetes-validate into $venv"

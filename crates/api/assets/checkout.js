@@ -29,8 +29,9 @@
   function tick() {
     if (!countdown || ended) { return; }
     var left = Math.max(0, Math.floor((expires - Date.now()) / 1000));
-    var minutes = Math.floor(left / 60), seconds = left % 60;
-    countdown.textContent = minutes + ":" + (seconds < 10 ? "0" : "") + seconds;
+    var hours = Math.floor(left / 3600), minutes = Math.floor(left / 60) % 60, seconds = left % 60;
+    var two = function (n) { return (n < 10 ? "0" : "") + n; };
+    countdown.textContent = (hours > 0 ? hours + ":" + two(minutes) : minutes) + ":" + two(seconds);
   }
   tick();
   setInterval(tick, 1000);
@@ -40,12 +41,16 @@
     status.dataset.state = update.state;
     status.parentElement.className = "status status-" + update.state;
     if (update.final) {
+      // Nothing to pay any more: no address, amount or QR code to act on.
       ended = true;
       if (source) { source.close(); }
+      var payable = document.getElementById("payable");
+      if (payable) { payable.hidden = true; }
     }
     if (update.state === "paid") {
       if (back) { back.hidden = false; }
       if (main.dataset.redirect) {
+        status.textContent = update.text + " " + main.dataset.redirecting;
         setTimeout(function () { window.location.assign(main.dataset.redirect); }, 3000);
       }
     }

@@ -365,12 +365,13 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Result<HttpResp
         .body(body))
 }
 
-/// `GET /assets/{name}`: the stylesheet and the script of the pages,
+/// `GET /assets/{name}`: the stylesheet, the script and the icon of the pages,
 /// compiled into the binary; anything else is a 404.
 pub async fn asset(path: web::Path<String>) -> HttpResponse {
     let (body, content_type) = match path.as_str() {
         "tronpay.css" => (include_str!("../assets/tronpay.css"), "text/css; charset=utf-8"),
         "checkout.js" => (include_str!("../assets/checkout.js"), "text/javascript; charset=utf-8"),
+        "favicon.svg" => (include_str!("../assets/favicon.svg"), "image/svg+xml"),
         _ => return HttpResponse::NotFound().finish(),
     };
     HttpResponse::Ok()

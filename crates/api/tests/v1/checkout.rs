@@ -137,6 +137,10 @@ async fn the_checkout_page_shows_what_to_pay_in_four_languages_and_nothing_priva
     assert_eq!(script.status, 200);
     assert!(script.text.contains("EventSource"));
     assert_eq!(page(&app, "/assets/../Cargo.toml", &[]).await.status, 404);
+    assert_eq!(
+        page(&app, "/assets/favicon.svg", &[]).await.content_type,
+        "image/svg+xml"
+    );
     assert_eq!(page(&app, "/assets/nothing.js", &[]).await.status, 404);
 }
 
