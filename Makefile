@@ -1,6 +1,6 @@
 # tronpay — the two commands you need are `make up` and `make test`.
 
-.PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks build fmt lint check
+.PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks bench-checkout build fmt lint check
 
 # The one release build: every binary of the workspace (the services, the
 # sandbox, the CLI, tronpay-bench). `make up`, `make bench-*` and the
@@ -30,6 +30,10 @@ bench:         ## benchmarks; figures go to docs/BENCHMARKS.md
 	@scripts/bench-api.sh
 	@scripts/bench-chain.sh
 	@scripts/bench-webhooks.sh
+	@scripts/bench-checkout.sh
+
+bench-checkout: ## the checkout page: pages/s, and status streams held at once with their latency
+	@scripts/bench-checkout.sh
 
 bench-webhooks: ## the webhook dispatcher: deliveries/s, latency, and fairness (a healthy receiver beside hanging ones)
 	@scripts/bench-webhooks.sh

@@ -17,6 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod chain;
+mod streams;
 mod webhooks;
 
 /// A service process the bench started, stopped when dropped: SIGTERM,
@@ -123,6 +124,18 @@ enum Scenario {
         #[arg(long)]
         ids: PathBuf,
     },
+    /// GET /pay/{id} (the checkout page) over ids created before.
+    Checkout {
+        #[command(flatten)]
+        load: Load,
+        /// Payment ids, one per line.
+        #[arg(long)]
+        ids: PathBuf,
+    },
+    /// Open status streams (GET /v1/payments/{id}/stream) at once, then
+    /// change payments in the database: the latency from each commit to its
+    /// event.
+    Streams(streams::StreamArgs),
     /// POST /v1/payments with an API key and a fresh Idempotency-Key each.
     V1Create {
         #[command(flatten)]
@@ -173,6 +186,7 @@ fn main() -> anyhow::Result<()> {
     let load = match &args.scenario {
         Scenario::Create { load, .. }
         | Scenario::Status { load, .. }
+        | Scenario::Checkout { load, .. }
         | Scenario::V1Create { load, .. }
         | Scenario::V1List { load, .. } => load.clone(),
         Scenario::Chain(chain) => {
@@ -182,6 +196,14 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             return runtime.block_on(chain::run(chain.clone()));
+        }
+        Scenario::Streams(streams) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            return runtime.block_on(streams::run(streams.clone()));
         }
         Scenario::Webhooks(webhooks) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -205,7 +227,7 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let ids: Arc<Vec<String>> = Arc::new(match &scenario {
-        Scenario::Status { ids, .. } => std::fs::read_to_string(ids)
+        Scenario::Status { ids, .. } | Scenario::Checkout { ids, .. } => std::fs::read_to_string(ids)
             .with_context(|| format!("reading {}", ids.display()))?
             .lines()
             .map(str::to_owned)
@@ -216,6 +238,7 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
     let (name, expected, key): (&str, u16, Option<String>) = match &scenario {
         Scenario::Create { .. } => ("POST /create_payment", 201, None),
         Scenario::Status { .. } => ("GET /payment_status/{id}", 200, None),
+        Scenario::Checkout { .. } => ("GET /pay/{id}", 200, None),
         Scenario::V1Create {
             key,
             without_idempotency_key: false,
@@ -233,7 +256,9 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         ),
         Scenario::V1Create { key, .. } => ("POST /v1/payments (key, no Idempotency-Key)", 201, Some(key.clone())),
         Scenario::V1List { key, .. } => ("GET /v1/payments?limit=50 (key)", 200, Some(key.clone())),
-        Scenario::Chain(_) | Scenario::Webhooks(_) => anyhow::bail!("not an HTTP load scenario"),
+        Scenario::Chain(_) | Scenario::Webhooks(_) | Scenario::Streams(_) => {
+            anyhow::bail!("not an HTTP load scenario")
+        }
     };
     let creating = matches!(scenario, Scenario::Create { .. });
     let v1_creating = matches!(scenario, Scenario::V1Create { .. });
@@ -253,7 +278,8 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
         }
     );
     let listing = matches!(scenario, Scenario::V1List { .. });
-    if matches!(scenario, Scenario::Status { .. }) && ids.is_empty() {
+    let checkout = matches!(scenario, Scenario::Checkout { .. });
+    if matches!(scenario, Scenario::Status { .. } | Scenario::Checkout { .. }) && ids.is_empty() {
         anyhow::bail!("no payment ids to read");
     }
     let run_id = std::process::id();
@@ -319,7 +345,11 @@ async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
                         seed ^= seed >> 7;
                         seed ^= seed << 17;
                         let id = &ids[(seed % ids.len() as u64) as usize];
-                        client.get(format!("{url}/payment_status/{id}"))
+                        if checkout {
+                            client.get(format!("{url}/pay/{id}"))
+                        } else {
+                            client.get(format!("{url}/payment_status/{id}"))
+                        }
                     };
                     let request = match &authorization {
                         Some(value) => request.header("authorization", value),
