@@ -10,6 +10,7 @@
 //! it and `run` returns the failure, so the process exits non-zero and is
 //! restarted.
 
+pub mod admin;
 pub mod callback_guard;
 pub mod chain_events;
 pub mod checkout;

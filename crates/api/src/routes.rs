@@ -78,6 +78,15 @@ pub fn endpoints() -> Vec<Endpoint> {
             web::get().to(crate::checkout::page)
         }),
         Endpoint::undocumented(Method::GET, "/assets/{name}", || web::get().to(crate::checkout::asset)),
+        // The operator dashboard (a session, not a key).
+        Endpoint::undocumented(Method::GET, "/admin", || web::get().to(crate::admin::overview)),
+        Endpoint::undocumented(Method::GET, "/admin/sign-in", || {
+            web::get().to(crate::admin::sign_in_page)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/sign-in", || web::post().to(crate::admin::sign_in)),
+        Endpoint::undocumented(Method::POST, "/admin/sign-out", || {
+            web::post().to(crate::admin::sign_out)
+        }),
     ];
     endpoints.extend(crate::v1::endpoints());
     endpoints

@@ -603,5 +603,7 @@ async fn unknown_paths_and_methods_answer_json() {
     assert!(body["error"].is_string());
 }
 
+#[path = "dashboard/mod.rs"]
+mod dashboard;
 #[path = "v1/mod.rs"]
 mod v1;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod addresses;
+mod admin;
 mod bus;
 mod chain;
 mod db;
@@ -48,6 +49,9 @@ enum Command {
     /// Receiving addresses: derive those of an account xpub, list those handed out.
     #[command(subcommand)]
     Addresses(addresses::AddressesCommand),
+    /// Operators of the dashboard (/admin).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
             Command::Webhooks(command) => webhooks::run(command, &settings.validated()?).await,
             Command::Bus(command) => bus::run(command, &settings.validated()?).await,
             Command::Keys(command) => keys::run(command, &settings.validated()?).await,
+            Command::Admin(command) => admin::run(command, &settings.validated()?).await,
             Command::Addresses(command) => {
                 addresses::run(command, &settings.get()?, || Ok(settings.validated()?)).await
             }

@@ -727,3 +727,81 @@ async fn keys_are_created_once_stored_as_hashes_listed_and_revoked() {
         "is not a key prefix",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_users_are_created_with_a_hashed_password_and_reset() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay(
+        db.url(),
+        dir.path(),
+        &["admin", "create-user", "alice"],
+        "a long enough secret\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let hash: Vec<String> = db
+        .column("SELECT password_hash FROM operators WHERE name = 'alice'")
+        .await;
+    assert!(hash[0].starts_with("$argon2id$") && !hash[0].contains("a long enough secret"));
+    assert!(tronpay_domain::operator::verify_password(
+        "a long enough secret",
+        &hash[0]
+    ));
+
+    // Taken names, bad names and short passwords: one clear line, nothing written.
+    for (args, stdin, said) in [
+        (
+            &["admin", "create-user", "alice"][..],
+            "another long secret\n",
+            "exists already",
+        ),
+        (
+            &["admin", "create-user", "bad name"][..],
+            "another long secret\n",
+            "operator name",
+        ),
+        (
+            &["admin", "create-user", "bob"][..],
+            "short\n",
+            "at least 12 characters",
+        ),
+        (
+            &["admin", "reset-password", "nobody"][..],
+            "another long secret\n",
+            "no operator",
+        ),
+    ] {
+        let output = tronpay(db.url(), dir.path(), args, stdin);
+        assert!(
+            !output.status.success() && stderr(&output).contains(said),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let names: Vec<String> = db.column("SELECT name FROM operators").await;
+    assert_eq!(names, ["alice"]);
+
+    // A reset changes the hash and ends alice's sessions.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO operator_sessions (token_hash, operator_id, csrf_token, expires_at) \
+             SELECT 'h', id, 'c', now() + interval '1 hour' FROM operators",
+        )
+        .await
+        .unwrap();
+    let output = tronpay(
+        db.url(),
+        dir.path(),
+        &["admin", "reset-password", "alice"],
+        "a new long secret!\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let hash: Vec<String> = db.column("SELECT password_hash FROM operators").await;
+    assert!(tronpay_domain::operator::verify_password(
+        "a new long secret!",
+        &hash[0]
+    ));
+    let sessions: Vec<i64> = db.column("SELECT count(*) FROM operator_sessions").await;
+    assert_eq!(sessions, [0]);
+}

@@ -203,6 +203,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    operators (id) {
+        id -> Uuid,
+        name -> Varchar,
+        password_hash -> Text,
+        created_at -> Timestamp,
+        password_changed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    operator_sessions (token_hash) {
+        token_hash -> Varchar,
+        operator_id -> Uuid,
+        csrf_token -> Varchar,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    operator_sign_in_failures (id) {
+        id -> Int8,
+        name -> Varchar,
+        client_ip -> Varchar,
+        at -> Timestamp,
+    }
+}
+
+diesel::joinable!(operator_sessions -> operators (operator_id));
 diesel::joinable!(payment_logs -> payments (payment_id));
 diesel::joinable!(webhook_deliveries -> payments (payment_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -215,5 +245,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     receiving_addresses,
     amount_reservations,
     derivation_accounts,
-    free_derived_addresses
+    free_derived_addresses,
+    operators,
+    operator_sessions
 );

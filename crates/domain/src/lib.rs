@@ -11,6 +11,7 @@ pub mod callback;
 pub mod events;
 pub mod ids;
 pub mod matching;
+pub mod operator;
 pub mod payment;
 pub mod retry;
 pub mod signing;

@@ -1,0 +1,3 @@
+DROP TABLE operator_sign_in_failures;
+DROP TABLE operator_sessions;
+DROP TABLE operators;
