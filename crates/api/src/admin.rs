@@ -242,12 +242,10 @@ pub async fn sign_out(
     request: HttpRequest,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(session) = session(&state, &request).await? else {
-        return Ok(see_other("/admin/sign-in").finish());
+    let session = match posted(&state, &request, &form.csrf).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
     };
-    if !same_token(&form.csrf, &session.csrf_token) {
-        return Err(ApiError::Forbidden("missing or wrong CSRF token".into()));
-    }
     if let Some(cookie) = request.cookie(SESSION_COOKIE) {
         let mut conn = state.pool.get().await?;
         operators::end_session(&mut conn, &operator::token_hash(cookie.value())).await?;
@@ -261,8 +259,9 @@ pub async fn sign_out(
 /// `GET /admin`: the overview — payments by status, the chain, webhook
 /// deliveries of the last 30 days. Not signed in: a redirect to the sign-in.
 pub async fn overview(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let Some(session) = session(&state, &request).await? else {
-        return Ok(see_other("/admin/sign-in").finish());
+    let session = match signed_in(&state, &request).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
     };
     let now = chrono::Utc::now().naive_utc();
     let mut conn = state.pool.get().await?;
@@ -290,4 +289,416 @@ pub async fn overview(state: web::Data<AppState>, request: HttpRequest) -> Resul
         }
         .render(),
     )
+}
+
+/// Page size of the payments list.
+const PAGE: i64 = 50;
+
+/// A page of the dashboard that needs a session: the session, or the
+/// redirect to the sign-in.
+async fn signed_in(state: &AppState, request: &HttpRequest) -> Result<Result<Session, HttpResponse>, ApiError> {
+    Ok(session(state, request)
+        .await?
+        .ok_or_else(|| see_other("/admin/sign-in").finish()))
+}
+
+/// A form post of the dashboard: the session if it carries the session's
+/// CSRF token; 403 if not; the redirect to the sign-in without a session.
+async fn posted(
+    state: &AppState,
+    request: &HttpRequest,
+    csrf: &str,
+) -> Result<Result<Session, HttpResponse>, ApiError> {
+    let session = signed_in(state, request).await?;
+    if session
+        .as_ref()
+        .is_ok_and(|session| !same_token(csrf, &session.csrf_token))
+    {
+        return Err(ApiError::Forbidden("missing or wrong CSRF token".into()));
+    }
+    Ok(session)
+}
+
+/// `GET /admin/payments`'s query.
+#[derive(Deserialize, Default)]
+pub struct PaymentsQuery {
+    /// An order id, a receiving address or a txid.
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    /// `YYYY-MM-DD` (UTC), inclusive.
+    #[serde(default)]
+    from: String,
+    /// `YYYY-MM-DD` (UTC), exclusive.
+    #[serde(default)]
+    to: String,
+    /// `<created_at micros>.<id>` of the last row of the previous page.
+    #[serde(default)]
+    before: String,
+}
+
+/// One row of the payments list.
+struct PaymentLine {
+    id: String,
+    order_id: String,
+    amount: String,
+    status: &'static str,
+    address: String,
+    created: String,
+}
+
+/// `templates/admin_payments.html`.
+#[derive(Template)]
+#[template(path = "admin_payments.html")]
+struct PaymentsPage<'a> {
+    t: &'static Messages,
+    operator: &'a str,
+    csrf: &'a str,
+    q: &'a str,
+    /// Each status and whether the filter has it.
+    statuses: Vec<(&'static str, bool)>,
+    from: &'a str,
+    to: &'a str,
+    problem: Option<String>,
+    rows: Vec<PaymentLine>,
+    next: Option<String>,
+}
+
+fn time(at: chrono::NaiveDateTime) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// The filter `query` asks for, or what is wrong with it.
+fn filter_of(query: &PaymentsQuery) -> Result<tronpay_db::payments::ListFilter, String> {
+    let mut filter = tronpay_db::payments::ListFilter::default();
+    let q = query.q.trim();
+    if !q.is_empty() {
+        if tronpay_domain::TronAddress::parse(q).is_ok() {
+            filter.address = Some(q.to_owned());
+        } else if q.len() == 64 && q.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            filter.transaction = Some(q.to_ascii_lowercase());
+        } else {
+            filter.order_id = Some(q.to_owned());
+        }
+    }
+    if !query.status.is_empty() {
+        filter.status = Some(
+            query
+                .status
+                .parse()
+                .map_err(|_| "status is pending, completed, expired or failed".to_owned())?,
+        );
+    }
+    let day = |text: &str, what: &str| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(|day| day.and_time(chrono::NaiveTime::MIN))
+            .map_err(|_| format!("{what} is a date such as 2026-12-01"))
+    };
+    if !query.from.is_empty() {
+        filter.created_from = Some(day(&query.from, "from")?);
+    }
+    if !query.to.is_empty() {
+        filter.created_to = Some(day(&query.to, "to")?);
+    }
+    Ok(filter)
+}
+
+/// `GET /admin/payments`: search (order id, address or txid), filter by
+/// status and creation date, newest first, [`PAGE`] a page.
+pub async fn payments(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<PaymentsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match signed_in(&state, &request).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
+    };
+    let (rows, problem, next) = match filter_of(&query) {
+        Err(problem) => (Vec::new(), Some(problem), None),
+        Ok(filter) => {
+            let after = query.before.split_once('.').and_then(|(micros, id)| {
+                let micros = micros.parse::<i64>().ok()?;
+                Some((
+                    chrono::DateTime::from_timestamp_micros(micros)?.naive_utc(),
+                    id.to_owned(),
+                ))
+            });
+            let mut conn = state.pool.get().await?;
+            let rows = tronpay_db::payments::list(&mut conn, &filter, after, PAGE).await?;
+            drop(conn);
+            let next = (rows.len() == usize::try_from(PAGE).unwrap_or(usize::MAX))
+                .then(|| rows.last())
+                .flatten()
+                .map(|last| {
+                    let mut url = url::form_urlencoded::Serializer::new(String::from("/admin/payments?"));
+                    url.extend_pairs([
+                        ("q", query.q.as_str()),
+                        ("status", &query.status),
+                        ("from", &query.from),
+                        ("to", &query.to),
+                    ]);
+                    url.append_pair(
+                        "before",
+                        &format!("{}.{}", last.created_at.and_utc().timestamp_micros(), last.id.as_str()),
+                    );
+                    url.finish()
+                });
+            (rows, None, next)
+        }
+    };
+    let rows = rows
+        .iter()
+        .map(|row| PaymentLine {
+            id: row.id.as_str().to_owned(),
+            order_id: row.order_id.clone(),
+            amount: row
+                .amount_due()
+                .map_or_else(|_| "?".to_owned(), |amount| amount.to_string()),
+            status: row.status().as_str(),
+            address: row.wallet_address.clone(),
+            created: time(row.created_at),
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        PaymentsPage {
+            t: Lang::En.messages()?,
+            operator: &session.operator,
+            csrf: &session.csrf_token,
+            q: &query.q,
+            statuses: tronpay_domain::PaymentStatus::ALL
+                .iter()
+                .map(|status| (status.as_str(), status.as_str() == query.status))
+                .collect(),
+            from: &query.from,
+            to: &query.to,
+            problem,
+            rows,
+            next,
+        }
+        .render(),
+    )
+}
+
+/// The payment as its page shows it.
+struct PaymentView {
+    id: String,
+    order_id: String,
+    status: &'static str,
+    pending: bool,
+    amount: String,
+    received: String,
+    address: String,
+    created: String,
+    expires: String,
+}
+
+/// One delivery as the payment's page shows it.
+struct DeliveryLine {
+    id: String,
+    event: &'static str,
+    status: &'static str,
+    attempts: i32,
+    last: String,
+    /// Delivered, failed or dead: it may be sent again.
+    finished: bool,
+}
+
+/// `templates/admin_payment.html`.
+#[derive(Template)]
+#[template(path = "admin_payment.html")]
+struct PaymentPage<'a> {
+    t: &'static Messages,
+    operator: &'a str,
+    csrf: &'a str,
+    notice: Option<&'a str>,
+    payment: PaymentView,
+    /// When, event, message.
+    trail: Vec<(String, String, String)>,
+    /// txid, block, amount, state.
+    transfers: Vec<(String, u64, String, &'static str)>,
+    deliveries: Vec<DeliveryLine>,
+}
+
+/// `?done=` of a payment's page after an action.
+#[derive(Deserialize)]
+pub struct Done {
+    done: Option<String>,
+}
+
+/// `GET /admin/payments/{id}`: the payment, its audit trail, transfers and
+/// deliveries; cancel and send-again forms.
+pub async fn payment(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    done: web::Query<Done>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match signed_in(&state, &request).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
+    };
+    let Ok(id) = tronpay_domain::PaymentId::parse(&path) else {
+        return Err(ApiError::NotFound("no such payment"));
+    };
+    let mut conn = state.pool.get().await?;
+    let Some(row) = tronpay_db::payments::find(&mut conn, id.as_str()).await? else {
+        return Err(ApiError::NotFound("no such payment"));
+    };
+    let trail = tronpay_db::logs::for_payment(&mut conn, &id).await?;
+    let transfers = tronpay_db::matching::transfers_of(&mut conn, &id).await?;
+    let deliveries = tronpay_db::deliveries::for_payment(&mut conn, &id).await?;
+    drop(conn);
+    let notice = match done.done.as_deref() {
+        Some("cancelled") => Some("Payment cancelled."),
+        Some("not-pending") => Some("The payment is not pending any more: nothing was cancelled."),
+        Some("queued") => Some("The delivery is queued to be sent again."),
+        Some("unfinished") => Some("That delivery is still being worked on."),
+        _ => None,
+    };
+    let view = PaymentView {
+        id: row.id.as_str().to_owned(),
+        order_id: row.order_id.clone(),
+        status: row.status().as_str(),
+        pending: !row.status().is_final(),
+        amount: row
+            .amount_due()
+            .map_or_else(|_| "?".to_owned(), |amount| amount.to_string()),
+        received: row
+            .received_amount()
+            .ok()
+            .flatten()
+            .map_or_else(|| "nothing".to_owned(), |amount| format!("{amount} USDT")),
+        address: row.wallet_address.clone(),
+        created: time(row.created_at),
+        expires: time(row.expires_at),
+    };
+    page(
+        StatusCode::OK,
+        PaymentPage {
+            t: Lang::En.messages()?,
+            operator: &session.operator,
+            csrf: &session.csrf_token,
+            notice,
+            payment: view,
+            trail: trail
+                .into_iter()
+                .map(|entry| {
+                    (
+                        time(entry.created_at),
+                        entry.event_type,
+                        entry.message.unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            transfers: transfers
+                .iter()
+                .map(|stored| {
+                    (
+                        stored.transfer.id.txid.as_str().to_owned(),
+                        stored.transfer.block_number,
+                        stored.transfer.amount.to_string(),
+                        stored.status.as_str(),
+                    )
+                })
+                .collect(),
+            deliveries: deliveries
+                .iter()
+                .map(|delivery| DeliveryLine {
+                    id: delivery.id.0.to_string(),
+                    event: delivery.event_type.as_str(),
+                    status: delivery.status.as_str(),
+                    attempts: delivery.attempts,
+                    last: match (delivery.last_status, &delivery.last_error) {
+                        (Some(status), _) => format!("HTTP {status}"),
+                        (None, Some(error)) => error.chars().take(120).collect(),
+                        (None, None) => "none yet".to_owned(),
+                    },
+                    finished: !matches!(
+                        delivery.status,
+                        tronpay_domain::DeliveryStatus::Pending | tronpay_domain::DeliveryStatus::Sending
+                    ),
+                })
+                .collect(),
+        }
+        .render(),
+    )
+}
+
+/// The cancel form.
+#[derive(Deserialize)]
+pub struct CancelForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /admin/payments/{id}/cancel`: cancels the payment as the API's
+/// cancel does, naming the operator in the audit trail.
+pub async fn cancel(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CancelForm>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match posted(&state, &request, &form.csrf).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
+    };
+    let Ok(id) = tronpay_domain::PaymentId::parse(&path) else {
+        return Err(ApiError::NotFound("no such payment"));
+    };
+    let reason: String = form.reason.chars().filter(|c| !c.is_control()).take(200).collect();
+    let mut conn = state.pool.get().await?;
+    let Some(row) = tronpay_db::payments::find(&mut conn, id.as_str()).await? else {
+        return Err(ApiError::NotFound("no such payment"));
+    };
+    drop(conn);
+    let by = crate::v1::payments::Canceller::Operator(&session.operator);
+    let cancelled = crate::v1::payments::cancel_payment(&state, &row, by, &reason).await?;
+    tracing::info!(payment_id = %id, operator = %session.operator, cancelled = cancelled.is_some(), "operator cancel");
+    let done = if cancelled.is_some() {
+        "cancelled"
+    } else {
+        "not-pending"
+    };
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/admin/payments/{id}?done={done}")))
+        .finish())
+}
+
+/// `POST /admin/deliveries/{id}/redeliver`: sends a finished delivery again
+/// (same `webhook-id`), as the API's redeliver does, naming the operator.
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match posted(&state, &request, &form.csrf).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
+    };
+    let Ok(id) = uuid::Uuid::parse_str(&path) else {
+        return Err(ApiError::NotFound("no such delivery"));
+    };
+    let mut conn = state.pool.get().await?;
+    let who = format!("operator {}", session.operator);
+    let outcome = tronpay_db::deliveries::redeliver(&mut conn, tronpay_domain::DeliveryId(id), &who).await?;
+    drop(conn);
+    let (payment_id, done) = match outcome {
+        tronpay_db::deliveries::Redelivery::Queued(row) => (row.payment_id.as_str().to_owned(), "queued"),
+        tronpay_db::deliveries::Redelivery::Unfinished(_) => {
+            return Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/admin/payments"))
+                .finish());
+        }
+        tronpay_db::deliveries::Redelivery::NotFound => return Err(ApiError::NotFound("no such delivery")),
+    };
+    tracing::info!(delivery = %id, operator = %session.operator, "operator redelivery");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/admin/payments/{payment_id}?done={done}")))
+        .finish())
 }

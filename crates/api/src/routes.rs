@@ -87,6 +87,16 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::undocumented(Method::POST, "/admin/sign-out", || {
             web::post().to(crate::admin::sign_out)
         }),
+        Endpoint::undocumented(Method::GET, "/admin/payments", || web::get().to(crate::admin::payments)),
+        Endpoint::undocumented(Method::GET, "/admin/payments/{payment_id}", || {
+            web::get().to(crate::admin::payment)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/payments/{payment_id}/cancel", || {
+            web::post().to(crate::admin::cancel)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/deliveries/{delivery_id}/redeliver", || {
+            web::post().to(crate::admin::redeliver)
+        }),
     ];
     endpoints.extend(crate::v1::endpoints());
     endpoints

@@ -872,6 +872,9 @@ pub struct ListFilter {
     pub created_from: Option<NaiveDateTime>,
     /// `created_at < created_to` (UTC).
     pub created_to: Option<NaiveDateTime>,
+    /// A txid (64 hex digits): the payment it completed, or any payment one
+    /// of its transfers was credited to.
+    pub transaction: Option<String>,
 }
 
 /// A page of payments, newest first (`(created_at, id)` descending), after
@@ -903,6 +906,17 @@ pub async fn list(
     }
     if let Some(to) = filter.created_to {
         query = query.filter(payments::created_at.lt(to));
+    }
+    if let Some(txid) = &filter.transaction {
+        use crate::schema::transfers;
+        let credited = transfers::table
+            .filter(transfers::txid.eq(txid.clone()))
+            .select(transfers::payment_id);
+        query = query.filter(
+            payments::transaction_hash
+                .eq(txid.clone())
+                .or(payments::id.nullable().eq_any(credited)),
+        );
     }
     if let Some((created_at, id)) = after {
         query = query.filter(

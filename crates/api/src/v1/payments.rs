@@ -764,6 +764,7 @@ pub async fn list(
             .as_deref()
             .map(|text| parse_time("created_to", text, problem::INVALID_QUERY))
             .transpose()?,
+        transaction: None,
     };
     let after = query
         .cursor
@@ -837,28 +838,8 @@ pub async fn cancel(
         ));
     }
     let payment = load(&state, &path).await?;
-    let mut conn = state.pool.get().await?;
-    let outcome = diesel_async::AsyncConnection::transaction::<_, tronpay_db::DbError, _>(&mut conn, async |conn| {
-        // The lock matching takes: a completing transfer and this cancel
-        // do not interleave.
-        matching::lock_address(conn, &payment.wallet_address).await?;
-        let Some(cancelled) = payments::cancel(conn, &payment.id).await? else {
-            return Ok(None);
-        };
-        let message = if reason.is_empty() {
-            format!("Payment cancelled with API key {}", caller.prefix)
-        } else {
-            format!("Payment cancelled with API key {}: {reason}", caller.prefix)
-        };
-        let metadata = serde_json::json!({ "reason": reason, "api_key": caller.prefix }).to_string();
-        logs::insert(conn, &cancelled.id, LogEvent::Cancelled, &message, Some(&metadata)).await?;
-        if cancelled.wants(WebhookEvent::Cancelled) {
-            webhooks::enqueue(conn, &cancelled, WebhookEvent::Cancelled, None).await?;
-        }
-        Ok(Some(cancelled))
-    })
-    .await?;
-    drop(conn);
+    let by = Canceller::ApiKey(&caller.prefix);
+    let outcome = cancel_payment(&state, &payment, by, &reason).await?;
     let Some(cancelled) = outcome else {
         let current = load(&state, payment.id.as_str()).await?;
         return Err(invalid(
@@ -868,6 +849,63 @@ pub async fn cancel(
     };
     tracing::info!(payment_id = %cancelled.id, api_key = %caller.prefix, "payment cancelled");
     json(StatusCode::OK, &resource(&cancelled)?)
+}
+
+/// Who cancels a payment, for its audit trail.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Canceller<'a> {
+    /// An API key, by its prefix.
+    ApiKey(&'a str),
+    /// An operator of the dashboard, by name.
+    Operator(&'a str),
+}
+
+/// Cancels `payment` if it is still pending, in one transaction with its
+/// audit-trail row (naming `by` and `reason`) and its `payment.cancelled`
+/// webhook; `None` when it is not pending (any more). The API's cancel and
+/// the dashboard's both come here.
+pub(crate) async fn cancel_payment(
+    state: &AppState,
+    payment: &PaymentRow,
+    by: Canceller<'_>,
+    reason: &str,
+) -> Result<Option<PaymentRow>, tronpay_db::DbError> {
+    let (who, actor) = match by {
+        Canceller::ApiKey(prefix) => (
+            format!("with API key {prefix}"),
+            serde_json::json!({ "api_key": prefix }),
+        ),
+        Canceller::Operator(name) => (format!("by operator {name}"), serde_json::json!({ "operator": name })),
+    };
+    let mut conn = state.pool.get().await?;
+    diesel_async::AsyncConnection::transaction::<_, tronpay_db::DbError, _>(&mut conn, async |conn| {
+        // The lock matching takes: a completing transfer and this cancel
+        // do not interleave.
+        matching::lock_address(conn, &payment.wallet_address).await?;
+        let Some(cancelled) = payments::cancel(conn, &payment.id).await? else {
+            return Ok(None);
+        };
+        let message = if reason.is_empty() {
+            format!("Payment cancelled {who}")
+        } else {
+            format!("Payment cancelled {who}: {reason}")
+        };
+        let mut metadata = actor.clone();
+        metadata["reason"] = serde_json::Value::from(reason);
+        logs::insert(
+            conn,
+            &cancelled.id,
+            LogEvent::Cancelled,
+            &message,
+            Some(&metadata.to_string()),
+        )
+        .await?;
+        if cancelled.wants(WebhookEvent::Cancelled) {
+            webhooks::enqueue(conn, &cancelled, WebhookEvent::Cancelled, None).await?;
+        }
+        Ok(Some(cancelled))
+    })
+    .await
 }
 
 /// One row of a payment's audit trail.

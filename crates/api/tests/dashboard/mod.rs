@@ -202,3 +202,132 @@ async fn failed_sign_ins_are_limited_across_replicas() {
     let response = sign_in(&second, "alice", "a long enough secret", &csrf, &cookie).await;
     assert_eq!(response.status(), 303);
 }
+
+/// Signs `alice` in on `app`: her session cookie and its CSRF token.
+async fn alice_signed_in(app: &TestApp) -> (String, String) {
+    let (csrf, cookie) = sign_in_form(app).await;
+    let response = sign_in(app, "alice", "a long enough secret", &csrf, &cookie).await;
+    assert_eq!(response.status(), 303);
+    let (session, _) = set_cookie(&response, "tronpay_session").unwrap();
+    let html = get(app, "/admin", &session).await.1;
+    (session, csrf_of(&html))
+}
+
+async fn get(app: &TestApp, path: &str, session: &str) -> (u16, String) {
+    let response = browser()
+        .get(format!("{}{path}", app.base))
+        .header(COOKIE, session)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn post(app: &TestApp, path: &str, session: &str, pairs: &[(&str, &str)]) -> reqwest::Response {
+    browser()
+        .post(format!("{}{path}", app.base))
+        .header(COOKIE, session)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form(pairs))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_finds_cancels_and_redelivers_with_the_audit_trail_naming_them() {
+    let db = TestDb::new().await;
+    alice(&db).await;
+    let key = db.api_key("shop", super::v1::READ_WRITE).await;
+    let app = TestApp::start(db.url(), |settings| settings.callback_allow_private = true).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let made = app
+            .v1_post(
+                "/v1/payments",
+                &key,
+                &serde_json::json!({
+                    "order_id": format!("dash-{n}"), "amount": "4.5", "address": super::ADDRESS,
+                    "notify_url": "http://127.0.0.1:9/hook",
+                    "notify_events": ["payment.completed", "payment.cancelled"],
+                }),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.text);
+        ids.push(made.body["id"].as_str().unwrap().to_owned());
+    }
+    let (session, csrf) = alice_signed_in(&app).await;
+
+    // The list, a search by order id, a filter, and a bad filter.
+    let (status, html) = get(&app, "/admin/payments", &session).await;
+    assert_eq!(status, 200);
+    assert!((0..3).all(|n| html.contains(&format!("dash-{n}"))), "{html}");
+    let (_, html) = get(&app, "/admin/payments?q=dash-1", &session).await;
+    assert!(html.contains("dash-1") && !html.contains("dash-2"), "{html}");
+    let (_, html) = get(&app, &format!("/admin/payments?q={}", super::ADDRESS), &session).await;
+    assert!(html.contains("dash-0") && html.contains("dash-2"), "{html}");
+    let (_, html) = get(&app, "/admin/payments?status=completed", &session).await;
+    assert!(html.contains("No payments match."), "{html}");
+    let (status, html) = get(&app, "/admin/payments?from=yesterday", &session).await;
+    assert!(status == 200 && html.contains("from is a date"), "{html}");
+
+    // Cancel: refused without the token, done with it, and on the trail.
+    let id = &ids[1];
+    let path = format!("/admin/payments/{id}/cancel");
+    let refused = post(&app, &path, &session, &[("reason", "no token")]).await;
+    assert_eq!(refused.status(), 400, "a form without its csrf field does not parse");
+    let refused = post(&app, &path, &session, &[("csrf", "forged"), ("reason", "x")]).await;
+    assert_eq!(refused.status(), 403);
+    let done = post(&app, &path, &session, &[("csrf", &csrf), ("reason", "buyer asked")]).await;
+    assert_eq!(done.status(), 303);
+    let (_, html) = get(&app, &format!("/admin/payments/{id}?done=cancelled"), &session).await;
+    assert!(
+        html.contains("Payment cancelled by operator alice: buyer asked"),
+        "{html}"
+    );
+    assert!(html.contains(r#"<dd id="payment-status">failed</dd>"#), "{html}");
+    let trail: Vec<String> = db
+        .column(&format!(
+            "SELECT message FROM payment_logs WHERE payment_id = '{id}' AND event_type = 'cancelled'"
+        ))
+        .await;
+    assert_eq!(trail, ["Payment cancelled by operator alice: buyer asked"]);
+    // The payment.cancelled webhook was queued, as for the API's cancel.
+    let deliveries: Vec<String> = db
+        .column(&format!(
+            "SELECT id::text FROM webhook_deliveries WHERE payment_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(deliveries.len(), 1);
+
+    // A dead delivery sent again, with the operator named.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "UPDATE webhook_deliveries SET status = 'dead' WHERE id = '{}'",
+            deliveries[0]
+        ))
+        .await
+        .unwrap();
+    let again = post(
+        &app,
+        &format!("/admin/deliveries/{}/redeliver", deliveries[0]),
+        &session,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(again.status(), 303);
+    let status: Vec<String> = db
+        .column(&format!(
+            "SELECT status FROM webhook_deliveries WHERE id = '{}'",
+            deliveries[0]
+        ))
+        .await;
+    assert_ne!(status, ["dead"]);
+    let logged: Vec<String> = db
+        .column(&format!(
+            "SELECT message FROM payment_logs WHERE payment_id = '{id}' ORDER BY id DESC LIMIT 1"
+        ))
+        .await;
+    assert!(logged[0].contains("operator alice"), "{logged:?}");
+}
