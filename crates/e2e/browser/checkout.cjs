@@ -54,9 +54,10 @@ async function payAsShown(page) {
 }
 
 /// axe-core on `url` (in a context that lets the test inject it past the
-/// page's Content-Security-Policy); serious or critical violations fail.
-async function accessible(browser, url, name) {
-  const context = await browser.newContext({ bypassCSP: true });
+/// page's Content-Security-Policy, signed in with `storageState` when given);
+/// serious or critical violations fail.
+async function accessible(browser, url, name, storageState = undefined) {
+  const context = await browser.newContext({ bypassCSP: true, storageState });
   const page = await context.newPage();
   await page.goto(url);
   await page.addScriptTag({ content: axeSource });
@@ -188,6 +189,54 @@ async function endedAndUnknown(browser) {
   await context.close();
 }
 
+/// The operator dashboard: sign-in (a wrong password refused), the
+/// overview, a post without the CSRF token refused, finding a payment and
+/// cancelling it from its page; axe-core on the dashboard's pages.
+async function dashboard(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${config.admin}/admin`);
+  check(page.url().endsWith('/admin/sign-in'), 'the dashboard asks to sign in first');
+  await page.fill('#name', config.operator);
+  await page.fill('#password', 'not the password at all');
+  await page.click('button[type=submit]');
+  check((await page.textContent('main')).includes('Wrong name or password.'), 'a wrong password is refused');
+  await shot(page, 'dashboard-sign-in');
+  await page.fill('#name', config.operator);
+  await page.fill('#password', config.password);
+  await page.click('button[type=submit]');
+  await page.waitForURL((url) => url.pathname === '/admin');
+  check((await page.textContent('h1')).includes('Overview'), 'signed in: the overview');
+  await shot(page, 'dashboard-overview');
+
+  // A form posted without the session's CSRF token (as a forged page would).
+  const forged = await context.request.post(`${config.admin}/admin/payments/${config.dashboard_payment}/cancel`, {
+    form: { csrf: 'forged', reason: 'forged' },
+    maxRedirects: 0,
+  });
+  check(forged.status() === 403, `a post without the CSRF token is refused (${forged.status()})`);
+
+  await page.click('text=Payments');
+  await page.fill('#q', config.dashboard_order);
+  await page.click('button:has-text("Search")');
+  await page.click(`a:has-text("${config.dashboard_order}")`);
+  check((await page.textContent('#payment-status')).trim() === 'pending', 'the payment is found, pending');
+  await shot(page, 'dashboard-payment');
+  await page.fill('#reason', 'cancelled in the browser test');
+  await page.click('button:has-text("Cancel this payment")');
+  await page.waitForURL((url) => url.search.includes('done=cancelled'));
+  check(
+    (await page.textContent('#payment-status')).trim() === 'failed' &&
+      (await page.textContent('main')).includes(`Payment cancelled by operator ${config.operator}: cancelled in the browser test`),
+    'cancelled from the dashboard, the operator named in the audit trail',
+  );
+  // axe-core on the dashboard's pages, signed in.
+  const state = await context.storageState();
+  await accessible(browser, `${config.admin}/admin`, 'the overview', state);
+  await accessible(browser, page.url(), "a payment's page", state);
+  await context.close();
+}
+
 (async () => {
   fs.mkdirSync(config.screenshots, { recursive: true });
   const browser = await chromium.launch({ executablePath: config.chromium, args: ['--no-sandbox'] });
@@ -199,6 +248,7 @@ async function endedAndUnknown(browser) {
     await endedAndUnknown(browser);
     await accessible(browser, config.pending, 'the checkout page');
     await accessible(browser, config.missing, 'the 404 page');
+    await dashboard(browser);
   } catch (error) {
     failures.push(String(error && error.stack ? error.stack : error));
     console.log(`FAIL: ${error && error.stack ? error.stack : error}`);

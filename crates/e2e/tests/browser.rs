@@ -1,9 +1,12 @@
-//! The checkout page in a real headless Chromium (PRODUCT §11): the whole
+//! The checkout page and the operator dashboard in a real headless Chromium
+//! (PRODUCT §11): the whole
 //! stack — two API replicas, the chain watcher, the webhook dispatcher and
 //! the sandbox node — and a buyer who opens the checkout on the replica that
 //! applies nothing (its own broker names, so no `payment.detected` reaches
 //! it), reads the amount and the address off the page, pays them on the
-//! sandbox and watches the page turn to paid and send them back to the shop.
+//! sandbox and watches the page turn to paid and send them back to the shop;
+//! then an operator signs in to the dashboard on that replica and cancels a
+//! payment from its page.
 //! `browser/checkout.cjs` drives Chromium through playwright-core; `make
 //! test` installs both (Debian's `chromium`, npm's `playwright-core` and
 //! `axe-core` in `.local/node`). Screenshots go to `target/screenshots/`.
@@ -17,6 +20,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tronpay_e2e::receiver::Receiver;
 use tronpay_e2e::{ApiInstance, DispatcherInstance, SOLID_LAG, Stack, TestBus, eventually, v1};
+
+/// The dashboard's operator's password.
+const OPERATOR_PASSWORD: &str = "browser test password";
 
 /// The account key of the BIP39 test mnemonic at m/44'/195'/0'.
 const XPUB: &str =
@@ -118,6 +124,16 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
     })
     .await;
 
+    // The dashboard part: an operator, and a payment for them to cancel.
+    let dashboard_payment = create(applying, &key, "browser-dashboard", json!({})).await;
+    let hash = tronpay_domain::operator::hash_password(OPERATOR_PASSWORD).unwrap();
+    let mut conn = stack.db.connect().await;
+    tronpay_db::operators::create(&mut conn, "olga", &hash)
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+
     let checkout = |id: &str| format!("{}/pay/{id}", viewer.url);
     let screenshots = workspace().join("target/screenshots");
     let config = json!({
@@ -132,6 +148,11 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         "expired": checkout(&expired),
         "cancelled": checkout(&cancelled),
         "missing": checkout("0b6f0d6c-1c2d-4c3e-9f00-000000000000"),
+        "admin": viewer.url,
+        "operator": "olga",
+        "password": OPERATOR_PASSWORD,
+        "dashboard_payment": dashboard_payment,
+        "dashboard_order": "browser-dashboard",
     });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/checkout.cjs");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -178,7 +199,23 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         })
     })
     .await;
-    for name in ["checkout-waiting", "checkout-paid", "checkout-phone", "checkout-zh"] {
+    let (_, body) = v1(
+        applying,
+        "GET",
+        &format!("/v1/payments/{dashboard_payment}"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(body["status"], "failed", "cancelled from the dashboard");
+    for name in [
+        "checkout-waiting",
+        "checkout-paid",
+        "checkout-phone",
+        "checkout-zh",
+        "dashboard-overview",
+        "dashboard-payment",
+    ] {
         assert!(screenshots.join(format!("{name}.png")).is_file(), "{name}.png");
     }
 }
