@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq as _;
 use tronpay_db::operators::{self, Session};
 use tronpay_domain::operator;
 
-use crate::checkout::{CONTENT_SECURITY_POLICY, Lang, Messages};
+use crate::checkout::{Lang, Messages, html as page};
 use crate::edge::RequestContext;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -115,21 +115,6 @@ fn cookie(request: &HttpRequest, name: &str, value: &str, max_age: i64) -> Strin
         ""
     };
     format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
-}
-
-/// A page with the headers every dashboard page carries.
-fn page(status: StatusCode, rendered: askama::Result<String>) -> Result<HttpResponse, ApiError> {
-    let body = rendered.map_err(|error| ApiError::Internal(anyhow::anyhow!("rendering a page: {error}")))?;
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .insert_header((header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .body(body))
 }
 
 fn see_other(location: &'static str) -> actix_web::HttpResponseBuilder {

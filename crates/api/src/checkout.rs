@@ -350,8 +350,10 @@ fn not_found(messages: &'static Messages) -> Result<HttpResponse, ApiError> {
     html(StatusCode::NOT_FOUND, NotFoundPage { t: messages }.render())
 }
 
-/// A rendered page with the headers every page carries.
-fn html(status: StatusCode, rendered: askama::Result<String>) -> Result<HttpResponse, ApiError> {
+/// A rendered page with the headers every page (checkout and dashboard)
+/// carries: the strict Content-Security-Policy, `no-store`, `nosniff`,
+/// `no-referrer`. A template that failed to render is a 500.
+pub(crate) fn html(status: StatusCode, rendered: askama::Result<String>) -> Result<HttpResponse, ApiError> {
     let body = rendered.map_err(|error| ApiError::Internal(anyhow::anyhow!("rendering a page: {error}")))?;
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
