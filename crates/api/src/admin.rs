@@ -1,5 +1,7 @@
 //! The operator dashboard (PRODUCT §11), `/admin`: sign-in and sign-out,
-//! sessions and CSRF tokens, and the overview page.
+//! sessions and CSRF tokens, the overview, and the payments pages (search,
+//! a payment's page, cancel, send a delivery again). Its writes go through
+//! the same functions as the API's and name the operator in the audit trail.
 //!
 //! Sessions live in PostgreSQL (`operator_sessions`, keyed by the SHA-256 of
 //! the cookie's random token), so any API replica serves any operator. The
@@ -8,9 +10,9 @@
 //! form carries the session's CSRF token (the sign-in form a token of its
 //! own, doubled in a short-lived cookie), compared in constant time; a POST
 //! without it is refused with 403. Failed sign-ins are recorded in the
-//! database: more than [`MAX_FAILURES_PER_NAME`] for a name or
-//! [`MAX_FAILURES_PER_IP`] from an address within [`FAILURE_WINDOW_MINUTES`]
-//! and sign-in is refused (429) until they age out.
+//! database: after [`MAX_FAILURES_PER_NAME`] for a name or
+//! [`MAX_FAILURES_PER_IP`] from an address within [`FAILURE_WINDOW_MINUTES`],
+//! sign-in is refused (429) on every replica until they age out.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -117,6 +119,7 @@ fn cookie(request: &HttpRequest, name: &str, value: &str, max_age: i64) -> Strin
     format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
+/// A 303 to `location` (after a form post, or to the sign-in).
 fn see_other(location: &'static str) -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::SeeOther();
     response.insert_header((header::LOCATION, location));
@@ -180,7 +183,7 @@ pub async fn sign_in(
     let since = now - chrono::Duration::minutes(FAILURE_WINDOW_MINUTES);
     let (by_name, by_ip) = operators::recent_failures(&mut conn, &name, &client_ip, since).await?;
     if by_name >= MAX_FAILURES_PER_NAME || by_ip >= MAX_FAILURES_PER_IP {
-        tracing::warn!(operator = %name, %client_ip, "sign-in refused: too many failures");
+        tracing::warn!(operator = ?name, %client_ip, "sign-in refused: too many failures");
         return sign_in_form(
             &request,
             StatusCode::TOO_MANY_REQUESTS,
@@ -193,13 +196,16 @@ pub async fn sign_in(
         .as_ref()
         .map_or_else(|| DECOY_HASH.clone(), |row| row.password_hash.clone());
     let password = form.password.clone();
-    // argon2 takes tens of milliseconds of CPU: off the async threads.
+    // argon2 takes tens of milliseconds of CPU: off the async threads, and
+    // without holding a database connection.
+    drop(conn);
     let matches = web::block(move || operator::verify_password(&password, &hash))
         .await
         .map_err(|error| ApiError::Internal(error.into()))?;
+    let mut conn = state.pool.get().await?;
     let Some(row) = found.filter(|_| matches) else {
         operators::record_failure(&mut conn, &name, &client_ip).await?;
-        tracing::warn!(operator = %name, %client_ip, "sign-in failed");
+        tracing::warn!(operator = ?name, %client_ip, "sign-in failed");
         return sign_in_form(
             &request,
             StatusCode::UNAUTHORIZED,
