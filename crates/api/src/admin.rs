@@ -423,18 +423,18 @@ pub async fn payments(
                 .then(|| rows.last())
                 .flatten()
                 .map(|last| {
-                    let mut url = url::form_urlencoded::Serializer::new(String::from("/admin/payments?"));
-                    url.extend_pairs([
+                    let mut link = url::form_urlencoded::Serializer::new(String::new());
+                    link.extend_pairs([
                         ("q", query.q.as_str()),
                         ("status", &query.status),
                         ("from", &query.from),
                         ("to", &query.to),
                     ]);
-                    url.append_pair(
+                    link.append_pair(
                         "before",
                         &format!("{}.{}", last.created_at.and_utc().timestamp_micros(), last.id.as_str()),
                     );
-                    url.finish()
+                    format!("/admin/payments?{}", link.finish())
                 });
             (rows, None, next)
         }
@@ -647,7 +647,7 @@ pub async fn cancel(
         return Err(ApiError::NotFound("no such payment"));
     };
     drop(conn);
-    let by = crate::v1::payments::Canceller::Operator(&session.operator);
+    let by = crate::v1::payments::Actor::Operator(&session.operator);
     let cancelled = crate::v1::payments::cancel_payment(&state, &row, by, &reason).await?;
     tracing::info!(payment_id = %id, operator = %session.operator, cancelled = cancelled.is_some(), "operator cancel");
     let done = if cancelled.is_some() {
@@ -692,4 +692,153 @@ pub async fn redeliver(
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, format!("/admin/payments/{payment_id}?done={done}")))
         .finish())
+}
+
+/// One transfer as the transfers page shows it.
+struct TransferLine {
+    txid: String,
+    log_index: u32,
+    block: u64,
+    to: String,
+    amount: String,
+    state: &'static str,
+    kind: &'static str,
+    payment: Option<String>,
+    /// Final and counted by no payment: the assign form shows.
+    assignable: bool,
+}
+
+/// `templates/admin_transfers.html`.
+#[derive(Template)]
+#[template(path = "admin_transfers.html")]
+struct TransfersPage<'a> {
+    t: &'static Messages,
+    operator: &'a str,
+    csrf: &'a str,
+    all: bool,
+    problem: Option<String>,
+    transfers: Vec<TransferLine>,
+}
+
+/// `GET /admin/transfers`'s query.
+#[derive(Deserialize)]
+pub struct TransfersQuery {
+    /// Any value: every recent transfer, not only those no payment counted.
+    all: Option<String>,
+    /// Why the last assignment was refused (shown at the top).
+    problem: Option<String>,
+}
+
+/// `GET /admin/transfers`: the 100 most recent final transfers no payment
+/// counted (unmatched or late), or every recent one; each assignable one
+/// with a form to credit it to a payment.
+pub async fn transfers(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    query: web::Query<TransfersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match signed_in(&state, &request).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
+    };
+    let all = query.all.is_some();
+    let mut conn = state.pool.get().await?;
+    let mut rows = tronpay_db::matching::recent_transfers(&mut conn, !all, 100).await?;
+    if !all {
+        // Late transfers (to an ended payment) are as assignable as unmatched ones.
+        rows.extend(
+            tronpay_db::matching::recent_transfers(&mut conn, false, 100)
+                .await?
+                .into_iter()
+                .filter(|stored| stored.match_kind == Some(tronpay_domain::MatchKind::Late)),
+        );
+    }
+    drop(conn);
+    let transfers = rows
+        .iter()
+        .map(|stored| TransferLine {
+            txid: stored.transfer.id.txid.as_str().to_owned(),
+            log_index: stored.transfer.id.log_index,
+            block: stored.transfer.block_number,
+            to: stored.transfer.to.to_base58(),
+            amount: stored.transfer.amount.to_string(),
+            state: stored.status.as_str(),
+            kind: stored
+                .match_kind
+                .map_or("not matched yet", tronpay_domain::MatchKind::as_str),
+            payment: stored.payment_id.as_ref().map(|id| id.as_str().to_owned()),
+            assignable: stored.status == tronpay_domain::TransferState::Confirmed
+                && stored
+                    .match_kind
+                    .is_some_and(|kind| tronpay_db::matching::ASSIGNABLE.contains(&kind)),
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        TransfersPage {
+            t: Lang::En.messages()?,
+            operator: &session.operator,
+            csrf: &session.csrf_token,
+            all,
+            problem: query.problem.clone(),
+            transfers,
+        }
+        .render(),
+    )
+}
+
+/// The assign form.
+#[derive(Deserialize)]
+pub struct AssignForm {
+    csrf: String,
+    payment_id: String,
+    /// The confirmation checkbox (`yes`).
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /admin/transfers/{txid}/{log_index}/assign`: credits the transfer
+/// to the payment, as the API's assign does, naming the operator; refused
+/// without the confirmation box ticked. Back to the payment's page, or to
+/// the transfers page with the reason.
+pub async fn assign(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    form: web::Form<AssignForm>,
+) -> Result<HttpResponse, ApiError> {
+    let session = match posted(&state, &request, &form.csrf).await? {
+        Ok(session) => session,
+        Err(redirect) => return Ok(redirect),
+    };
+    let back_with = |problem: &str| {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("problem", problem)
+            .finish();
+        HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/admin/transfers?{query}")))
+            .finish()
+    };
+    if form.confirm != "yes" {
+        return Ok(back_with("Tick the confirmation box to assign a transfer."));
+    }
+    let (txid, index) = path.into_inner();
+    let (Ok(txid), Ok(log_index)) = (tronpay_domain::TxId::parse(&txid), index.parse()) else {
+        return Err(ApiError::NotFound("no such transfer"));
+    };
+    let Ok(target) = tronpay_domain::PaymentId::parse(form.payment_id.trim()) else {
+        return Ok(back_with("That is not a payment id."));
+    };
+    let transfer_id = tronpay_domain::TransferId { txid, log_index };
+    let by = crate::v1::payments::Actor::Operator(&session.operator);
+    match crate::v1::transfers::assign_transfer(&state, &transfer_id, &target, by).await {
+        Ok((payment, _)) => {
+            tracing::info!(transfer = %transfer_id, payment_id = %payment.id, operator = %session.operator, "transfer assigned by an operator");
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/admin/payments/{}", payment.id)))
+                .finish())
+        }
+        Err(crate::v1::transfers::Refused::Problem(problem)) => Ok(back_with(&problem.detail)),
+        Err(crate::v1::transfers::Refused::Db(error)) => Err(error.into()),
+    }
 }

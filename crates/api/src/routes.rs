@@ -94,6 +94,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::undocumented(Method::POST, "/admin/payments/{payment_id}/cancel", || {
             web::post().to(crate::admin::cancel)
         }),
+        Endpoint::undocumented(Method::GET, "/admin/transfers", || {
+            web::get().to(crate::admin::transfers)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/transfers/{txid}/{log_index}/assign", || {
+            web::post().to(crate::admin::assign)
+        }),
         Endpoint::undocumented(Method::POST, "/admin/deliveries/{delivery_id}/redeliver", || {
             web::post().to(crate::admin::redeliver)
         }),

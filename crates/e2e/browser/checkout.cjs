@@ -191,7 +191,8 @@ async function endedAndUnknown(browser) {
 
 /// The operator dashboard: sign-in (a wrong password refused), the
 /// overview, a post without the CSRF token refused, finding a payment and
-/// cancelling it from its page; axe-core on the dashboard's pages.
+/// cancelling it from its page, assigning a late transfer to a payment;
+/// axe-core on the dashboard's pages.
 async function dashboard(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
@@ -230,10 +231,26 @@ async function dashboard(browser) {
       (await page.textContent('main')).includes(`Payment cancelled by operator ${config.operator}: cancelled in the browser test`),
     'cancelled from the dashboard, the operator named in the audit trail',
   );
+  // A late transfer assigned to a pending payment, with the confirmation.
+  await page.click('text=Transfers');
+  const form = page.locator(`form[action*="${config.late_txid}"]`);
+  check((await form.count()) === 1, 'the late transfer is listed with an assign form');
+  await form.locator('input[name=payment_id]').fill(config.assign_to);
+  await form.locator('input[name=confirm]').check();
+  await shot(page, 'dashboard-transfers');
+  await form.locator('button').click();
+  await page.waitForURL((url) => url.pathname === `/admin/payments/${config.assign_to}`);
+  check(
+    (await page.textContent('#payment-status')).trim() === 'completed' &&
+      (await page.textContent('main')).includes(`assigned by operator ${config.operator}`),
+    'the assigned transfer completed the payment, the operator named in the audit trail',
+  );
+
   // axe-core on the dashboard's pages, signed in.
   const state = await context.storageState();
   await accessible(browser, `${config.admin}/admin`, 'the overview', state);
   await accessible(browser, page.url(), "a payment's page", state);
+  await accessible(browser, `${config.admin}/admin/transfers?all=1`, 'the transfers page', state);
   await context.close();
 }
 

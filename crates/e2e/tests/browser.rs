@@ -134,6 +134,25 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         .unwrap();
     drop(conn);
 
+    // A late transfer (to the expired payment's address) for the operator to
+    // assign to another payment.
+    let (_, expired_body) = v1(applying, "GET", &format!("/v1/payments/{expired}"), &key, None).await;
+    let late_to = tronpay_domain::TronAddress::parse(expired_body["address"].as_str().unwrap()).unwrap();
+    let late = stack.pay(late_to, "9.75");
+    eventually(Duration::from_secs(20), "the late transfer", || async {
+        let kinds = tronpay_e2e::sql_values(
+            &stack.db,
+            &format!("SELECT match_kind FROM transfers WHERE txid = '{}'", late.txid.as_str()),
+        )
+        .await;
+        kinds
+            .first()
+            .is_some_and(|row| row["match_kind"] == "late")
+            .then_some(())
+    })
+    .await;
+    let assign_to = create(applying, &key, "browser-assign", json!({})).await;
+
     let checkout = |id: &str| format!("{}/pay/{id}", viewer.url);
     let screenshots = workspace().join("target/screenshots");
     let config = json!({
@@ -153,6 +172,8 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         "password": OPERATOR_PASSWORD,
         "dashboard_payment": dashboard_payment,
         "dashboard_order": "browser-dashboard",
+        "late_txid": late.txid.as_str(),
+        "assign_to": assign_to,
     });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/checkout.cjs");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -208,6 +229,11 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
     )
     .await;
     assert_eq!(body["status"], "failed", "cancelled from the dashboard");
+    let (_, body) = v1(applying, "GET", &format!("/v1/payments/{assign_to}"), &key, None).await;
+    assert_eq!(
+        body["status"], "completed",
+        "paid by the transfer assigned in the dashboard"
+    );
     for name in [
         "checkout-waiting",
         "checkout-paid",

@@ -838,7 +838,7 @@ pub async fn cancel(
         ));
     }
     let payment = load(&state, &path).await?;
-    let by = Canceller::ApiKey(&caller.prefix);
+    let by = Actor::ApiKey(&caller.prefix);
     let outcome = cancel_payment(&state, &payment, by, &reason).await?;
     let Some(cancelled) = outcome else {
         let current = load(&state, payment.id.as_str()).await?;
@@ -851,9 +851,10 @@ pub async fn cancel(
     json(StatusCode::OK, &resource(&cancelled)?)
 }
 
-/// Who cancels a payment, for its audit trail.
+/// Who changed a payment by hand (a cancel, an assigned transfer), for its
+/// audit trail.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Canceller<'a> {
+pub(crate) enum Actor<'a> {
     /// An API key, by its prefix.
     ApiKey(&'a str),
     /// An operator of the dashboard, by name.
@@ -867,15 +868,15 @@ pub(crate) enum Canceller<'a> {
 pub(crate) async fn cancel_payment(
     state: &AppState,
     payment: &PaymentRow,
-    by: Canceller<'_>,
+    by: Actor<'_>,
     reason: &str,
 ) -> Result<Option<PaymentRow>, tronpay_db::DbError> {
     let (who, actor) = match by {
-        Canceller::ApiKey(prefix) => (
+        Actor::ApiKey(prefix) => (
             format!("with API key {prefix}"),
             serde_json::json!({ "api_key": prefix }),
         ),
-        Canceller::Operator(name) => (format!("by operator {name}"), serde_json::json!({ "operator": name })),
+        Actor::Operator(name) => (format!("by operator {name}"), serde_json::json!({ "operator": name })),
     };
     let mut conn = state.pool.get().await?;
     diesel_async::AsyncConnection::transaction::<_, tronpay_db::DbError, _>(&mut conn, async |conn| {

@@ -17,7 +17,7 @@ use tronpay_domain::{LogEvent, MatchKind, PaymentStatus, Scope, TransferId, Tran
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::payments::{address_filter, cut_page, json, load, page_limit, payment_id, resource};
+use super::payments::{Actor, address_filter, cut_page, json, load, page_limit, payment_id, resource};
 use super::problem::{self, Problem, ProblemBody};
 use crate::chain_events::apply::metadata;
 use crate::routes::read_body;
@@ -208,7 +208,7 @@ pub struct Assignment<'a> {
 }
 
 /// Why an assignment did not happen.
-enum Refused {
+pub(crate) enum Refused {
     Db(DbError),
     Problem(Problem),
 }
@@ -276,30 +276,7 @@ pub async fn assign(
         )
     })?;
     let target = payment_id(&assign.payment_id)?;
-    let mut conn = state.pool.get().await?;
-    let found = matching::find_transfer(&mut conn, &transfer_id)
-        .await?
-        .ok_or_else(no_transfer)?;
-    let outcome = diesel_async::AsyncConnection::transaction::<_, Refused, _>(&mut conn, async |conn| {
-        let payment_address = payments::find(conn, target.as_str())
-            .await?
-            .map(|row| row.wallet_address)
-            .ok_or_else(|| refuse(problem::NOT_FOUND, format!("no payment {target}")))?;
-        // Addresses in a fixed order, as a batch of confirmations takes them.
-        let addresses = std::collections::BTreeSet::from([found.transfer.to.to_base58(), payment_address]);
-        for address in &addresses {
-            matching::lock_address(conn, address).await?;
-        }
-        let stored = matching::lock_transfer(conn, &transfer_id)
-            .await?
-            .ok_or_else(|| refuse(problem::NOT_FOUND, format!("no transfer {transfer_id}")))?;
-        let payment = payments::lock(conn, &target)
-            .await?
-            .ok_or_else(|| refuse(problem::NOT_FOUND, format!("no payment {target}")))?;
-        credit(conn, &caller.prefix, stored, payment).await
-    })
-    .await;
-    drop(conn);
+    let outcome = assign_transfer(&state, &transfer_id, &target, Actor::ApiKey(&caller.prefix)).await;
     let (payment, stored) = match outcome {
         Ok(done) => done,
         Err(Refused::Problem(problem)) => return Err(problem),
@@ -323,9 +300,46 @@ pub async fn assign(
 
 /// The assignment itself, under the locks: checks, credit, transfer, log
 /// rows and webhooks.
+/// Credits the final, uncounted transfer `transfer_id` to payment `target`
+/// (pending or expired) in one transaction, under the same locks as
+/// matching, with its audit-trail row naming `by` and its webhook; the
+/// payment completes when the credits reach its amount. The API's assign and
+/// the dashboard's both come here.
+pub(crate) async fn assign_transfer(
+    state: &AppState,
+    transfer_id: &TransferId,
+    target: &tronpay_domain::PaymentId,
+    by: Actor<'_>,
+) -> Result<(PaymentRow, StoredTransfer), Refused> {
+    let no_transfer = || refuse(problem::NOT_FOUND, format!("no transfer {transfer_id}"));
+    let mut conn = state.pool.get().await.map_err(|error| Refused::Problem(error.into()))?;
+    let found = matching::find_transfer(&mut conn, transfer_id)
+        .await?
+        .ok_or_else(no_transfer)?;
+    diesel_async::AsyncConnection::transaction::<_, Refused, _>(&mut conn, async |conn| {
+        let payment_address = payments::find(conn, target.as_str())
+            .await?
+            .map(|row| row.wallet_address)
+            .ok_or_else(|| refuse(problem::NOT_FOUND, format!("no payment {target}")))?;
+        // Addresses in a fixed order, as a batch of confirmations takes them.
+        let addresses = std::collections::BTreeSet::from([found.transfer.to.to_base58(), payment_address]);
+        for address in &addresses {
+            matching::lock_address(conn, address).await?;
+        }
+        let stored = matching::lock_transfer(conn, transfer_id)
+            .await?
+            .ok_or_else(no_transfer)?;
+        let payment = payments::lock(conn, target)
+            .await?
+            .ok_or_else(|| refuse(problem::NOT_FOUND, format!("no payment {target}")))?;
+        credit(conn, by, stored, payment).await
+    })
+    .await
+}
+
 async fn credit(
     conn: &mut AsyncPgConnection,
-    operator: &str,
+    by: Actor<'_>,
     stored: StoredTransfer,
     payment: PaymentRow,
 ) -> Result<(PaymentRow, StoredTransfer), Refused> {
@@ -381,13 +395,22 @@ async fn credit(
     let mut details: serde_json::Value =
         serde_json::from_str(&metadata(transfer, "amount_usdt", transfer.amount)).unwrap_or_default();
     details["previous_match_kind"] = previous.into();
-    details["api_key"] = operator.into();
+    let who = match by {
+        Actor::ApiKey(prefix) => {
+            details["api_key"] = prefix.into();
+            format!("operator key {prefix}")
+        }
+        Actor::Operator(name) => {
+            details["operator"] = name.into();
+            format!("operator {name}")
+        }
+    };
     logs::insert(
         conn,
         &payment.id,
         LogEvent::Assigned,
         &format!(
-            "Transfer {} of {} USDT ({previous}) assigned by operator key {operator}: {received} of {expected} USDT received",
+            "Transfer {} of {} USDT ({previous}) assigned by {who}: {received} of {expected} USDT received",
             transfer.id, transfer.amount
         ),
         Some(&details.to_string()),

@@ -331,3 +331,88 @@ async fn an_operator_finds_cancels_and_redelivers_with_the_audit_trail_naming_th
         .await;
     assert!(logged[0].contains("operator alice"), "{logged:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_assigns_an_unmatched_transfer_and_the_payment_completes() {
+    let db = TestDb::new().await;
+    alice(&db).await;
+    let key = db.api_key("shop", super::v1::READ_WRITE).await;
+    let app = TestApp::start(db.url(), |_| {}).await;
+    let made = app
+        .v1_post(
+            "/v1/payments",
+            &key,
+            &serde_json::json!({ "order_id": "assign-me", "amount": "7", "address": super::ADDRESS }),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    // A final transfer no payment counted (sent from another address, say).
+    let txid = "cd".repeat(32);
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, \
+               status, seen_at, confirmed_at, match_kind, applied_at) \
+             VALUES ('{txid}', 3, 700, now(), 'TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7', 'TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC', \
+               7, 'confirmed', now(), now(), 'unmatched', now())"
+        ))
+        .await
+        .unwrap();
+    let (session, csrf) = alice_signed_in(&app).await;
+    let (status, html) = get(&app, "/admin/transfers", &session).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!("{txid}:3")) && html.contains("unmatched"),
+        "{html}"
+    );
+    let path = format!("/admin/transfers/{txid}/3/assign");
+
+    // Not without the confirmation, nor without the CSRF token.
+    let unconfirmed = post(&app, &path, &session, &[("csrf", &csrf), ("payment_id", &id)]).await;
+    let location = unconfirmed.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/admin/transfers?problem="), "{location}");
+    let forged = post(
+        &app,
+        &path,
+        &session,
+        &[("csrf", "x"), ("payment_id", &id), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    let body = app.v1_get(&format!("/v1/payments/{id}"), &key).await.body;
+    assert_eq!(body["status"], "pending");
+
+    let done = post(
+        &app,
+        &path,
+        &session,
+        &[("csrf", &csrf), ("payment_id", &id), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        done.headers()[LOCATION].to_str().unwrap(),
+        format!("/admin/payments/{id}")
+    );
+    let body = app.v1_get(&format!("/v1/payments/{id}"), &key).await.body;
+    assert_eq!(
+        (body["status"].as_str(), body["received_amount"].as_str()),
+        (Some("completed"), Some("7"))
+    );
+    let (_, html) = get(&app, &format!("/admin/payments/{id}"), &session).await;
+    assert!(html.contains("assigned by operator alice"), "{html}");
+
+    // Twice is refused with the reason, nothing credited twice.
+    let again = post(
+        &app,
+        &path,
+        &session,
+        &[("csrf", &csrf), ("payment_id", &id), ("confirm", "yes")],
+    )
+    .await;
+    let location = again.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.contains("already"), "{location}");
+    let body = app.v1_get(&format!("/v1/payments/{id}"), &key).await.body;
+    assert_eq!(body["received_amount"], "7");
+}
