@@ -120,9 +120,9 @@ fn cookie(request: &HttpRequest, name: &str, value: &str, max_age: i64) -> Strin
 }
 
 /// A 303 to `location` (after a form post, or to the sign-in).
-fn see_other(location: &'static str) -> actix_web::HttpResponseBuilder {
+fn see_other(location: &str) -> actix_web::HttpResponseBuilder {
     let mut response = HttpResponse::SeeOther();
-    response.insert_header((header::LOCATION, location));
+    response.insert_header((header::LOCATION, location.to_owned()));
     response
 }
 
@@ -546,7 +546,6 @@ pub async fn payment(
         Some("cancelled") => Some("Payment cancelled."),
         Some("not-pending") => Some("The payment is not pending any more: nothing was cancelled."),
         Some("queued") => Some("The delivery is queued to be sent again."),
-        Some("unfinished") => Some("That delivery is still being worked on."),
         _ => None,
     };
     let view = PaymentView {
@@ -655,9 +654,7 @@ pub async fn cancel(
     } else {
         "not-pending"
     };
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/admin/payments/{id}?done={done}")))
-        .finish())
+    Ok(see_other(&format!("/admin/payments/{id}?done={done}")).finish())
 }
 
 /// `POST /admin/deliveries/{id}/redeliver`: sends a finished delivery again
@@ -679,19 +676,14 @@ pub async fn redeliver(
     let who = format!("operator {}", session.operator);
     let outcome = tronpay_db::deliveries::redeliver(&mut conn, tronpay_domain::DeliveryId(id), &who).await?;
     drop(conn);
-    let (payment_id, done) = match outcome {
-        tronpay_db::deliveries::Redelivery::Queued(row) => (row.payment_id.as_str().to_owned(), "queued"),
-        tronpay_db::deliveries::Redelivery::Unfinished(_) => {
-            return Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/admin/payments"))
-                .finish());
-        }
+    let row = match outcome {
+        tronpay_db::deliveries::Redelivery::Queued(row) => row,
+        // Pending or being sent already (the page showed it finished).
+        tronpay_db::deliveries::Redelivery::Unfinished(_) => return Ok(see_other("/admin/payments").finish()),
         tronpay_db::deliveries::Redelivery::NotFound => return Err(ApiError::NotFound("no such delivery")),
     };
     tracing::info!(delivery = %id, operator = %session.operator, "operator redelivery");
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/admin/payments/{payment_id}?done={done}")))
-        .finish())
+    Ok(see_other(&format!("/admin/payments/{}?done=queued", row.payment_id)).finish())
 }
 
 /// One transfer as the transfers page shows it.
@@ -743,16 +735,12 @@ pub async fn transfers(
     };
     let all = query.all.is_some();
     let mut conn = state.pool.get().await?;
-    let mut rows = tronpay_db::matching::recent_transfers(&mut conn, !all, 100).await?;
-    if !all {
-        // Late transfers (to an ended payment) are as assignable as unmatched ones.
-        rows.extend(
-            tronpay_db::matching::recent_transfers(&mut conn, false, 100)
-                .await?
-                .into_iter()
-                .filter(|stored| stored.match_kind == Some(tronpay_domain::MatchKind::Late)),
-        );
-    }
+    // The API's transfer list, and its definition of what can be assigned.
+    let filter = tronpay_db::matching::TransferFilter {
+        assignable: !all,
+        address: None,
+    };
+    let rows = tronpay_db::matching::list_transfers(&mut conn, &filter, None, 100).await?;
     drop(conn);
     let transfers = rows
         .iter()
@@ -815,9 +803,7 @@ pub async fn assign(
         let query = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("problem", problem)
             .finish();
-        HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, format!("/admin/transfers?{query}")))
-            .finish()
+        see_other(&format!("/admin/transfers?{query}")).finish()
     };
     if form.confirm != "yes" {
         return Ok(back_with("Tick the confirmation box to assign a transfer."));
@@ -834,9 +820,7 @@ pub async fn assign(
     match crate::v1::transfers::assign_transfer(&state, &transfer_id, &target, by).await {
         Ok((payment, _)) => {
             tracing::info!(transfer = %transfer_id, payment_id = %payment.id, operator = %session.operator, "transfer assigned by an operator");
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, format!("/admin/payments/{}", payment.id)))
-                .finish())
+            Ok(see_other(&format!("/admin/payments/{}", payment.id)).finish())
         }
         Err(crate::v1::transfers::Refused::Problem(problem)) => Ok(back_with(&problem.detail)),
         Err(crate::v1::transfers::Refused::Db(error)) => Err(error.into()),

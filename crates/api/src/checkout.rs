@@ -235,6 +235,23 @@ impl BuyerState {
     }
 }
 
+/// Payment `id` and the state its buyer sees, read from the database (the
+/// payment, its transfers, the chain heights) — for the page and the first
+/// event of its stream; `None` when there is no such payment.
+pub async fn buyer_view(
+    state: &AppState,
+    id: &PaymentId,
+) -> Result<Option<(PaymentRow, BuyerState)>, tronpay_db::DbError> {
+    let mut conn = state.pool.get().await?;
+    let Some(payment) = tronpay_db::payments::find(&mut conn, id.as_str()).await? else {
+        return Ok(None);
+    };
+    let transfers = tronpay_db::matching::transfers_of(&mut conn, id).await?;
+    let chain = tronpay_db::chain::state(&mut conn).await?;
+    let buyer_state = BuyerState::of(&payment, &transfers, chain.as_ref());
+    Ok(Some((payment, buyer_state)))
+}
+
 /// `templates/checkout.html`.
 #[derive(Template)]
 #[template(path = "checkout.html")]
@@ -291,15 +308,9 @@ pub async fn page(
     let Ok(id) = PaymentId::parse(&path) else {
         return not_found(messages);
     };
-    let mut conn = state.pool.get().await?;
-    let Some(payment) = tronpay_db::payments::find(&mut conn, id.as_str()).await? else {
+    let Some((payment, buyer_state)) = buyer_view(&state, &id).await? else {
         return not_found(messages);
     };
-    let transfers = tronpay_db::matching::transfers_of(&mut conn, &id).await?;
-    let chain = tronpay_db::chain::state(&mut conn).await?;
-    drop(conn);
-
-    let buyer_state = BuyerState::of(&payment, &transfers, chain.as_ref());
     let amount = payment
         .amount_due()
         .map_err(|error| ApiError::Internal(anyhow::anyhow!("payment {id} has an invalid amount: {error}")))?;

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tronpay_db::DbPool;
 use tronpay_db::models::PaymentRow;
 
-use crate::checkout::{BuyerState, Lang, PageQuery, language};
+use crate::checkout::{BuyerState, Lang, PageQuery, buyer_view, language};
 use crate::state::AppState;
 use crate::v1::problem::Problem;
 
@@ -53,14 +53,6 @@ impl StatusHub {
                 receiver
             }
         }
-    }
-
-    /// How many payments have open streams here.
-    pub fn watched(&self) -> usize {
-        self.watched
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
     }
 
     /// The ids with open streams; forgets those whose streams all closed.
@@ -197,14 +189,10 @@ pub async fn stream(
     request: HttpRequest,
 ) -> Result<HttpResponse, Problem> {
     let lang = language(&request, &query);
-    let payment = crate::v1::payments::load(&state, &path).await?;
-    let id = &payment.id;
-    let (transfers, chain) = {
-        let mut conn = state.pool.get().await?;
-        let transfers = tronpay_db::matching::transfers_of(&mut conn, id).await?;
-        (transfers, tronpay_db::chain::state(&mut conn).await?)
+    let id = crate::v1::payments::payment_id(&path)?;
+    let Some((_, current)) = buyer_view(&state, &id).await? else {
+        return Err(crate::v1::payments::not_found(id.as_str()));
     };
-    let current = BuyerState::of(&payment, &transfers, chain.as_ref());
     let first = StatusEvent::of(&current, lang)?;
     let mut receiver = state.status_hub.subscribe(id.as_str(), current);
     receiver.mark_unchanged();

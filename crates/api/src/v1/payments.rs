@@ -597,7 +597,7 @@ pub(crate) fn payment_id(text: &str) -> Result<PaymentId, Problem> {
     PaymentId::parse(text).map_err(|_| not_found(text))
 }
 
-fn not_found(id: &str) -> Problem {
+pub(crate) fn not_found(id: &str) -> Problem {
     let shown: String = id.chars().take(40).collect();
     invalid(problem::NOT_FOUND, format!("no payment {shown:?}"))
 }
