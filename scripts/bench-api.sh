@@ -14,9 +14,7 @@ server="$(pg_server_url)"
 ensure_postgres "$server"
 release_build
 
-db_url="$(url_with_database "$server" "$DB")"
-psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-DATABASE_URL="$db_url" "$RELEASE_DIR/tronpay" db create-tables >/dev/null
+db_url="$(fresh_database "$DB")"
 
 work="$(mktemp -d)"
 cleanup() {

@@ -12,10 +12,7 @@ server="$(pg_server_url)"
 ensure_postgres "$server"
 release_build
 db_url="$(url_with_database "$server" "$DB")"
-fresh_db() {
-  psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
-  DATABASE_URL="$db_url" "$RELEASE_DIR/tronpay" db create-tables >/dev/null
-}
+fresh_db() { fresh_database "$DB" >/dev/null; }
 trap 'psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"

@@ -17,10 +17,8 @@ bin="$RELEASE_DIR"
 server="$(pg_server_url)"
 ensure_postgres "$server"
 release_build
-db_url="$(url_with_database "$server" "$DB")"
-psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
 trap 'psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
-DATABASE_URL="$db_url" "$bin/tronpay" db create-tables >/dev/null
+db_url="$(fresh_database "$DB")"
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 "$bin/tronpay-bench" webhooks --bin-dir "${BENCH_DISPATCHER_DIR:-$bin}" --database-url "$db_url" \
   --rabbitmq-url "${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" "$@"

@@ -52,6 +52,17 @@ psql_admin() {
   psql "$(url_with_database "$(pg_server_url)" postgres)" -v ON_ERROR_STOP=1 -qAt "$@"
 }
 
+# Drops and creates database $1 on pg_server_url's server with tronpay's
+# tables (the release CLI must be built: release_build); prints its URL.
+# Each benchmark starts from one.
+fresh_database() {
+  local url
+  url="$(url_with_database "$(pg_server_url)" "$1")"
+  psql_admin -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+  DATABASE_URL="$url" "$RELEASE_DIR/tronpay" db create-tables >/dev/null
+  echo "$url"
+}
+
 # "amqp://user:pass@host:port/vhost" reachable?
 amqp_reachable() { tcp_reachable "$1"; }
 

@@ -183,45 +183,28 @@ struct Sample {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // reqwest is built without a TLS provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = |threads: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
     let load = match &args.scenario {
         Scenario::Create { load, .. }
         | Scenario::Status { load, .. }
         | Scenario::Checkout { load, .. }
         | Scenario::V1Create { load, .. }
         | Scenario::V1List { load, .. } => load.clone(),
-        Scenario::Chain(chain) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            return runtime.block_on(chain::run(chain.clone()));
-        }
-        Scenario::Streams(streams) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            return runtime.block_on(streams::run(streams.clone()));
-        }
-        Scenario::Webhooks(webhooks) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            return runtime.block_on(webhooks::run(webhooks.clone()));
-        }
+        Scenario::Chain(chain) => return runtime(1)?.block_on(chain::run(chain.clone())),
+        Scenario::Streams(streams) => return runtime(1)?.block_on(streams::run(streams.clone())),
+        Scenario::Webhooks(webhooks) => return runtime(1)?.block_on(webhooks::run(webhooks.clone())),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(load.threads.max(1))
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(args.scenario, load))
+    runtime(load.threads.max(1))?.block_on(run(args.scenario, load))
 }
 
 async fn run(scenario: Scenario, load: Load) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(load.connections)
         .timeout(Duration::from_secs(30))
