@@ -44,16 +44,19 @@ if ! "$venv/bin/python" -c "import bip_utils, sys; sys.exit(bip_utils.__version_
   "$venv/bin/pip" install --quiet --disable-pip-version-check "bip_utils==$BIP_UTILS_VERSION"
 fi
 
-# The browser tests (crates/e2e/tests/browser.rs): Debian's Chromium, and
-# playwright-core (drives it) and axe-core (accessibility) from npm, pinned,
-# in .local/node.
-if [ -z "${TRONPAY_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
-  echo "==> installing Debian's chromium (browser tests)"
+# The browser tests (crates/e2e/tests/browser.rs): Debian's Chromium and a
+# small CJK font (the 简体中文 screenshots; 5 MB), and playwright-core
+# (drives it) and axe-core (accessibility) from npm, pinned, in .local/node.
+if { [ -z "${TRONPAY_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; } ||
+  [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+  echo "==> installing Debian's chromium and fonts-wqy-microhei (browser tests)"
   as_root=""
   [ "$(id -u)" = 0 ] || as_root="sudo"
   export DEBIAN_FRONTEND=noninteractive
-  $as_root apt-get install -y -qq chromium >/dev/null ||
-    { $as_root apt-get update -qq && $as_root apt-get install -y -qq chromium >/dev/null; }
+  packages="fonts-wqy-microhei"
+  [ -n "${TRONPAY_CHROMIUM:-}" ] || packages="chromium $packages"
+  $as_root apt-get install -y -qq $packages >/dev/null ||
+    { $as_root apt-get update -qq && $as_root apt-get install -y -qq $packages >/dev/null; }
 fi
 PLAYWRIGHT_VERSION=1.65.1
 AXE_VERSION=4.14.1

@@ -64,6 +64,8 @@ pub type Config = ServiceConfig<ApiSettings, DbSettings, BusSettings>;
 pub fn start(config: Config) -> anyhow::Result<Running> {
     let Config { service: api, db, bus } = config;
     let pool = DbPool::new(&db, NAME)?;
+    let mut shared_settings = admin::settings_rows(&db);
+    shared_settings.extend(admin::settings_rows(&bus));
     let mut tasks = Tasks::new();
     let health = api.api_process_events.then(|| {
         let workers = Workers::start(
@@ -82,7 +84,7 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         }
     });
     tasks.spawn("pool maintenance", pool.clone().maintain(tasks.stopped()));
-    let application = Application::build(api, pool, health, tasks.health())?;
+    let application = Application::build(api, pool, health, tasks.health(), shared_settings)?;
     Ok(Running::new(
         NAME,
         Serving::Requests,

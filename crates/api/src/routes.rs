@@ -103,6 +103,24 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::undocumented(Method::POST, "/admin/deliveries/{delivery_id}/redeliver", || {
             web::post().to(crate::admin::redeliver)
         }),
+        Endpoint::undocumented(Method::GET, "/admin/webhooks", || {
+            web::get().to(crate::admin::operations::webhooks)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/webhooks/retry", || {
+            web::post().to(crate::admin::operations::retry)
+        }),
+        Endpoint::undocumented(Method::GET, "/admin/keys", || {
+            web::get().to(crate::admin::operations::keys)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/keys", || {
+            web::post().to(crate::admin::operations::create_key)
+        }),
+        Endpoint::undocumented(Method::POST, "/admin/keys/{prefix}/revoke", || {
+            web::post().to(crate::admin::operations::revoke_key)
+        }),
+        Endpoint::undocumented(Method::GET, "/admin/settings", || {
+            web::get().to(crate::admin::operations::settings)
+        }),
     ];
     endpoints.extend(crate::v1::endpoints());
     endpoints

@@ -3,13 +3,16 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tronpay_domain::matching::MatchRules;
 use tronpay_domain::xpub::AccountXpub;
 use tronpay_domain::{AddressMode, TronAddress, UsdtAmount};
 use tronpay_runtime::Validate;
 
-#[derive(Debug, Clone, Deserialize)]
+/// The API's own settings, each read from the environment variable its
+/// doc names (or the config file); serialized (for the dashboard's
+/// settings page) with `XPUB` shortened.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ApiSettings {
     /// `BIND`: address and port to listen on (`--bind` overrides).
@@ -77,7 +80,9 @@ pub struct ApiSettings {
     /// `/create_payment`, are `given`.
     pub address_mode: String,
     /// `XPUB`: the account's extended public key (`xpub…` at m/44'/195'/0')
-    /// for `ADDRESS_MODE=xpub`; never a private key.
+    /// for `ADDRESS_MODE=xpub`; never a private key. Shown shortened: it
+    /// is no secret, but it gives away every address of the account.
+    #[serde(serialize_with = "shortened")]
     pub xpub: String,
     /// `RECEIVE_ADDRESS`: the shared address of `ADDRESS_MODE=unique_amount`.
     pub receive_address: String,
@@ -112,6 +117,18 @@ pub enum Receiving {
         step: UsdtAmount,
         steps: u32,
     },
+}
+
+/// The first 12 characters, `…` and the last 4; only stars when 16
+/// characters or fewer (nothing when unset).
+fn shortened<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 16 {
+        return serializer.serialize_str(&"*".repeat(chars.len()));
+    }
+    let head: String = chars[..12].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    serializer.serialize_str(&format!("{head}…{tail}"))
 }
 
 impl Default for ApiSettings {

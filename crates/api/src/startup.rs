@@ -26,14 +26,17 @@ pub struct Application {
 impl Application {
     /// `bus` is the broker status of the workers when they run in this
     /// process, and `tasks` whether one of this process's supervised tasks
-    /// failed (both shown by `/health`: a failed task makes it 503).
-    /// Errors: `BIND` or the callback policy is unusable, or the address
+    /// failed (both shown by `/health`: a failed task makes it 503);
+    /// `shared_settings` are the database and broker settings as the
+    /// dashboard's settings page lists them ([`crate::admin::settings_rows`],
+    /// passwords redacted). Errors: `BIND` or the callback policy is unusable, or the address
     /// cannot be bound.
     pub fn build(
         settings: ApiSettings,
         pool: DbPool,
         bus: Option<BusHealth>,
         tasks: Arc<TaskHealth>,
+        shared_settings: Vec<(String, String)>,
     ) -> anyhow::Result<Self> {
         let addr = settings.bind_addr().map_err(anyhow::Error::msg)?;
         let listener = TcpListener::bind(addr).map_err(|error| anyhow::anyhow!("cannot listen on {addr}: {error}"))?;
@@ -77,6 +80,7 @@ impl Application {
             status_hub: crate::stream::start(pool.clone()),
             pool,
             settings,
+            shared_settings,
             started: Instant::now(),
             bus,
             tasks,

@@ -24,6 +24,9 @@ pub struct BusHealth {
 pub struct AppState {
     pub pool: DbPool,
     pub settings: ApiSettings,
+    /// The database and broker settings, `(NAME, value)` with passwords
+    /// redacted, for the dashboard's settings page.
+    pub shared_settings: Vec<(String, String)>,
     pub callback_guard: CallbackGuard,
     pub started: Instant,
     pub bus: Option<BusHealth>,

@@ -36,7 +36,7 @@ impl TestApp {
         // that takes 100 clients in all.
         db.db_max_overflow = 2;
         let pool = DbPool::new(&db, "tronpay-api-test").unwrap();
-        let app = Application::build(settings, pool, None, Default::default()).unwrap();
+        let app = Application::build(settings, pool, None, Default::default(), Vec::new()).unwrap();
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());

@@ -5,13 +5,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tronpay_runtime::Validate;
 
-#[derive(Clone, Deserialize)]
+/// How to reach the broker and name what tronpay makes there; serialized
+/// (for display) with the URL's password redacted.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct BusSettings {
     /// `RABBITMQ_URL`.
+    #[serde(serialize_with = "tronpay_runtime::serialize_redacted_url")]
     pub rabbitmq_url: String,
     /// `BUS_EXCHANGE`: the topic exchange events go through.
     pub bus_exchange: String,

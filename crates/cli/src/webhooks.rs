@@ -82,7 +82,7 @@ pub async fn run(command: WebhooksCommand, db: &DbSettings) -> anyhow::Result<()
                 (None, true) => None,
                 _ => anyhow::bail!("give a delivery id or --all-dead"),
             };
-            let count = deliveries::retry(&mut conn, ids.as_deref()).await?;
+            let count = deliveries::retry(&mut conn, ids.as_deref(), "the operator").await?;
             if count == 0 {
                 anyhow::bail!("no dead or failed delivery matched");
             }

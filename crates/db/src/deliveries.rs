@@ -390,8 +390,10 @@ async fn publish(conn: &mut AsyncPgConnection, due: &[DueRow]) -> Result<(), DbE
 }
 
 /// Puts finished deliveries (dead or failed; `ids`, or all of them) back in
-/// line with their `webhook-id` unchanged; returns how many.
-pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[DeliveryId]>) -> Result<usize, DbError> {
+/// line with their `webhook-id` unchanged, logged on each payment with
+/// `who` asked for it (`the operator` from the CLI, `operator <name>` from
+/// the dashboard); returns how many.
+pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[DeliveryId]>, who: &str) -> Result<usize, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
         let finished = webhook_deliveries::table
             .filter(webhook_deliveries::status.eq_any(UNSUCCESSFUL.map(DeliveryStatus::as_str)));
@@ -425,7 +427,7 @@ pub async fn retry(conn: &mut AsyncPgConnection, ids: Option<&[DeliveryId]>) -> 
                 conn,
                 &row.payment_id,
                 LogEvent::CallbackRetry,
-                &format!("Callback {} retried by the operator", row.event_type),
+                &format!("Callback {} retried at the request of {who}", row.event_type),
                 None,
             )
             .await?;
@@ -471,6 +473,51 @@ pub async fn list(conn: &mut AsyncPgConnection, dead_only: bool, limit: i64) -> 
     Ok(query.load(conn).await?)
 }
 
+/// A failed attempt as the dashboard's webhooks page shows it.
+#[derive(Debug, Clone, Queryable)]
+pub struct FailedAttempt {
+    /// When the attempt started (UTC).
+    pub started_at: NaiveDateTime,
+    #[diesel(deserialize_as = Uuid)]
+    pub delivery_id: DeliveryId,
+    #[diesel(deserialize_as = String)]
+    pub payment_id: PaymentId,
+    /// `webhook_deliveries.event_type` (`payment.completed`, …).
+    pub event_type: String,
+    /// 1 for the first attempt of the delivery.
+    pub attempt: i32,
+    /// The receiver's HTTP status, when it answered.
+    pub http_status: Option<i32>,
+    /// The start of its answer as stored by the dispatcher.
+    pub response_body: Option<String>,
+    /// Why there was no usable answer (timeout, refused address, …).
+    pub error: Option<String>,
+    /// `retry`, `failed` or `dead` ([`AttemptOutcome`]).
+    pub outcome: String,
+}
+
+/// The `limit` most recent attempts that did not deliver, newest first.
+pub async fn recent_failed_attempts(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<FailedAttempt>, DbError> {
+    Ok(webhook_attempts::table
+        .inner_join(webhook_deliveries::table.on(webhook_deliveries::id.eq(webhook_attempts::delivery_id)))
+        .filter(webhook_attempts::outcome.ne(AttemptOutcome::Delivered.as_str()))
+        .order((webhook_attempts::started_at.desc(), webhook_attempts::id.desc()))
+        .limit(limit)
+        .select((
+            webhook_attempts::started_at,
+            webhook_attempts::delivery_id,
+            webhook_deliveries::payment_id,
+            webhook_deliveries::event_type,
+            webhook_attempts::attempt,
+            webhook_attempts::http_status,
+            webhook_attempts::response_body,
+            webhook_attempts::error,
+            webhook_attempts::outcome,
+        ))
+        .load(conn)
+        .await?)
+}
+
 /// Deliveries not finished yet, for health and stats.
 pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
     Ok(webhook_deliveries::table
@@ -478,6 +525,16 @@ pub async fn backlog(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
             webhook_deliveries::status
                 .eq_any([DeliveryStatus::Pending, DeliveryStatus::Sending].map(DeliveryStatus::as_str)),
         )
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
+/// Deliveries that ended without success (dead or failed), for the
+/// dashboard's overview.
+pub async fn unsuccessful_count(conn: &mut AsyncPgConnection) -> Result<i64, DbError> {
+    Ok(webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq_any(UNSUCCESSFUL.map(DeliveryStatus::as_str)))
         .count()
         .get_result(conn)
         .await?)
@@ -498,8 +555,9 @@ pub async fn for_payment(conn: &mut AsyncPgConnection, payment_id: &PaymentId) -
 pub enum Redelivery {
     /// Back in line for an attempt now, with its `webhook-id` unchanged.
     Queued(DeliveryRow),
-    /// It is `pending` or `sending` already: nothing to do.
-    Unfinished(DeliveryStatus),
+    /// It is `pending` or `sending` already (the row as it is): nothing to
+    /// do.
+    Unfinished(DeliveryRow),
     /// No such delivery.
     NotFound,
 }
@@ -522,7 +580,7 @@ pub async fn redeliver(conn: &mut AsyncPgConnection, id: DeliveryId, who: &str) 
             return Ok(Redelivery::NotFound);
         };
         if matches!(row.status, DeliveryStatus::Pending | DeliveryStatus::Sending) {
-            return Ok(Redelivery::Unfinished(row.status));
+            return Ok(Redelivery::Unfinished(row));
         }
         let row = diesel::update(webhook_deliveries::table.find(id.0))
             .set((

@@ -417,6 +417,9 @@ pub struct TransferFilter {
     pub assignable: bool,
     /// Only the transfers to this address (Base58Check).
     pub address: Option<String>,
+    /// Only the transfers matched this way (e.g. `partial`: part of what a
+    /// payment expects).
+    pub kind: Option<MatchKind>,
 }
 
 /// The match kinds of final transfers an operator may assign: they paid
@@ -452,6 +455,9 @@ pub async fn list_transfers(
     }
     if let Some(address) = &filter.address {
         query = query.filter(transfers::to_address.eq(address.clone()));
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(transfers::match_kind.eq(kind.as_str()));
     }
     if let Some((block, txid, index)) = after {
         query = query.filter(

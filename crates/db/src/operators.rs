@@ -1,4 +1,5 @@
-//! Operators of the dashboard (`operators`), their sessions
+//! Operators of the dashboard (`operators`), what they did
+//! (`operator_actions`), their sessions
 //! (`operator_sessions`) and failed sign-ins (`operator_sign_in_failures`):
 //! what `tronpay admin` writes and `/admin` reads. Passwords are stored only
 //! as argon2 PHC strings and sessions only as the SHA-256 of their token, both
@@ -10,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::error::DbError;
-use crate::schema::{operator_sessions, operator_sign_in_failures, operators};
+use crate::schema::{operator_actions, operator_sessions, operator_sign_in_failures, operators};
 
 /// An operator as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -178,4 +179,50 @@ pub async fn recent_failures(
         .get_result(conn)
         .await?;
     Ok((by_name, by_ip))
+}
+
+/// One thing an operator did from the dashboard (`operator_actions`).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = operator_actions, check_for_backend(diesel::pg::Pg))]
+pub struct ActionRow {
+    /// The operator's name.
+    pub operator: String,
+    /// What they did: `cancel payment`, `send delivery again`, `retry dead
+    /// deliveries`, `assign transfer`, `create API key`, `revoke API key`.
+    pub action: String,
+    /// What it was done to: a payment id, a delivery id, `txid:log index →
+    /// payment id`, `tpk_<prefix> "name"`, a count (at most 200 characters).
+    pub subject: String,
+    /// When (UTC).
+    pub at: NaiveDateTime,
+}
+
+/// Records that `operator` did `action` to `subject` (cut to 200
+/// characters).
+pub async fn record_action(
+    conn: &mut AsyncPgConnection,
+    operator: &str,
+    action: &str,
+    subject: &str,
+) -> Result<(), DbError> {
+    let subject: String = subject.chars().take(200).collect();
+    diesel::insert_into(operator_actions::table)
+        .values((
+            operator_actions::operator.eq(operator),
+            operator_actions::action.eq(action),
+            operator_actions::subject.eq(subject),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The `limit` most recent operator actions, newest first.
+pub async fn recent_actions(conn: &mut AsyncPgConnection, limit: i64) -> Result<Vec<ActionRow>, DbError> {
+    Ok(operator_actions::table
+        .order((operator_actions::at.desc(), operator_actions::id.desc()))
+        .limit(limit)
+        .select(ActionRow::as_select())
+        .load(conn)
+        .await?)
 }

@@ -232,6 +232,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    operator_actions (id) {
+        id -> Int8,
+        operator -> Varchar,
+        action -> Varchar,
+        subject -> Varchar,
+        at -> Timestamp,
+    }
+}
+
 diesel::joinable!(operator_sessions -> operators (operator_id));
 diesel::joinable!(payment_logs -> payments (payment_id));
 diesel::joinable!(webhook_deliveries -> payments (payment_id));
@@ -247,5 +257,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     derivation_accounts,
     free_derived_addresses,
     operators,
-    operator_sessions
+    operator_sessions,
+    webhook_attempts
 );

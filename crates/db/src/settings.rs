@@ -4,16 +4,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tronpay_runtime::{Validate, redact_url};
 
 /// `DATABASE_URL` and the pool settings. Defaults are the original
 /// service's SQLAlchemy pool: 10 connections plus 20 overflow, recycled
 /// after 120 s, checked before use.
-#[derive(Clone, Deserialize)]
+///
+/// Serialized (for display) with the URL's password redacted.
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct DbSettings {
     /// `DATABASE_URL`: `postgres://user:password@host:port/database`.
+    #[serde(serialize_with = "tronpay_runtime::serialize_redacted_url")]
     pub database_url: String,
     /// `DB_POOL_SIZE`: connections kept open.
     pub db_pool_size: usize,

@@ -191,8 +191,10 @@ async function endedAndUnknown(browser) {
 
 /// The operator dashboard: sign-in (a wrong password refused), the
 /// overview, a post without the CSRF token refused, finding a payment and
-/// cancelling it from its page, assigning a late transfer to a payment;
-/// axe-core on the dashboard's pages.
+/// cancelling it from its page, assigning a late transfer to a payment,
+/// retrying a dead delivery, creating an API key (shown once, it works) and
+/// revoking it (refused), the settings (the XPUB not shown whole); axe-core
+/// on the dashboard's pages.
 async function dashboard(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
@@ -246,11 +248,52 @@ async function dashboard(browser) {
     'the assigned transfer completed the payment, the operator named in the audit trail',
   );
 
+  const paymentPage = page.url();
+
+  // A dead delivery retried from the webhooks page.
+  await page.click('nav a[href="/admin/webhooks"]');
+  const dead = page.locator('#dead tr', { hasText: config.dead_payment });
+  check((await dead.count()) === 1, 'the dead delivery is listed');
+  check((await page.textContent('#failures')).includes('HTTP 500'), 'its failed attempts show the receiver\'s status');
+  await shot(page, 'dashboard-webhooks');
+  await dead.locator('button:has-text("Retry")').click();
+  await page.waitForURL((url) => url.search.includes('retried=1'));
+  check((await page.textContent('main')).includes('1 delivery is queued again'), 'the retry is queued');
+
+  // An API key: created, shown once, accepted; revoked, refused.
+  await page.click('nav a[href="/admin/keys"]');
+  await page.fill('#key-name', 'browser test key');
+  await page.check('input[name=scope][value="payments:read"]');
+  await page.click('button:has-text("Create key")');
+  const key = await page.inputValue('#new-key');
+  check(/^tpk_[0-9a-f]+_/.test(key), 'the new key is shown');
+  await shot(page, 'dashboard-keys');
+  const withKey = () =>
+    context.request.get(`${config.admin}/v1/payments?limit=1`, { headers: { Authorization: `Bearer ${key}` } });
+  check((await withKey()).status() === 200, 'the new key works');
+  await page.goto(`${config.admin}/admin/keys`);
+  check(!(await page.content()).includes(key), 'the key is shown only once');
+  const prefix = key.split('_')[1];
+  await page.click(`button[aria-label="Revoke tpk_${prefix}"]`);
+  await page.waitForURL((url) => url.search.includes('done=revoked'));
+  check((await page.textContent('#keys')).includes('revoked'), 'the key is listed as revoked');
+  check((await withKey()).status() === 401, 'the revoked key is refused');
+
+  // The settings, the account key shortened.
+  await page.click('nav a[href="/admin/settings"]');
+  const settings = await page.textContent('#api-settings');
+  check(settings.includes('ADDRESS_MODE') && settings.includes('xpub'), 'the settings are listed');
+  check(!(await page.content()).includes(config.xpub), 'the XPUB is not shown whole');
+  await shot(page, 'dashboard-settings');
+
   // axe-core on the dashboard's pages, signed in.
   const state = await context.storageState();
   await accessible(browser, `${config.admin}/admin`, 'the overview', state);
-  await accessible(browser, page.url(), "a payment's page", state);
-  await accessible(browser, `${config.admin}/admin/transfers?all=1`, 'the transfers page', state);
+  await accessible(browser, paymentPage, "a payment's page", state);
+  await accessible(browser, `${config.admin}/admin/transfers?view=all`, 'the transfers page', state);
+  await accessible(browser, `${config.admin}/admin/webhooks`, 'the webhooks page', state);
+  await accessible(browser, `${config.admin}/admin/keys`, 'the API keys page', state);
+  await accessible(browser, `${config.admin}/admin/settings`, 'the settings page', state);
   await context.close();
 }
 

@@ -5,8 +5,10 @@
 //! applies nothing (its own broker names, so no `payment.detected` reaches
 //! it), reads the amount and the address off the page, pays them on the
 //! sandbox and watches the page turn to paid and send them back to the shop;
-//! then an operator signs in to the dashboard on that replica and cancels a
-//! payment from its page.
+//! then an operator signs in to the dashboard on that replica, cancels a
+//! payment from its page, assigns a late transfer, retries a dead webhook
+//! delivery (which then reaches its receiver), creates an API key (shown
+//! once, usable) and revokes it (refused), and reads the settings.
 //! `browser/checkout.cjs` drives Chromium through playwright-core; `make
 //! test` installs both (Debian's `chromium`, npm's `playwright-core` and
 //! `axe-core` in `.local/node`). Screenshots go to `target/screenshots/`.
@@ -18,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tronpay_e2e::receiver::Receiver;
+use tronpay_e2e::receiver::{Receiver, Reply};
 use tronpay_e2e::{ApiInstance, DispatcherInstance, SOLID_LAG, Stack, TestBus, eventually, v1};
 
 /// The dashboard's operator's password.
@@ -79,8 +81,14 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         |_| {},
     )
     .await;
-    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |_| {}).await;
+    // One retry a second after the first attempt, then dead.
+    let _dispatcher = DispatcherInstance::start(stack.db.url(), &stack.bus.settings, |dispatcher| {
+        dispatcher.webhook_retry_schedule = "1s".into();
+    })
+    .await;
     let receiver = Receiver::start(vec![]).await;
+    // A receiver that is down for both scheduled attempts, then answers.
+    let flaky = Receiver::start(vec![Reply::Status(500), Reply::Status(500)]).await;
     // The replica the buyer's browser talks to: its own (silent) broker
     // names, so it never applies a transfer; its stream must learn from the
     // database what the other replica did.
@@ -153,6 +161,38 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
     .await;
     let assign_to = create(applying, &key, "browser-assign", json!({})).await;
 
+    // A webhook delivery that died (both attempts answered 500), for the
+    // operator to retry.
+    let dead = create(
+        applying,
+        &key,
+        "browser-dead-webhook",
+        json!({ "notify_url": flaky.url, "notify_events": ["payment.cancelled"] }),
+    )
+    .await;
+    let (status, body) = v1(
+        applying,
+        "POST",
+        &format!("/v1/payments/{dead}/cancel"),
+        &key,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let delivery_status = || async {
+        tronpay_e2e::sql_values(
+            &stack.db,
+            &format!("SELECT status FROM webhook_deliveries WHERE payment_id = '{dead}'"),
+        )
+        .await
+        .first()
+        .map(|row| row["status"].as_str().unwrap_or_default().to_owned())
+    };
+    eventually(Duration::from_secs(30), "the delivery to die", || async {
+        (delivery_status().await.as_deref() == Some("dead")).then_some(())
+    })
+    .await;
+
     let checkout = |id: &str| format!("{}/pay/{id}", viewer.url);
     let screenshots = workspace().join("target/screenshots");
     let config = json!({
@@ -174,6 +214,8 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         "dashboard_order": "browser-dashboard",
         "late_txid": late.txid.as_str(),
         "assign_to": assign_to,
+        "dead_payment": dead,
+        "xpub": XPUB,
     });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/checkout.cjs");
     std::fs::create_dir_all(&screenshots).unwrap();
@@ -234,6 +276,31 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         body["status"], "completed",
         "paid by the transfer assigned in the dashboard"
     );
+    // The retried delivery reached its receiver, with the same webhook-id.
+    eventually(Duration::from_secs(30), "the retried delivery", || async {
+        (delivery_status().await.as_deref() == Some("delivered")).then_some(())
+    })
+    .await;
+    let sent = flaky.received();
+    assert_eq!(sent.len(), 3, "two failed attempts and the retry");
+    let ids: Vec<Option<&str>> = sent.iter().map(|request| request.header("webhook-id")).collect();
+    assert!(ids[0].is_some() && ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let actions = tronpay_e2e::sql_values(
+        &stack.db,
+        "SELECT action FROM operator_actions WHERE operator = 'olga' ORDER BY id",
+    )
+    .await;
+    let actions: Vec<&str> = actions.iter().filter_map(|row| row["action"].as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "cancel payment",
+            "assign transfer",
+            "retry delivery",
+            "create API key",
+            "revoke API key"
+        ]
+    );
     for name in [
         "checkout-waiting",
         "checkout-paid",
@@ -241,6 +308,9 @@ async fn a_buyer_pays_through_the_checkout_page_in_a_real_browser() {
         "checkout-zh",
         "dashboard-overview",
         "dashboard-payment",
+        "dashboard-webhooks",
+        "dashboard-keys",
+        "dashboard-settings",
     ] {
         assert!(screenshots.join(format!("{name}.png")).is_file(), "{name}.png");
     }

@@ -337,9 +337,13 @@ async fn a_dead_delivery_retried_by_the_operator_arrives_with_its_webhook_id() {
     .await
     .unwrap();
     assert_eq!(
-        tronpay_db::deliveries::retry(&mut conn, Some(&[tronpay_domain::DeliveryId(delivery_id)]))
-            .await
-            .unwrap(),
+        tronpay_db::deliveries::retry(
+            &mut conn,
+            Some(&[tronpay_domain::DeliveryId(delivery_id)]),
+            "the operator"
+        )
+        .await
+        .unwrap(),
         1
     );
     eventually(Duration::from_secs(30), "the retried delivery", || async {

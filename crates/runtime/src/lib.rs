@@ -253,6 +253,13 @@ pub fn redact_url(text: &str) -> String {
         .join(" ")
 }
 
+/// Serializes a connection string as [`redact_url`] shows it: for
+/// `#[serde(serialize_with = "…")]` on URL settings, so settings serialized
+/// for display (the dashboard's settings page) carry no password.
+pub fn serialize_redacted_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
+}
+
 /// The exit code for what a service's `run` returned; a failure is printed
 /// as one line on stderr, `<name>: <the error and its causes>`.
 pub fn exit_code<E: std::fmt::Display>(name: &str, outcome: Result<(), E>) -> std::process::ExitCode {

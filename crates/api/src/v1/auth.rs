@@ -186,6 +186,15 @@ impl KeyCache {
         })
     }
 
+    /// Drops what this replica knows of `prefix` (after a revoke here, so
+    /// this replica refuses the key at once; the others within their TTL).
+    pub fn forget(&self, prefix: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(prefix);
+    }
+
     /// The cached lookup of `prefix` if it is recent; `None` when the
     /// database must be asked.
     fn cached(&self, prefix: &str) -> Option<Option<Arc<ApiKeyRow>>> {

@@ -132,9 +132,9 @@ pub async fn redeliver(
             tracing::info!(delivery = %row.id.0, payment_id = %row.payment_id, api_key = %caller.prefix, "delivery queued again");
             json(StatusCode::ACCEPTED, &DeliveryView::of(&row))
         }
-        Redelivery::Unfinished(status) => Err(Problem::new(
+        Redelivery::Unfinished(row) => Err(Problem::new(
             problem::DELIVERY_UNFINISHED,
-            format!("delivery {} is {status}; it is being worked on", id.0),
+            format!("delivery {} is {}; it is being worked on", id.0, row.status),
         )),
         Redelivery::NotFound => Err(not_found()),
     }

@@ -159,6 +159,7 @@ pub async fn list(
     let filter = TransferFilter {
         assignable: query.unmatched.unwrap_or(false),
         address: query.address.as_deref().map(address_filter).transpose()?,
+        kind: None,
     };
     let after = query
         .cursor

@@ -359,11 +359,32 @@ async fn an_operator_assigns_an_unmatched_transfer_and_the_payment_completes() {
         ))
         .await
         .unwrap();
+    // And one that paid part of the payment (its credit is not applied here:
+    // the row only shows how the page lists it).
+    let partial = "ef".repeat(32);
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO transfers (txid, log_index, block_number, block_time, from_address, to_address, amount_usdt, \
+               status, seen_at, confirmed_at, payment_id, match_kind) \
+             VALUES ('{partial}', 0, 650, now(), 'TLa2f6VPqDgRE67v1736s7bJ8Ray5wYjU7', 'TMVQGm1qAQYVdetCeGRRkTWYYrLXuHK2HC', \
+               2, 'confirmed', now(), now(), '{id}', 'partial')"
+        ))
+        .await
+        .unwrap();
     let (session, csrf) = alice_signed_in(&app).await;
     let (status, html) = get(&app, "/admin/transfers", &session).await;
     assert_eq!(status, 200);
     assert!(
-        html.contains(&format!("{txid}:3")) && html.contains("unmatched"),
+        html.contains(&format!("{txid}:3")) && html.contains("unmatched") && !html.contains(&partial),
+        "{html}"
+    );
+    let (_, html) = get(&app, "/admin/transfers?view=partial", &session).await;
+    assert!(
+        html.contains(&format!("{partial}:0"))
+            && html.contains(&format!(r#"<a href="/admin/payments/{id}">partial</a>"#))
+            && !html.contains(&txid)
+            && !html.contains("Assign</button>"),
         "{html}"
     );
     let path = format!("/admin/transfers/{txid}/3/assign");
@@ -402,6 +423,12 @@ async fn an_operator_assigns_an_unmatched_transfer_and_the_payment_completes() {
     );
     let (_, html) = get(&app, &format!("/admin/payments/{id}"), &session).await;
     assert!(html.contains("assigned by operator alice"), "{html}");
+    // Today's bar of the overview's volume chart is this payment.
+    let (_, html) = get(&app, "/admin", &session).await;
+    assert!(
+        html.contains("7 USDT in 30 days") && html.contains(r#"y="0" width="16" height="160"><title>"#),
+        "{html}"
+    );
 
     // Twice is refused with the reason, nothing credited twice.
     let again = post(
@@ -415,4 +442,281 @@ async fn an_operator_assigns_an_unmatched_transfer_and_the_payment_completes() {
     assert!(location.contains("already"), "{location}");
     let body = app.v1_get(&format!("/v1/payments/{id}"), &key).await.body;
     assert_eq!(body["received_amount"], "7");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_retries_dead_deliveries_one_or_all_from_the_webhooks_page() {
+    let db = TestDb::new().await;
+    alice(&db).await;
+    let key = db.api_key("shop", super::v1::READ_WRITE).await;
+    let app = TestApp::start(db.url(), |settings| settings.callback_allow_private = true).await;
+    let (session, csrf) = alice_signed_in(&app).await;
+    let (_, html) = get(&app, "/admin/webhooks", &session).await;
+    assert!(html.contains(r#"<p id="no-dead">None.</p>"#), "{html}");
+
+    // Two payments cancelled from the dashboard: each queues a
+    // payment.cancelled delivery, which we make dead after a 503.
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let made = app
+            .v1_post(
+                "/v1/payments",
+                &key,
+                &serde_json::json!({
+                    "order_id": format!("dead-{n}"), "amount": "1", "address": super::ADDRESS,
+                    "notify_url": "http://127.0.0.1:9/hook", "notify_events": ["payment.cancelled"],
+                }),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.text);
+        let id = made.body["id"].as_str().unwrap().to_owned();
+        let cancel = post(
+            &app,
+            &format!("/admin/payments/{id}/cancel"),
+            &session,
+            &[("csrf", &csrf)],
+        )
+        .await;
+        assert_eq!(cancel.status(), 303);
+        ids.push(id);
+    }
+    db.client()
+        .await
+        .batch_execute(
+            "UPDATE webhook_deliveries SET status = 'dead', attempts = 8, last_status = 503, \
+               last_attempt_at = now() AT TIME ZONE 'utc'; \
+             INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, http_status, response_body, outcome) \
+               SELECT id, 8, now() AT TIME ZONE 'utc', 12, 503, 'receiver <b>down</b> for maintenance', 'dead' \
+               FROM webhook_deliveries",
+        )
+        .await
+        .unwrap();
+    let deliveries: Vec<String> = db
+        .column(&format!(
+            "SELECT id::text FROM webhook_deliveries WHERE payment_id = '{}'",
+            ids[0]
+        ))
+        .await;
+
+    // Listed, with the receiver's status and the start of its answer (as text).
+    let (status, html) = get(&app, "/admin/webhooks", &session).await;
+    assert_eq!(status, 200);
+    assert!(ids.iter().all(|id| html.contains(id.as_str())), "{html}");
+    assert!(
+        html.contains("HTTP 503")
+            && html.contains("receiver &#60;b&#62;down&#60;/b&#62; for maintenance")
+            && !html.contains("<b>down"),
+        "{html}"
+    );
+    let (_, overview) = get(&app, "/admin", &session).await;
+    assert!(overview.contains(r#"<span id="webhook-dead">2</span>"#), "{overview}");
+
+    // Refused without the session's token.
+    let forged = post(
+        &app,
+        "/admin/webhooks/retry",
+        &session,
+        &[("csrf", "forged"), ("delivery_id", &deliveries[0])],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+
+    // One: back in line with an attempt due, on the trail with the operator.
+    let one = post(
+        &app,
+        "/admin/webhooks/retry",
+        &session,
+        &[("csrf", &csrf), ("delivery_id", &deliveries[0])],
+    )
+    .await;
+    assert_eq!(one.headers()[LOCATION].to_str().unwrap(), "/admin/webhooks?retried=1");
+    let statuses: Vec<String> = db.column("SELECT status FROM webhook_deliveries").await;
+    assert_eq!(
+        statuses.iter().filter(|status| *status == "pending").count(),
+        1,
+        "{statuses:?}"
+    );
+    let queued: Vec<i64> = db
+        .column(&format!(
+            "SELECT count(*) FROM outbox WHERE routing_key = 'callback.due' AND payload->>'delivery_id' = '{}'",
+            deliveries[0]
+        ))
+        .await;
+    assert_eq!(
+        queued,
+        [2],
+        "the cancel's callback.due and the retry's are in the outbox"
+    );
+    let logged: Vec<String> = db
+        .column(&format!(
+            "SELECT message FROM payment_logs WHERE payment_id = '{}' ORDER BY id DESC LIMIT 1",
+            ids[0]
+        ))
+        .await;
+    assert_eq!(
+        logged,
+        ["Callback payment.cancelled retried at the request of operator alice"]
+    );
+
+    // All: the other one (the first is pending now).
+    let all = post(&app, "/admin/webhooks/retry", &session, &[("csrf", &csrf)]).await;
+    assert_eq!(all.headers()[LOCATION].to_str().unwrap(), "/admin/webhooks?retried=1");
+    let (_, html) = get(&app, "/admin/webhooks?retried=1", &session).await;
+    assert!(
+        html.contains("1 delivery is queued again") && html.contains(r#"id="no-dead""#),
+        "{html}"
+    );
+    let statuses: Vec<String> = db.column("SELECT status FROM webhook_deliveries").await;
+    assert_eq!(statuses, ["pending", "pending"]);
+
+    let actions: Vec<String> = db
+        .column("SELECT operator || ': ' || action || ' ' || subject FROM operator_actions ORDER BY id")
+        .await;
+    assert_eq!(
+        actions,
+        [
+            format!("alice: cancel payment {}", ids[0]),
+            format!("alice: cancel payment {}", ids[1]),
+            format!("alice: retry delivery {}", deliveries[0]),
+            "alice: retry dead deliveries 1 deliveries".to_owned(),
+        ]
+    );
+    let (_, overview) = get(&app, "/admin", &session).await;
+    assert!(overview.contains("retry dead deliveries"), "{overview}");
+}
+
+/// The create-key form's fields: `scope` once per scope.
+fn key_form<'a>(csrf: &'a str, name: &'a str, scopes: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = vec![("csrf", csrf), ("name", name)];
+    pairs.extend(scopes.iter().map(|scope| ("scope", *scope)));
+    pairs
+}
+
+/// The key the keys page shows once, if it shows one.
+fn new_key_of(html: &str) -> Option<String> {
+    let marker = r#"id="new-key" readonly value=""#;
+    let start = html.find(marker)? + marker.len();
+    html[start..].split('"').next().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_creates_an_api_key_shown_once_and_revokes_it() {
+    let db = TestDb::new().await;
+    alice(&db).await;
+    let app = TestApp::start(db.url(), |_| {}).await;
+    let (session, csrf) = alice_signed_in(&app).await;
+    let (status, html) = get(&app, "/admin/keys", &session).await;
+    assert!(status == 200 && html.contains("No API keys yet."), "{html}");
+
+    // Refused: a forged token; no name; no scope.
+    let forged = post(
+        &app,
+        "/admin/keys",
+        &session,
+        &key_form("forged", "shop", &["payments:read"]),
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    let csrf = csrf.as_str();
+    for (name, scopes) in [
+        ("  ", &["payments:read"][..]),
+        ("shop", &[][..]),
+        ("shop", &["everything"][..]),
+    ] {
+        let refused = post(&app, "/admin/keys", &session, &key_form(csrf, name, scopes)).await;
+        assert_eq!(refused.status(), 400, "{name:?} {scopes:?}");
+        assert!(new_key_of(&refused.text().await.unwrap()).is_none());
+    }
+    let stored: Vec<i64> = db.column("SELECT count(*) FROM api_keys").await;
+    assert_eq!(stored, [0]);
+
+    // Created with two scopes (the second ticked twice): shown once, stored
+    // only as a hash, and it works.
+    let created = post(
+        &app,
+        "/admin/keys",
+        &session,
+        &key_form(
+            csrf,
+            "shop backend",
+            &["payments:read", "payments:write", "payments:write"],
+        ),
+    )
+    .await;
+    assert_eq!(created.status(), 200);
+    let html = created.text().await.unwrap();
+    let key = new_key_of(&html).expect("the new key on the page");
+    let parsed = tronpay_domain::ApiKeyText::parse(&key).expect("a tronpay key");
+    let rows: Vec<String> = db
+        .column("SELECT name || ' ' || array_to_string(scopes, ',') || ' ' || secret_hash FROM api_keys")
+        .await;
+    assert_eq!(
+        rows,
+        [format!("shop backend payments:read,payments:write {}", parsed.hash())]
+    );
+    assert!(!rows[0].contains(&key));
+    assert_eq!(app.v1_get("/v1/payments", &key).await.status, 200);
+    let (_, html) = get(&app, "/admin/keys", &session).await;
+    assert!(
+        new_key_of(&html).is_none() && !html.contains(&key) && html.contains(&format!("tpk_{}", parsed.prefix())),
+        "{html}"
+    );
+
+    // Revoked: refused by this replica at once; a second revoke says so.
+    let path = format!("/admin/keys/{}/revoke", parsed.prefix());
+    assert_eq!(post(&app, &path, &session, &[("csrf", "forged")]).await.status(), 403);
+    let revoked = post(&app, &path, &session, &[("csrf", csrf)]).await;
+    assert_eq!(
+        revoked.headers()[LOCATION].to_str().unwrap(),
+        "/admin/keys?done=revoked"
+    );
+    assert_eq!(app.v1_get("/v1/payments", &key).await.status, 401);
+    let again = post(&app, &path, &session, &[("csrf", csrf)]).await;
+    assert_eq!(again.headers()[LOCATION].to_str().unwrap(), "/admin/keys?done=already");
+    let unknown = post(&app, "/admin/keys/0123456789/revoke", &session, &[("csrf", csrf)]).await;
+    assert_eq!(unknown.status(), 404);
+
+    let actions: Vec<String> = db
+        .column("SELECT action || ' ' || subject FROM operator_actions ORDER BY id")
+        .await;
+    assert_eq!(
+        actions,
+        [
+            format!(
+                "create API key tpk_{} \"shop backend\" (payments:read, payments:write)",
+                parsed.prefix()
+            ),
+            format!("revoke API key tpk_{}", parsed.prefix()),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_settings_page_lists_the_running_settings_without_secrets() {
+    let db = TestDb::new().await;
+    alice(&db).await;
+    let xpub = super::v1::receiving::XPUB;
+    let app = TestApp::start(db.url(), |settings| {
+        settings.address_mode = "xpub".into();
+        settings.xpub = xpub.into();
+        settings.payment_ttl_seconds = 1800;
+    })
+    .await;
+    let (status, _) = get(&app, "/admin/settings", "").await;
+    assert_eq!(status, 303, "not without a session");
+    let (session, _) = alice_signed_in(&app).await;
+    let (status, html) = get(&app, "/admin/settings", &session).await;
+    assert_eq!(status, 200);
+    for shown in [
+        "<code>ADDRESS_MODE</code></td><td><code>xpub</code>",
+        "<code>PAYMENT_TTL_SECONDS</code></td><td><code>1800</code>",
+        &format!(
+            "<code>XPUB</code></td><td><code>{}…{}</code>",
+            &xpub[..12],
+            &xpub[xpub.len() - 4..]
+        ),
+    ] {
+        assert!(html.contains(shown), "{shown} in {html}");
+    }
+    assert!(!html.contains(xpub), "the whole XPUB is not on the page");
 }

@@ -13,7 +13,7 @@ use super::{ADDRESS, TestApp};
 mod checkout;
 mod edge;
 mod openapi;
-mod receiving;
+pub(crate) mod receiving;
 mod schemathesis;
 
 const READ: &[&str] = &["payments:read"];

@@ -1,7 +1,10 @@
 //! The operator dashboard (PRODUCT §11), `/admin`: sign-in and sign-out,
-//! sessions and CSRF tokens, the overview, and the payments pages (search,
-//! a payment's page, cancel, send a delivery again). Its writes go through
-//! the same functions as the API's and name the operator in the audit trail.
+//! sessions and CSRF tokens, the overview, the payments pages (search, a
+//! payment's page, cancel, send a delivery again) and the transfers page
+//! (assign); the webhooks, API keys and settings pages are in
+//! [`operations`]. Its writes go through the same functions as the API's and
+//! CLI's, name the operator in the payment's audit trail, and are listed in
+//! `operator_actions` (the overview shows the latest).
 //!
 //! Sessions live in PostgreSQL (`operator_sessions`, keyed by the SHA-256 of
 //! the cookie's random token), so any API replica serves any operator. The
@@ -22,6 +25,8 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 use tronpay_db::operators::{self, Session};
 use tronpay_domain::operator;
+
+pub mod operations;
 
 use crate::checkout::{Lang, Messages, html as page};
 use crate::edge::RequestContext;
@@ -79,6 +84,116 @@ struct OverviewPage<'a> {
     counts: tronpay_db::stats::StatusCounts,
     chain: Option<ChainView>,
     deliveries: Vec<(String, i64)>,
+    /// Deliveries pending or being sent.
+    backlog: i64,
+    /// Deliveries dead or failed (of the [`operations::webhooks`] page).
+    dead: i64,
+    chart: VolumeChart,
+    /// When (UTC), who, what, to what.
+    actions: Vec<(String, String, String, String)>,
+}
+
+/// Height of the volume chart's drawing area, in SVG units.
+const CHART_HEIGHT: i64 = 160;
+/// Width of one day's bar, gap included, in SVG units.
+const CHART_STEP: i64 = 20;
+/// Days the volume chart shows, today included.
+const CHART_DAYS: i64 = 30;
+
+/// One day of the volume chart: its bar (SVG units) and its figures.
+struct VolumeBar {
+    day: String,
+    /// USDT received by the completed payments created that day (exact).
+    volume: String,
+    completed: i64,
+    x: i64,
+    y: i64,
+    height: i64,
+}
+
+/// The overview's chart: completed volume per day for [`CHART_DAYS`] days.
+struct VolumeChart {
+    bars: Vec<VolumeBar>,
+    /// The largest day's volume (the chart's scale).
+    max: String,
+    total: String,
+    width: i64,
+}
+
+impl VolumeChart {
+    /// The chart of `rows` (per-day, per-status buckets from
+    /// `stats::payments_by_interval`) for the [`CHART_DAYS`] days ending on
+    /// `today`. Each bar's height is its day's share of the largest day,
+    /// computed in exact decimals and rounded to whole SVG units (a day
+    /// with any volume gets at least 2).
+    fn of(rows: &[tronpay_db::stats::BucketRow], today: chrono::NaiveDate) -> Self {
+        use bigdecimal::{BigDecimal, ToPrimitive as _, Zero as _};
+        let first = today - chrono::Duration::days(CHART_DAYS - 1);
+        let mut days: Vec<(chrono::NaiveDate, BigDecimal, i64)> = (0..CHART_DAYS)
+            .map(|offset| (first + chrono::Duration::days(offset), BigDecimal::zero(), 0))
+            .collect();
+        for row in rows.iter().filter(|row| row.status == "completed") {
+            let offset = (row.bucket.date() - first).num_days();
+            if let Some(day) = usize::try_from(offset).ok().and_then(|offset| days.get_mut(offset)) {
+                day.1 += &row.received;
+                day.2 += row.count;
+            }
+        }
+        let max = days.iter().map(|day| day.1.clone()).max().unwrap_or_default();
+        let total: BigDecimal = days.iter().map(|day| &day.1).sum();
+        let bars = days
+            .into_iter()
+            .zip(0..)
+            .map(|((day, volume, completed), index)| {
+                let height = if max.is_zero() {
+                    0
+                } else {
+                    (&volume * BigDecimal::from(CHART_HEIGHT) / &max)
+                        .round(0)
+                        .to_i64()
+                        .unwrap_or(0)
+                };
+                // A day with any volume gets at least a visible sliver.
+                let height = if volume.is_zero() { 0 } else { height.max(2) };
+                VolumeBar {
+                    day: day.format("%Y-%m-%d").to_string(),
+                    volume: volume.normalized().to_string(),
+                    completed,
+                    x: index * CHART_STEP + 2,
+                    y: CHART_HEIGHT - height,
+                    height,
+                }
+            })
+            .collect();
+        Self {
+            bars,
+            max: max.normalized().to_string(),
+            total: total.normalized().to_string(),
+            width: CHART_DAYS * CHART_STEP,
+        }
+    }
+}
+
+/// `(NAME, value)` rows of a settings struct, by environment name and in
+/// field order, for the settings page: what its `Serialize` gives (which
+/// redacts passwords in URLs); lists and objects as JSON, unset as `(not
+/// set)`.
+pub fn settings_rows<T: serde::Serialize>(settings: &T) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(settings) else {
+        return Vec::new();
+    };
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let shown = match value {
+                serde_json::Value::Null => "(not set)".to_owned(),
+                serde_json::Value::String(text) if text.is_empty() => "(empty)".to_owned(),
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name.to_ascii_uppercase(), shown)
+        })
+        .collect()
 }
 
 /// The sign-in form's fields.
@@ -247,8 +362,10 @@ pub async fn sign_out(
         .finish())
 }
 
-/// `GET /admin`: the overview — payments by status, the chain, webhook
-/// deliveries of the last 30 days. Not signed in: a redirect to the sign-in.
+/// `GET /admin`: the overview — payments by status, the completed volume
+/// per day for 30 days (an SVG chart), the chain, the webhook backlog and
+/// the dead deliveries, deliveries of the last 30 days by status, the 20
+/// latest operator actions. Not signed in: a redirect to the sign-in.
 pub async fn overview(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = match signed_in(&state, &request).await? {
         Ok(session) => session,
@@ -259,6 +376,15 @@ pub async fn overview(state: web::Data<AppState>, request: HttpRequest) -> Resul
     let counts = tronpay_db::stats::status_counts(&mut conn).await?;
     let chain = tronpay_db::chain::state(&mut conn).await?;
     let deliveries = tronpay_db::stats::deliveries_by_status(&mut conn, now - chrono::Duration::days(30), now).await?;
+    let backlog = tronpay_db::deliveries::backlog(&mut conn).await?;
+    let dead = tronpay_db::deliveries::unsuccessful_count(&mut conn).await?;
+    let today = now.date();
+    let first_day = (today - chrono::Duration::days(CHART_DAYS - 1)).and_time(chrono::NaiveTime::MIN);
+    let tomorrow = (today + chrono::Duration::days(1)).and_time(chrono::NaiveTime::MIN);
+    let buckets =
+        tronpay_db::stats::payments_by_interval(&mut conn, first_day, tomorrow, tronpay_db::stats::Interval::Day)
+            .await?;
+    let actions = operators::recent_actions(&mut conn, 20).await?;
     drop(conn);
     let known = |block: Option<i64>| block.map_or_else(|| "unknown".to_owned(), |block| block.to_string());
     let chain = chain.map(|chain| ChainView {
@@ -277,6 +403,13 @@ pub async fn overview(state: web::Data<AppState>, request: HttpRequest) -> Resul
             counts,
             chain,
             deliveries,
+            backlog,
+            dead,
+            chart: VolumeChart::of(&buckets, today),
+            actions: actions
+                .into_iter()
+                .map(|action| (time(action.at), action.operator, action.action, action.subject))
+                .collect(),
         }
         .render(),
     )
@@ -546,6 +679,7 @@ pub async fn payment(
         Some("cancelled") => Some("Payment cancelled."),
         Some("not-pending") => Some("The payment is not pending any more: nothing was cancelled."),
         Some("queued") => Some("The delivery is queued to be sent again."),
+        Some("unfinished") => Some("That delivery is already waiting to be sent: nothing changed."),
         _ => None,
     };
     let view = PaymentView {
@@ -648,6 +782,10 @@ pub async fn cancel(
     drop(conn);
     let by = crate::v1::payments::Actor::Operator(&session.operator);
     let cancelled = crate::v1::payments::cancel_payment(&state, &row, by, &reason).await?;
+    if cancelled.is_some() {
+        let mut conn = state.pool.get().await?;
+        operators::record_action(&mut conn, &session.operator, "cancel payment", id.as_str()).await?;
+    }
     tracing::info!(payment_id = %id, operator = %session.operator, cancelled = cancelled.is_some(), "operator cancel");
     let done = if cancelled.is_some() {
         "cancelled"
@@ -675,15 +813,18 @@ pub async fn redeliver(
     let mut conn = state.pool.get().await?;
     let who = format!("operator {}", session.operator);
     let outcome = tronpay_db::deliveries::redeliver(&mut conn, tronpay_domain::DeliveryId(id), &who).await?;
-    drop(conn);
-    let row = match outcome {
-        tronpay_db::deliveries::Redelivery::Queued(row) => row,
+    let (row, done) = match outcome {
+        tronpay_db::deliveries::Redelivery::Queued(row) => {
+            operators::record_action(&mut conn, &session.operator, "send delivery again", &id.to_string()).await?;
+            tracing::info!(delivery = %id, operator = %session.operator, "operator redelivery");
+            (row, "queued")
+        }
         // Pending or being sent already (the page showed it finished).
-        tronpay_db::deliveries::Redelivery::Unfinished(_) => return Ok(see_other("/admin/payments").finish()),
+        tronpay_db::deliveries::Redelivery::Unfinished(row) => (row, "unfinished"),
         tronpay_db::deliveries::Redelivery::NotFound => return Err(ApiError::NotFound("no such delivery")),
     };
-    tracing::info!(delivery = %id, operator = %session.operator, "operator redelivery");
-    Ok(see_other(&format!("/admin/payments/{}?done=queued", row.payment_id)).finish())
+    drop(conn);
+    Ok(see_other(&format!("/admin/payments/{}?done={done}", row.payment_id)).finish())
 }
 
 /// One transfer as the transfers page shows it.
@@ -707,7 +848,8 @@ struct TransfersPage<'a> {
     t: &'static Messages,
     operator: &'a str,
     csrf: &'a str,
-    all: bool,
+    /// `assignable`, `partial` or `all`.
+    view: &'a str,
     problem: Option<String>,
     transfers: Vec<TransferLine>,
 }
@@ -715,15 +857,19 @@ struct TransfersPage<'a> {
 /// `GET /admin/transfers`'s query.
 #[derive(Deserialize)]
 pub struct TransfersQuery {
-    /// Any value: every recent transfer, not only those no payment counted.
-    all: Option<String>,
+    /// `partial` (transfers that paid part of a payment) or `all` (every
+    /// recent transfer); otherwise those no payment counted.
+    #[serde(default)]
+    view: String,
     /// Why the last assignment was refused (shown at the top).
     problem: Option<String>,
 }
 
 /// `GET /admin/transfers`: the 100 most recent final transfers no payment
-/// counted (unmatched or late), or every recent one; each assignable one
-/// with a form to credit it to a payment.
+/// counted (unmatched or late), those that paid part of a payment
+/// (`?view=partial`, each linked to its payment), or every recent one
+/// (`?view=all`); each assignable one with a form to credit it to a
+/// payment.
 pub async fn transfers(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -733,12 +879,17 @@ pub async fn transfers(
         Ok(session) => session,
         Err(redirect) => return Ok(redirect),
     };
-    let all = query.all.is_some();
+    let view = match query.view.as_str() {
+        "partial" => "partial",
+        "all" => "all",
+        _ => "assignable",
+    };
     let mut conn = state.pool.get().await?;
     // The API's transfer list, and its definition of what can be assigned.
     let filter = tronpay_db::matching::TransferFilter {
-        assignable: !all,
+        assignable: view == "assignable",
         address: None,
+        kind: (view == "partial").then_some(tronpay_domain::MatchKind::Partial),
     };
     let rows = tronpay_db::matching::list_transfers(&mut conn, &filter, None, 100).await?;
     drop(conn);
@@ -767,7 +918,7 @@ pub async fn transfers(
             t: Lang::En.messages()?,
             operator: &session.operator,
             csrf: &session.csrf_token,
-            all,
+            view,
             problem: query.problem.clone(),
             transfers,
         }
@@ -819,10 +970,99 @@ pub async fn assign(
     let by = crate::v1::payments::Actor::Operator(&session.operator);
     match crate::v1::transfers::assign_transfer(&state, &transfer_id, &target, by).await {
         Ok((payment, _)) => {
+            let mut conn = state.pool.get().await?;
+            let subject = format!("{transfer_id} → {}", payment.id);
+            operators::record_action(&mut conn, &session.operator, "assign transfer", &subject).await?;
             tracing::info!(transfer = %transfer_id, payment_id = %payment.id, operator = %session.operator, "transfer assigned by an operator");
             Ok(see_other(&format!("/admin/payments/{}", payment.id)).finish())
         }
         Err(crate::v1::transfers::Refused::Problem(problem)) => Ok(back_with(&problem.detail)),
         Err(crate::v1::transfers::Refused::Db(error)) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use super::*;
+
+    #[test]
+    fn the_settings_rows_name_each_setting_and_hide_passwords() {
+        let db = tronpay_db::DbSettings {
+            database_url: "postgres://tronpay:hunter2@db.internal:5432/tronpay?sslmode=require".into(),
+            ..Default::default()
+        };
+        let bus = tronpay_bus::BusSettings {
+            rabbitmq_url: "amqps://tronpay:rabbit-secret@mq.internal/%2f".into(),
+            ..Default::default()
+        };
+        let mut rows = settings_rows(&db);
+        rows.extend(settings_rows(&bus));
+        let shown = format!("{rows:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("rabbit-secret"),
+            "{shown}"
+        );
+        let value = |name: &str| {
+            rows.iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        assert_eq!(
+            value("DATABASE_URL"),
+            Some("postgres://tronpay:***@db.internal:5432/tronpay?sslmode=require")
+        );
+        assert_eq!(value("RABBITMQ_URL"), Some("amqps://tronpay:***@mq.internal/%2f"));
+        assert_eq!(value("DB_POOL_SIZE"), Some("10"));
+        assert_eq!(value("RABBITMQ_CA_FILE"), Some("(not set)"));
+        let api = settings_rows(&crate::settings::ApiSettings::default());
+        let value = |name: &str| api.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+        assert_eq!(value("MIN_CREDIT_USDT"), Some("0.01"));
+        assert_eq!(value("XPUB"), Some("(empty)"));
+    }
+
+    fn bucket(day: &str, status: &str, count: i64, received: &str) -> tronpay_db::stats::BucketRow {
+        tronpay_db::stats::BucketRow {
+            bucket: chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+                .unwrap()
+                .and_time(chrono::NaiveTime::MIN),
+            status: status.into(),
+            count,
+            expected: bigdecimal::BigDecimal::from(0),
+            received: bigdecimal::BigDecimal::from_str(received).unwrap(),
+        }
+    }
+
+    #[test]
+    fn the_volume_chart_sums_completed_payments_per_day_exactly() {
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let rows = [
+            // Before the 30 days: left out.
+            bucket("2026-11-01", "completed", 9, "900"),
+            bucket("2026-11-02", "completed", 1, "0.000001"),
+            bucket("2026-11-30", "completed", 2, "10.5"),
+            // Only completed payments count.
+            bucket("2026-11-30", "expired", 1, "3"),
+            bucket("2026-12-01", "completed", 3, "21.000001"),
+        ];
+        let chart = VolumeChart::of(&rows, today);
+        assert_eq!(chart.bars.len(), 30);
+        assert_eq!(
+            (chart.bars[0].day.as_str(), chart.bars[29].day.as_str()),
+            ("2026-11-02", "2026-12-01")
+        );
+        assert_eq!((chart.total.as_str(), chart.max.as_str()), ("31.500002", "21.000001"));
+        let today_bar = &chart.bars[29];
+        assert_eq!(
+            (today_bar.height, today_bar.y, today_bar.completed),
+            (CHART_HEIGHT, 0, 3)
+        );
+        // 10.5 of 21.000001, of 160 units: 80.
+        assert_eq!((chart.bars[28].height, chart.bars[28].volume.as_str()), (80, "10.5"));
+        // A dust day still shows; an empty day does not.
+        assert_eq!((chart.bars[0].height, chart.bars[1].height), (2, 0));
+        assert_eq!(chart.bars[1].volume, "0");
+        assert_eq!(chart.bars[29].x, 29 * CHART_STEP + 2);
     }
 }
