@@ -271,6 +271,39 @@ async fn an_operator_finds_cancels_and_redelivers_with_the_audit_trail_naming_th
     let (status, html) = get(&app, "/admin/payments?from=yesterday", &session).await;
     assert!(status == 200 && html.contains("from is a date"), "{html}");
 
+    // 50 a page: 49 older payments (made in SQL, a minute apart) fill the
+    // first page with the three above; "Older payments" leads to the rest,
+    // keeping the filter.
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO payments (id, wallet_address, expected_amount_usdt, callback_url, order_id, status, created_at, \
+               last_checked_timestamp, callback_attempts, callback_success, expires_at) \
+             SELECT gen_random_uuid()::text, '{}', 1, 'http://127.0.0.1:9/hook', 'old-' || n, 'pending', \
+               (now() AT TIME ZONE 'utc') - n * interval '1 minute', 0, 0, false, \
+               (now() AT TIME ZONE 'utc') + interval '1 day' \
+             FROM generate_series(1, 49) AS n",
+            super::ADDRESS
+        ))
+        .await
+        .unwrap();
+    let (_, html) = get(&app, "/admin/payments?status=pending", &session).await;
+    let rows = |html: &str| html.matches("<a href=\"/admin/payments/").count();
+    assert_eq!(rows(&html), 50, "{html}");
+    assert!(!html.contains(">old-48<") && html.contains(">old-47<"), "{html}");
+    let start = html.find("href=\"/admin/payments?").expect("an Older payments link") + "href=\"".len();
+    let next = html[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(next.contains("status=pending") && next.contains("before="), "{next}");
+    let (_, older) = get(&app, &next, &session).await;
+    assert_eq!(rows(&older), 2, "{older}");
+    assert!(older.contains(">old-48<") && older.contains(">old-49<"), "{older}");
+    assert!(!older.contains("Older payments"), "{older}");
+
     // Cancel: refused without the token, done with it, and on the trail.
     let id = &ids[1];
     let path = format!("/admin/payments/{id}/cancel");
