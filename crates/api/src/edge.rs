@@ -1,6 +1,7 @@
 //! What every request passes on its way in: its request id, its client IP,
 //! the per-IP rate limit, a tracing span that every log line of the request
-//! carries, and one access-log line on the way out. Also the per-key and
+//! carries, and one access-log line and the HTTP metrics
+//! ([`tronpay_runtime::metrics::record_request`]) on the way out. Also the per-key and
 //! failed-authentication limits the key check applies ([`RateLimits`]).
 //!
 //! Request ids: a client's `X-Request-Id` (1 to 128 characters of
@@ -249,6 +250,8 @@ pub async fn edge(
     });
     let method = request.method().clone();
     let path = request.path().to_owned();
+    // The route's template (`/v1/payments/{payment_id}`), for the metrics.
+    let route = request.match_pattern();
     let span = tracing::info_span!("request", request_id = %id, %method, %path, %client_ip);
     let limited = state.as_ref().and_then(|state| state.limits.check_ip(client_ip).err());
     let outcome = match limited {
@@ -274,6 +277,7 @@ pub async fn edge(
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
+    tronpay_runtime::metrics::record_request(method.as_str(), route.as_deref(), status, elapsed);
     span.in_scope(|| {
         tracing::info!(
             status,

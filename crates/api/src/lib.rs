@@ -17,6 +17,7 @@ pub mod checkout;
 pub mod edge;
 pub mod error;
 pub mod expiry;
+pub mod metrics;
 pub mod request;
 pub mod routes;
 pub mod settings;
@@ -84,6 +85,11 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
         }
     });
     tasks.spawn("pool maintenance", pool.clone().maintain(tasks.stopped()));
+    tronpay_runtime::metrics::install();
+    tasks.spawn(
+        "metrics sampler",
+        tronpay_db::observe::sample(pool.clone(), &[tronpay_db::observe::Gauges::Outbox], tasks.stopped()),
+    );
     let application = Application::build(api, pool, health, tasks.health(), shared_settings)?;
     Ok(Running::new(
         NAME,

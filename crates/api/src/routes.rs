@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse, Route, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, Route, web};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tronpay_db::chain::{self, ChainState};
@@ -72,6 +72,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/health/live", || web::get().to(live)),
         Endpoint::undocumented(Method::HEAD, "/health/live", || web::head().to(live)),
         Endpoint::new(Method::GET, "/stats", || web::get().to(get_stats)),
+        // Prometheus, for METRICS_ALLOW only (not in the API document).
+        Endpoint::undocumented(Method::GET, "/metrics", || web::get().to(metrics)),
         Endpoint::undocumented(Method::HEAD, "/stats", || web::head().to(get_stats)),
         // The checkout page and its assets (HTML, not in the API document).
         Endpoint::undocumented(Method::GET, "/pay/{payment_id}", || {
@@ -307,6 +309,7 @@ pub(crate) async fn create_payment(
         CreateError::Db(error) => error.into(),
     })?;
     drop(conn);
+    crate::metrics::created("given");
     tracing::info!(
         payment_id = %id,
         wallet_address = %wallet_address,
@@ -372,6 +375,27 @@ const HEALTH_DB_WAIT: Duration = Duration::from_secs(2);
 )]
 pub(crate) async fn live() -> HttpResponse {
     tronpay_runtime::health::live().await
+}
+
+/// `GET /metrics` (Prometheus text) for the clients `METRICS_ALLOW` names
+/// (by the client IP the edge worked out); a 404 for anyone else, as if
+/// there were no such route.
+pub(crate) async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let client = request
+        .extensions()
+        .get::<crate::edge::RequestContext>()
+        .map(|context| context.client_ip);
+    let allowed = client.is_some_and(|ip| {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        state.metrics_allow.iter().any(|net| net.contains(&ip))
+    });
+    if !allowed {
+        return not_found(request).await;
+    }
+    tronpay_runtime::metrics::endpoint().await
 }
 
 /// Readiness: the database, the broker workers, the chain as last seen.

@@ -72,6 +72,11 @@ pub struct ApiSettings {
     /// `X-Forwarded-For` names the client (e.g. `10.0.0.0/8`); from any
     /// other peer the header is ignored.
     pub trusted_proxies: String,
+    /// `METRICS_ALLOW`: comma-separated CIDRs of the clients that may read
+    /// `/metrics` (Prometheus); from anywhere else it is a 404. Default:
+    /// loopback and the private networks (a scraper in the cluster); empty:
+    /// nobody.
+    pub metrics_allow: String,
     /// `ADDRESS_MODE`: where a v1 payment created without an `address` gets
     /// one: `given` (none: `address` is required), `xpub` (derived from
     /// `XPUB`, one per payment), `pool` (a free imported address, lent
@@ -119,6 +124,19 @@ pub enum Receiving {
     },
 }
 
+/// A comma-separated list of addresses and CIDRs (setting `name`'s value).
+fn networks(name: &str, list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+        .map(|text| {
+            text.parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{name}: {text:?} is not an address or CIDR such as 10.0.0.0/8"))
+        })
+        .collect()
+}
+
 /// The first 12 characters, `…` and the last 4; only stars when 16
 /// characters or fewer (nothing when unset).
 fn shortened<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -152,6 +170,7 @@ impl Default for ApiSettings {
             rate_limit_per_key: 20_000,
             auth_failures_per_minute: 60,
             trusted_proxies: String::new(),
+            metrics_allow: "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7".to_owned(),
             address_mode: "given".to_owned(),
             xpub: String::new(),
             receive_address: String::new(),
@@ -186,6 +205,7 @@ impl Validate for ApiSettings {
             self.public_base_url_at(0)?;
         }
         self.trusted_proxy_nets()?;
+        self.metrics_allow_nets()?;
         self.receiving()?;
         if self.unique_amount_release_grace_seconds > 31_622_400 {
             return Err("UNIQUE_AMOUNT_RELEASE_GRACE_SECONDS must be at most 31622400 (366 days)".into());
@@ -302,16 +322,12 @@ impl ApiSettings {
 
     /// `TRUSTED_PROXIES` parsed.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
-        self.trusted_proxies
-            .split(',')
-            .map(str::trim)
-            .filter(|text| !text.is_empty())
-            .map(|text| {
-                text.parse::<ipnet::IpNet>()
-                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| format!("TRUSTED_PROXIES: {text:?} is not an address or CIDR such as 10.0.0.0/8"))
-            })
-            .collect()
+        networks("TRUSTED_PROXIES", &self.trusted_proxies)
+    }
+
+    /// `METRICS_ALLOW` parsed.
+    pub fn metrics_allow_nets(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        networks("METRICS_ALLOW", &self.metrics_allow)
     }
 
     pub fn callback_dns_timeout(&self) -> Duration {

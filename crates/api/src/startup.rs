@@ -75,6 +75,7 @@ impl Application {
                 settings.auth_failures_per_minute,
                 settings.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
             ),
+            metrics_allow: settings.metrics_allow_nets().map_err(anyhow::Error::msg)?,
             keys: KeyCache::new(Duration::from_secs(settings.api_key_cache_seconds)),
             public_base_url: settings.public_base_url_at(port).map_err(anyhow::Error::msg)?,
             status_hub: crate::stream::start(pool.clone()),

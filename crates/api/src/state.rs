@@ -44,6 +44,8 @@ pub struct AppState {
     /// Where this replica last saw the first free derived address (creates
     /// search from there).
     pub address_floor: std::sync::atomic::AtomicI32,
+    /// `METRICS_ALLOW`: who may read `/metrics`.
+    pub metrics_allow: Vec<ipnet::IpNet>,
     /// The per-IP, per-key and failed-authentication limits of this replica.
     pub limits: crate::edge::RateLimits,
     /// `PUBLIC_BASE_URL` without a trailing `/` (checkout URLs start with it).

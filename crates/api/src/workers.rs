@@ -155,6 +155,7 @@ impl Workers {
                     Ok((expired, enqueued)) => {
                         sweep_incurable.succeeded();
                         if expired > 0 {
+                            crate::metrics::expired(expired);
                             tracing::info!(expired, "payments expired");
                         }
                         if enqueued {

@@ -124,6 +124,15 @@ pub fn start(config: Config) -> anyhow::Result<Running> {
     let bind = watcher.watcher_bind.clone();
     let running = Watcher::start(watcher, db, pool.clone(), bus, &mut tasks)?;
     tasks.spawn("pool maintenance", pool.clone().maintain(tasks.stopped()));
+    tronpay_runtime::metrics::install();
+    tasks.spawn(
+        "metrics sampler",
+        tronpay_db::observe::sample(
+            pool.clone(),
+            &[tronpay_db::observe::Gauges::Chain, tronpay_db::observe::Gauges::Outbox],
+            tasks.stopped(),
+        ),
+    );
     let (server, port) = health::server(&bind, pool, &running, tasks.health())?;
     Ok(Running::new(
         NAME,

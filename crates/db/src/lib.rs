@@ -14,6 +14,7 @@ pub mod logs;
 pub mod matching;
 pub mod migrate;
 pub mod models;
+pub mod observe;
 pub mod operators;
 pub mod outbox;
 pub mod payments;

@@ -175,9 +175,19 @@ impl DbPool {
         })
     }
 
-    /// Checks out a connection, waiting at most `DB_POOL_TIMEOUT_SECONDS`.
+    /// Checks out a connection, waiting at most `DB_POOL_TIMEOUT_SECONDS`;
+    /// a wait that times out counts in `tronpay_db_pool_timeouts_total`.
     pub async fn get(&self) -> Result<PooledConnection, DbError> {
-        Ok(self.pool.get().await?)
+        let got = self.pool.get().await;
+        if matches!(
+            got,
+            Err(deadpool::managed::PoolError::Timeout(
+                deadpool::managed::TimeoutType::Wait
+            ))
+        ) {
+            metrics::counter!("tronpay_db_pool_timeouts_total").increment(1);
+        }
+        Ok(got?)
     }
 
     /// Checks out a connection, waiting at most `wait` in all (for health
@@ -218,7 +228,21 @@ impl DbPool {
         removed.removed.len()
     }
 
-    /// Runs [`Self::trim_overflow`] every few seconds until `shutdown` resolves.
+    /// Sets the pool's gauges: `tronpay_db_pool_connections{state="busy"}`
+    /// and `{state="idle"}`, `tronpay_db_pool_max_connections` and
+    /// `tronpay_db_pool_waiting` (requests waiting for a connection).
+    pub fn record_status(&self) {
+        let status = self.pool.status();
+        let idle = status.available;
+        let busy = status.size.saturating_sub(idle);
+        metrics::gauge!("tronpay_db_pool_connections", "state" => "busy").set(busy as f64);
+        metrics::gauge!("tronpay_db_pool_connections", "state" => "idle").set(idle as f64);
+        metrics::gauge!("tronpay_db_pool_max_connections").set(status.max_size as f64);
+        metrics::gauge!("tronpay_db_pool_waiting").set(status.waiting as f64);
+    }
+
+    /// Runs [`Self::trim_overflow`] and [`Self::record_status`] every few
+    /// seconds until `shutdown` resolves.
     pub async fn maintain(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut ticker = tokio::time::interval(Duration::from_secs(5));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -227,6 +251,7 @@ impl DbPool {
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = ticker.tick() => {
+                    self.record_status();
                     let closed = self.trim_overflow();
                     if closed > 0 {
                         tracing::debug!(closed, "closed idle overflow or aged database connections");

@@ -1,6 +1,7 @@
 //! The health endpoint of a service without an API of its own (the chain
-//! watcher, the webhook dispatcher): `/health` as the service reports it and
-//! `/health/live` for liveness probes, on a small server of one worker.
+//! watcher, the webhook dispatcher): `/health` as the service reports it,
+//! `/health/live` for liveness probes and `/metrics` (Prometheus, see
+//! [`crate::metrics`]), on a small server of one worker.
 //!
 //! The service says what it knows ([`Report`]); the rules for `status` are
 //! here, the same for each: `unhealthy` (HTTP 503) when the database does
@@ -89,6 +90,8 @@ where
             .route("/health", web::head().to(answer::<T, F, Fut>))
             .route("/health/live", web::get().to(live))
             .route("/health/live", web::head().to(live))
+            .route("/metrics", web::get().to(crate::metrics::endpoint))
+            .wrap(actix_web::middleware::from_fn(crate::metrics::track))
     })
     .workers(1)
     .disable_signals()

@@ -8,6 +8,8 @@
 #[cfg(feature = "http")]
 pub mod health;
 #[cfg(feature = "http")]
+pub mod metrics;
+#[cfg(feature = "http")]
 pub mod service;
 pub mod supervise;
 

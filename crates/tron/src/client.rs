@@ -467,10 +467,27 @@ impl NodeClient {
         body: serde_json::Value,
     ) -> Result<T, NodeError> {
         let base = self.url_at(index).clone();
+        let started = std::time::Instant::now();
         let outcome = self.post_to(&base, path, body).await;
         if let Err(error) = &outcome {
             self.failed(error);
         }
+        // `tronpay_node_requests_total{endpoint, outcome}` and
+        // `tronpay_node_request_duration_seconds{endpoint}`: the endpoint is
+        // one of this client's fixed paths, the outcome `ok` or the kind of
+        // failure.
+        let kind = match &outcome {
+            Ok(_) => "ok",
+            Err(NodeError::Timeout { .. }) => "timeout",
+            Err(NodeError::Transport { .. }) => "transport",
+            Err(NodeError::Http { status: 429, .. }) => "rate_limited",
+            Err(NodeError::Http { .. }) => "http_error",
+            Err(NodeError::Garbage { .. }) => "garbage",
+            Err(_) => "node_error",
+        };
+        metrics::counter!("tronpay_node_requests_total", "endpoint" => path.to_owned(), "outcome" => kind).increment(1);
+        metrics::histogram!("tronpay_node_request_duration_seconds", "endpoint" => path.to_owned())
+            .record(started.elapsed().as_secs_f64());
         outcome
     }
 

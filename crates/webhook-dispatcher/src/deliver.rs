@@ -207,6 +207,13 @@ impl Dispatcher {
         if let Err(error) = recorded.await {
             return (Err(retry(error)), ended);
         }
+        // Counted once recorded: `tronpay_webhook_attempts_total{outcome}`
+        // (`delivered`, `retry`, `failed`, `dead`) and how long the
+        // receiver took, `tronpay_webhook_attempt_duration_seconds`.
+        let outcome = attempt.outcome.kind().as_str();
+        metrics::counter!("tronpay_webhook_attempts_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("tronpay_webhook_attempt_duration_seconds", "outcome" => outcome)
+            .record(f64::from(attempt.duration_ms.max(0)) / 1000.0);
         tracing::info!(
             delivery = %claimed.id,
             payment = %claimed.payment_id,

@@ -213,6 +213,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }
     });
     tasks.spawn("pool maintenance", pool.clone().maintain(tasks.stopped()));
+    tronpay_runtime::metrics::install();
+    tasks.spawn(
+        "metrics sampler",
+        tronpay_db::observe::sample(
+            pool.clone(),
+            &[
+                tronpay_db::observe::Gauges::Deliveries,
+                tronpay_db::observe::Gauges::Outbox,
+            ],
+            tasks.stopped(),
+        ),
+    );
     let (server, port) = health::server(&bind, pool, consumer_status, relay_status, tasks.health())?;
     let running = Running::new(NAME, Serving::Health, tasks, port, server.handle(), server);
     Ok(running.finishing(async move { dispatcher.finish_attempts().await }))

@@ -12,14 +12,17 @@ use tronpay_domain::matching::{Completion, Decision, MatchRules, decide};
 use tronpay_domain::{JsonAmount, LogEvent, MatchKind, PaymentId, Transfer, UsdtAmount};
 
 use super::{ApplyError, CONSUMER};
+use crate::metrics::Tally;
 
 /// Applies one message in the caller's transaction; `Ok(true)` when webhook
-/// work was enqueued.
+/// work was enqueued. What it did is added to `tally`, for the caller to
+/// record once the transaction committed.
 pub(super) async fn apply(
     conn: &mut AsyncPgConnection,
     rules: &MatchRules,
     message_id: uuid::Uuid,
     event: &PaymentDetected,
+    tally: &mut Tally,
 ) -> Result<bool, ApplyError> {
     // The address lock first, then the dedupe row: a message in flight
     // twice (a redelivery, another replica) then serialises on its address
@@ -36,20 +39,21 @@ pub(super) async fn apply(
     Ok(match event.state {
         TransferState::Detected => detected(conn, rules, &stored).await?,
         TransferState::Dropped => dropped(conn, &stored).await?,
-        TransferState::Confirmed => apply_confirmed(conn, rules, &address).await?,
+        TransferState::Confirmed => apply_confirmed(conn, rules, &address, tally).await?,
     })
 }
 
 /// Applies, in chain order, every confirmed transfer to `address` not applied
-/// yet; the caller holds the address lock.
+/// yet (added to `tally`); the caller holds the address lock.
 pub(super) async fn apply_confirmed(
     conn: &mut AsyncPgConnection,
     rules: &MatchRules,
     address: &str,
+    tally: &mut Tally,
 ) -> Result<bool, ApplyError> {
     let mut enqueued = false;
     for stored in matching::unapplied_confirmed(conn, address).await? {
-        enqueued |= confirmed(conn, rules, &stored).await?;
+        enqueued |= confirmed(conn, rules, &stored, tally).await?;
     }
     Ok(enqueued)
 }
@@ -154,6 +158,7 @@ async fn confirmed(
     conn: &mut AsyncPgConnection,
     rules: &MatchRules,
     stored: &StoredTransfer,
+    tally: &mut Tally,
 ) -> Result<bool, ApplyError> {
     if stored.applied_at.is_some() {
         return Ok(false);
@@ -162,6 +167,7 @@ async fn confirmed(
     let (rows, decision) = decision(conn, rules, transfer).await?;
     let kind = decision.match_kind();
     matching::mark_applied(conn, &transfer.id, decision.payment_id(), kind).await?;
+    tally.matched.push(kind);
     let txid = &transfer.id.txid;
     match decision {
         Decision::Complete {
@@ -170,6 +176,7 @@ async fn confirmed(
             completion,
         } => {
             let payment = matching::complete(conn, &payment_id, received, txid).await?;
+            tally.completed += 1;
             logs::insert(
                 conn,
                 &payment_id,
@@ -210,7 +217,7 @@ async fn confirmed(
             .await?;
             notify(conn, &payment, WebhookEvent::PartiallyPaid, Some(transfer)).await
         }
-        Decision::Late { payment_id } => late(conn, rows, &payment_id, transfer).await,
+        Decision::Late { payment_id } => late(conn, rows, &payment_id, transfer, tally).await,
         Decision::Ignored(reason) => {
             // Recorded for the operator (`tronpay chain transfers`); no log
             // row, no event, no webhook.
@@ -232,10 +239,12 @@ async fn late(
     rows: Vec<PaymentRow>,
     payment_id: &PaymentId,
     transfer: &Transfer,
+    tally: &mut Tally,
 ) -> Result<bool, ApplyError> {
     let mut enqueued = false;
     let payment = match matching::expire(conn, payment_id).await? {
         Some(expired) => {
+            tally.expired += 1;
             logs::insert(
                 conn,
                 payment_id,

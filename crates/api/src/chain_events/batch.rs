@@ -56,16 +56,22 @@ pub async fn handle_batch(pool: &DbPool, attempts: &Attempts, rules: &MatchRules
     events.sort_by(|(_, a), (_, b)| a.address.cmp(&b.address));
     let mut together = false;
     if events.len() > 1 {
+        let mut tally = crate::metrics::Tally::default();
         let outcome = match pool.get().await {
             Ok(mut conn) => {
-                conn.transaction::<_, ApplyError, _>(async |conn| {
-                    let mut enqueued = Vec::with_capacity(events.len());
-                    for (_, parsed) in &events {
-                        enqueued.push(apply(conn, rules, parsed.message_id, &parsed.event).await?);
-                    }
-                    Ok(enqueued)
-                })
-                .await
+                let applied = conn
+                    .transaction::<_, ApplyError, _>(async |conn| {
+                        let mut enqueued = Vec::with_capacity(events.len());
+                        for (_, parsed) in &events {
+                            enqueued.push(apply(conn, rules, parsed.message_id, &parsed.event, &mut tally).await?);
+                        }
+                        Ok(enqueued)
+                    })
+                    .await;
+                if applied.is_ok() {
+                    tally.record();
+                }
+                applied
             }
             Err(error) => {
                 // No connection: one by one would wait for the pool once per

@@ -127,13 +127,17 @@ pub(crate) async fn handle_parsed(
     parsed: &Parsed,
 ) -> Result<bool, HandlerError> {
     let Parsed { message_id, event, .. } = parsed;
+    let mut tally = crate::metrics::Tally::default();
     let outcome = match pool.get().await {
         Ok(mut conn) => {
-            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, rules, *message_id, event).await)
+            conn.transaction::<_, ApplyError, _>(async |conn| apply(conn, rules, *message_id, event, &mut tally).await)
                 .await
         }
         Err(error) => Err(error.into()),
     };
+    if outcome.is_ok() {
+        tally.record();
+    }
     match outcome {
         Ok(enqueued) => {
             attempts.done(*message_id);

@@ -35,12 +35,16 @@ pub async fn reconcile(
     let mut enqueued = false;
     for address in &addresses {
         let mut conn = pool.get().await?;
+        let mut tally = crate::metrics::Tally::default();
         let outcome = conn
             .transaction::<_, ApplyError, _>(async |conn| {
                 matching::lock_address(conn, address).await?;
-                apply_confirmed(conn, rules, address).await
+                apply_confirmed(conn, rules, address, &mut tally).await
             })
             .await;
+        if outcome.is_ok() {
+            tally.record();
+        }
         match outcome {
             Ok(done) => enqueued |= done,
             Err(ApplyError::Db(error)) => match error.kind() {

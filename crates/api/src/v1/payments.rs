@@ -473,6 +473,12 @@ pub async fn create(
             ),
         )),
         CreatedV1::Created { address, amount_to_pay } => {
+            crate::metrics::created(match choice {
+                AddressChoice::Given => "given",
+                AddressChoice::Derived { .. } => "xpub",
+                AddressChoice::Pool => "pool",
+                AddressChoice::UniqueAmount { .. } => "unique_amount",
+            });
             row.wallet_address = address;
             row.amount_to_pay = amount_to_pay;
             let response = serde_json::to_string(&resource(&row)?).map_err(Problem::internal)?;
@@ -879,7 +885,7 @@ pub(crate) async fn cancel_payment(
         Actor::Operator(name) => (format!("by operator {name}"), serde_json::json!({ "operator": name })),
     };
     let mut conn = state.pool.get().await?;
-    diesel_async::AsyncConnection::transaction::<_, tronpay_db::DbError, _>(&mut conn, async |conn| {
+    let cancelled = diesel_async::AsyncConnection::transaction::<_, tronpay_db::DbError, _>(&mut conn, async |conn| {
         // The lock matching takes: a completing transfer and this cancel
         // do not interleave.
         matching::lock_address(conn, &payment.wallet_address).await?;
@@ -906,7 +912,11 @@ pub(crate) async fn cancel_payment(
         }
         Ok(Some(cancelled))
     })
-    .await
+    .await;
+    if matches!(cancelled, Ok(Some(_))) {
+        crate::metrics::cancelled();
+    }
+    cancelled
 }
 
 /// One row of a payment's audit trail.

@@ -317,7 +317,7 @@ pub(crate) async fn assign_transfer(
     let found = matching::find_transfer(&mut conn, transfer_id)
         .await?
         .ok_or_else(no_transfer)?;
-    diesel_async::AsyncConnection::transaction::<_, Refused, _>(&mut conn, async |conn| {
+    let assigned = diesel_async::AsyncConnection::transaction::<_, Refused, _>(&mut conn, async |conn| {
         let payment_address = payments::find(conn, target.as_str())
             .await?
             .map(|row| row.wallet_address)
@@ -335,7 +335,17 @@ pub(crate) async fn assign_transfer(
             .ok_or_else(|| refuse(problem::NOT_FOUND, format!("no payment {target}")))?;
         credit(conn, by, stored, payment).await
     })
-    .await
+    .await;
+    if let Ok((payment, _)) = &assigned {
+        let completed = u64::from(payment.status() == PaymentStatus::Completed);
+        crate::metrics::Tally {
+            matched: vec![MatchKind::Assigned],
+            completed,
+            expired: 0,
+        }
+        .record();
+    }
+    assigned
 }
 
 async fn credit(
