@@ -75,6 +75,15 @@ if ! "$venv/bin/python" -c "import yaml, kubernetes_validate" >/dev/null 2>&1; t
   echo "==> installing pyyaml and kubernetes-validate into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check pyyaml kubernetes-validate
 fi
+# promtool checks and unit-tests deploy/monitoring/alerts.yml.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "==> installing Debian's prometheus (promtool, for deploy/monitoring)"
+  as_root=""
+  [ "$(id -u)" = 0 ] || as_root="sudo"
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+    { $as_root apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
 echo "==> checking the deployment files (tests/deploy)"
 "$venv/bin/python" -m unittest discover -s tests/deploy -v
 # --- end of deployment checks ---

@@ -579,6 +579,14 @@ class KubernetesTest(unittest.TestCase):
                     port = startup["httpGet"]["port"]
                     self.assertEqual(ports.get(port, port), spec["port"])
 
+    def test_pods_are_scraped_on_their_port(self):
+        for name, spec in DEPLOYMENTS.items():
+            with self.subTest(deployment=name):
+                annotations = self.one("Deployment", name)["spec"]["template"]["metadata"].get("annotations", {})
+                self.assertEqual(annotations.get("prometheus.io/scrape"), "true")
+                self.assertEqual(annotations.get("prometheus.io/port"), str(spec["port"]))
+                self.assertEqual(annotations.get("prometheus.io/path"), "/metrics")
+
     def test_containers_have_resources_and_a_locked_down_security_context(self):
         for name, pod in self.pod_specs():
             pod_context = pod.get("securityContext") or {}
@@ -734,3 +742,82 @@ class KubernetesTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---------------------------------------------------------------------------
+# deploy/monitoring/: alert rules, their unit tests, the Grafana dashboard
+# ---------------------------------------------------------------------------
+
+
+def promtool():
+    """Debian's promtool (scripts/test.sh installs the `prometheus` package)."""
+    found = shutil.which("promtool")
+    if not found:
+        raise AssertionError("promtool not found: `make test` installs Debian's prometheus package")
+    return found
+
+
+class MonitoringTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.monitoring = ROOT / "deploy" / "monitoring"
+        cls.rules = load_yaml(cls.monitoring / "alerts.yml")
+        with open(cls.monitoring / "grafana-dashboard.json", encoding="utf-8") as file:
+            cls.dashboard = json.load(file)
+        cls.sources = "\n".join(
+            path.read_text(encoding="utf-8") for path in (ROOT / "crates").glob("*/src/**/*.rs")
+        )
+
+    def run_promtool(self, *args):
+        result = subprocess.run([promtool(), *args], cwd=self.monitoring, capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        return result.stdout
+
+    def test_the_rules_are_valid(self):
+        self.assertIn("SUCCESS", self.run_promtool("check", "rules", "alerts.yml"))
+
+    def test_the_rules_pass_their_unit_tests(self):
+        self.assertIn("SUCCESS", self.run_promtool("test", "rules", "alerts.test.yml"))
+
+    def test_every_alert_has_a_unit_test_and_what_the_issue_names(self):
+        alerts = {rule["alert"] for group in self.rules["groups"] for rule in group["rules"]}
+        tested = {
+            case["alertname"]
+            for test in load_yaml(self.monitoring / "alerts.test.yml")["tests"]
+            for case in test["alert_rule_test"]
+        }
+        self.assertEqual(alerts, tested)
+        for named in ["ChainLag", "NodeErrors", "NoNewBlock", "OutboxBacklogOld", "DeadWebhooks",
+                      "WebhookSuccessRateLow", "DatabaseDown", "DatabasePoolTimeouts", "PaymentsStuckDetected"]:
+            self.assertIn(f"Tronpay{named}", alerts)
+
+    def metric_names(self, expressions):
+        names = set()
+        for expression in expressions:
+            for name in re.findall(r"\b((?:tronpay|http)_[a-z_]+)", expression):
+                names.add(re.sub(r"_(bucket|count|sum)$", "", name))
+        return names
+
+    def test_the_rules_and_the_dashboard_use_series_the_services_export(self):
+        expressions = [rule["expr"] for group in self.rules["groups"] for rule in group["rules"]]
+        expressions += [
+            target["expr"]
+            for panel in self.dashboard["panels"]
+            for target in panel.get("targets", [])
+        ]
+        names = self.metric_names(expressions)
+        self.assertGreater(len(names), 15)
+        for name in sorted(names):
+            with self.subTest(series=name):
+                self.assertIn(f'"{name}"', self.sources, f"{name} is not recorded anywhere in crates/")
+
+    def test_the_dashboard_is_importable(self):
+        self.assertEqual(self.dashboard["uid"], "tronpay")
+        ids = [panel["id"] for panel in self.dashboard["panels"]]
+        self.assertEqual(len(ids), len(set(ids)), "panel ids are unique")
+        for panel in self.dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            with self.subTest(panel=panel["title"]):
+                self.assertEqual(panel["datasource"]["uid"], "${datasource}")
+                self.assertTrue(panel["targets"])

@@ -86,10 +86,10 @@ pub async fn read(conn: &mut AsyncPgConnection, what: Gauges) -> Result<(), DbEr
     Ok(())
 }
 
-/// Samples `what` every [`EVERY`] until `shutdown` resolves. A read that
-/// fails (the database is down) leaves the gauges as they were and is
-/// logged at debug level; the `tronpay_db_pool_*` series and `/health` say
-/// the database is down.
+/// Samples `what` every [`EVERY`] until `shutdown` resolves, and sets
+/// `tronpay_database_up` to 1 when every read answered, else 0. A read that
+/// fails (the database is down) leaves its gauges as they were and is
+/// logged at debug level.
 pub async fn sample(pool: DbPool, what: &'static [Gauges], shutdown: impl std::future::Future<Output = ()>) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,13 +99,17 @@ pub async fn sample(pool: DbPool, what: &'static [Gauges], shutdown: impl std::f
             _ = &mut shutdown => return,
             _ = ticker.tick() => {
                 let Ok(mut conn) = pool.get_within(Duration::from_secs(2)).await else {
+                    metrics::gauge!("tronpay_database_up").set(0.0);
                     continue;
                 };
+                let mut answered = true;
                 for gauges in what {
                     if let Err(error) = read(&mut conn, *gauges).await {
+                        answered = false;
                         tracing::debug!(%error, ?gauges, "metrics: a gauge could not be read");
                     }
                 }
+                metrics::gauge!("tronpay_database_up").set(if answered { 1.0 } else { 0.0 });
             }
         }
     }
