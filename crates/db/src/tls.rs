@@ -64,22 +64,20 @@ pub fn split_url(url: &str) -> Result<(String, TlsParams), String> {
             },
         ))
     };
-    let Ok(mut parsed) = url::Url::parse(url) else {
+    // Taken apart as text: a URL parser refuses libpq's host lists
+    // (`postgres://u:p@db1:5432,db2:5432/x`), which tokio-postgres accepts.
+    let Some((scheme, _)) = url.split_once("://") else {
         return as_is();
     };
-    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+    if !matches!(scheme, "postgres" | "postgresql") {
         return as_is();
     }
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut params = TlsParams::default();
     // The query is filtered piece by piece, as written: decoding and
     // re-encoding it would turn `%20` into `+`, which tokio-postgres keeps.
     let mut kept = Vec::new();
-    for piece in parsed
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|piece| !piece.is_empty())
-    {
+    for piece in query.split('&').filter(|piece| !piece.is_empty()) {
         let Some((key, value)) = url::form_urlencoded::parse(piece.as_bytes()).next() else {
             continue;
         };
@@ -106,9 +104,12 @@ pub fn split_url(url: &str) -> Result<(String, TlsParams), String> {
         }
     }
     params.mode = Some(params.checked_mode()?);
-    let query = kept.join("&");
-    parsed.set_query((!query.is_empty()).then_some(query.as_str()));
-    Ok((parsed.to_string(), params))
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, params))
 }
 
 impl TlsParams {
@@ -362,6 +363,26 @@ mod tests {
         // Other parameters pass through exactly as written.
         let (url, _) = split_url("postgres://db/x?options=-c%20search_path%3Dx&sslmode=require&a=b+c").unwrap();
         assert_eq!(url, "postgres://db/x?options=-c%20search_path%3Dx&a=b+c");
+
+        // libpq's host lists (failover): the hosts and the password stay as
+        // written, only the TLS parameters leave.
+        let (url, params) = split_url(
+            "postgres://tronpay:p%40ss@db1:5432,db2:5433/tronpay?target_session_attrs=read-write&sslmode=verify-full&sslrootcert=/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://tronpay:p%40ss@db1:5432,db2:5433/tronpay?target_session_attrs=read-write"
+        );
+        assert_eq!(params.mode, Some((SslMode::Require, Verify::Full)));
+        let config: tokio_postgres::Config = url.parse().unwrap();
+        assert_eq!(config.get_hosts().len(), 2);
+        assert_eq!(config.get_ports(), [5432, 5433]);
+        assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
 
         // libpq 16: the system's roots mean verify-full.
         let (_, params) = split_url("postgres://db/x?sslrootcert=system").unwrap();

@@ -224,35 +224,51 @@ pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 /// The connection string with any password replaced by `***`, for logs and
 /// messages: the URL's `user:password@` (PostgreSQL, AMQP, HTTP), a
 /// `password=` query parameter, or a `password=` item of a `key=value`
-/// (libpq) connection string. Anything else is returned unchanged.
+/// (libpq) connection string. Anything else is returned unchanged, as
+/// written. URLs are taken apart as text, not parsed, so libpq's host lists
+/// (`postgres://u:p@db1:5432,db2:5432/x?target_session_attrs=read-write`),
+/// which URL parsers refuse, are redacted as well.
 pub fn redact_url(text: &str) -> String {
-    if let Ok(mut url) = url::Url::parse(text) {
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text
+            .split_whitespace()
+            .map(|item| match item.split_once('=') {
+                Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
+                _ => item.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    // The user information ends at the last `@` before the query (a
+    // password may hold an unencoded `/`, never an unencoded `@`).
+    let authority = match before_query.rfind('@') {
+        Some(at) => {
+            let (userinfo, hosts) = before_query.split_at(at);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***{hosts}"),
+                None => before_query.to_owned(),
+            }
         }
-        if url.query_pairs().any(|(key, _)| key == "password") {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(key, value)| {
-                    let value = if key == "password" {
-                        "***".to_owned()
-                    } else {
-                        value.into_owned()
-                    };
-                    (key.into_owned(), value)
-                })
-                .collect();
-            url.query_pairs_mut().clear().extend_pairs(pairs);
-        }
-        return url.to_string();
+        None => before_query.to_owned(),
+    };
+    let query = query.map(|query| {
+        query
+            .split('&')
+            .map(|piece| match piece.split_once('=') {
+                Some(("password", _)) => "password=***".to_owned(),
+                _ => piece.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    });
+    match query {
+        Some(query) => format!("{scheme}://{authority}?{query}"),
+        None => format!("{scheme}://{authority}"),
     }
-    text.split_whitespace()
-        .map(|item| match item.split_once('=') {
-            Some((key, _)) if key.trim() == "password" => format!("{key}=***"),
-            _ => item.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Serializes a connection string as [`redact_url`] shows it: for
@@ -349,6 +365,15 @@ mod tests {
             redact_url("host=h user=u password=secret"),
             "host=h user=u password=***"
         );
+        // libpq's host lists, which URL parsers refuse.
+        assert_eq!(
+            redact_url(
+                "postgres://tronpay:s3cr%40t@db1:5432,db2:5433/tronpay?target_session_attrs=read-write&sslmode=verify-full"
+            ),
+            "postgres://tronpay:***@db1:5432,db2:5433/tronpay?target_session_attrs=read-write&sslmode=verify-full"
+        );
+        assert_eq!(redact_url("postgres://u:p/ss@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://db1,db2/x"), "postgres://db1,db2/x");
     }
 
     #[tokio::test]
