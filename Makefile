@@ -1,6 +1,6 @@
 # tronpay — the two commands you need are `make up` and `make test`.
 
-.PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks bench-checkout build fmt lint check
+.PHONY: up down ps logs test bench bench-api bench-chain bench-webhooks bench-checkout bench-probes build fmt lint check
 
 # The one release build: every binary of the workspace (the services, the
 # sandbox, the CLI, tronpay-bench). `make up`, `make bench-*` and the
@@ -31,6 +31,10 @@ bench:         ## benchmarks; figures go to docs/BENCHMARKS.md
 	@scripts/bench-chain.sh
 	@scripts/bench-webhooks.sh
 	@scripts/bench-checkout.sh
+	@scripts/bench-probes.sh
+
+bench-probes:  ## /health and /stats with 10 million payments
+	@scripts/bench-probes.sh
 
 bench-checkout: ## the checkout page: pages/s, and status streams held at once with their latency
 	@scripts/bench-checkout.sh

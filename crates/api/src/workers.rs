@@ -132,6 +132,13 @@ impl Workers {
                         Err(error) => tracing::warn!(%error, "returning pool addresses failed"),
                     }
                 }
+                // Every round: fold the payment count deltas into their
+                // totals, so /health and /stats read a handful of rows.
+                if let Ok(mut conn) = pool.get().await
+                    && let Err(error) = tronpay_db::stats::fold_status_counts(&mut conn).await
+                {
+                    tracing::warn!(%error, "folding the payment counts failed");
+                }
                 // Every 10 min: forget old message ids, and idempotency
                 // records past their 24 hours.
                 if rounds.is_multiple_of(300)

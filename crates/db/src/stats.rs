@@ -20,7 +20,57 @@ pub struct StatusCounts {
     pub expired: i64,
 }
 
+impl StatusCounts {
+    /// Adds `count` payments of `status` (and to the total).
+    fn add(&mut self, status: PaymentStatus, count: i64) {
+        self.total += count;
+        match status {
+            PaymentStatus::Pending => self.pending += count,
+            PaymentStatus::Completed => self.completed += count,
+            PaymentStatus::Failed => self.failed += count,
+            PaymentStatus::Expired => self.expired += count,
+        }
+    }
+}
+
+/// One status's count as [`status_counts`] reads it.
+#[derive(QueryableByName)]
+struct StatusCount {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    payments: i64,
+}
+
+/// Payments per status, exact, without counting the table: each status's
+/// total in `payment_status_totals` plus its deltas not folded yet
+/// (`payment_status_deltas`, appended by triggers in the transaction of
+/// every change), read in one snapshot. Its cost grows with the deltas
+/// appended since the last [`fold_status_counts`], not with the table.
 pub async fn status_counts(conn: &mut AsyncPgConnection) -> Result<StatusCounts, DbError> {
+    let rows: Vec<StatusCount> = diesel::sql_query(
+        "SELECT t.status::text AS status, \
+                (t.payments + coalesce((SELECT sum(d.delta) FROM payment_status_deltas d WHERE d.status = t.status), 0))::bigint \
+                  AS payments \
+         FROM payment_status_totals t",
+    )
+    .load(conn)
+    .await?;
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let status: PaymentStatus = row
+            .status
+            .parse()
+            .map_err(|_| DbError::bug(format!("payment_status_totals has status {:?}", row.status)))?;
+        counts.add(status, row.payments);
+    }
+    Ok(counts)
+}
+
+/// Payments per status counted row by row (`count(*)` over the table, as
+/// slow as the table is large): what [`status_counts`] must always equal;
+/// for tests and `tronpay db stats --recount`.
+pub async fn recount_statuses(conn: &mut AsyncPgConnection) -> Result<StatusCounts, DbError> {
     let rows: Vec<(DbStatus, i64)> = payments::table
         .group_by(payments::status)
         .select((payments::status, count_star()))
@@ -28,15 +78,31 @@ pub async fn status_counts(conn: &mut AsyncPgConnection) -> Result<StatusCounts,
         .await?;
     let mut counts = StatusCounts::default();
     for (DbStatus(status), count) in rows {
-        counts.total += count;
-        match status {
-            PaymentStatus::Pending => counts.pending = count,
-            PaymentStatus::Completed => counts.completed = count,
-            PaymentStatus::Failed => counts.failed = count,
-            PaymentStatus::Expired => counts.expired = count,
-        }
+        counts.add(status, count);
     }
     Ok(counts)
+}
+
+/// Moves the deltas appended so far into the totals, in one statement (a
+/// count read at any moment is the same before and after); returns how many
+/// delta rows it folded. Concurrent folds are harmless: a delta row is
+/// deleted, and so added, once.
+pub async fn fold_status_counts(conn: &mut AsyncPgConnection) -> Result<usize, DbError> {
+    #[derive(QueryableByName)]
+    struct Folded {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let folded: Folded = diesel::sql_query(
+        "WITH moved AS (DELETE FROM payment_status_deltas RETURNING status, delta), \
+              sums AS (SELECT status, sum(delta)::bigint AS delta, count(*) AS rows FROM moved GROUP BY status), \
+              applied AS (UPDATE payment_status_totals t SET payments = t.payments + s.delta \
+                          FROM sums s WHERE t.status = s.status RETURNING s.rows) \
+         SELECT coalesce(sum(rows), 0)::bigint AS rows FROM applied",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(usize::try_from(folded.rows).unwrap_or(0))
 }
 
 /// Whether the tronpay tables exist (so a command can say what to run).

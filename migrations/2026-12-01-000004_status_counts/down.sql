@@ -1,0 +1,10 @@
+DROP TRIGGER payment_status_changed ON payments;
+DROP TRIGGER payment_status_truncated ON payments;
+DROP TRIGGER payment_status_deleted ON payments;
+DROP TRIGGER payment_status_inserted ON payments;
+DROP FUNCTION payment_status_changed();
+DROP FUNCTION payment_status_truncated();
+DROP FUNCTION payment_status_deleted();
+DROP FUNCTION payment_status_inserted();
+DROP TABLE payment_status_deltas;
+DROP TABLE payment_status_totals;
