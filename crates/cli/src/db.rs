@@ -35,6 +35,17 @@ pub enum DbCommand {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Print (or apply) the GRANTs that let ROLE run the services with only
+    /// the rights they use: rows of tronpay's tables, no DDL. Run as the
+    /// tables' owner; the role must exist.
+    Grants {
+        /// The services' role (lower-case letters, digits, `_`).
+        #[arg(long)]
+        role: String,
+        /// Run the statements instead of printing them.
+        #[arg(long)]
+        apply: bool,
+    },
     /// Delete ALL data and recreate the tables.
     Reset {
         /// Do not ask for confirmation.
@@ -56,8 +67,30 @@ pub async fn run(command: DbCommand, settings: &tronpay_runtime::Settings, db: &
             tronpay_domain::check_payment_ttl(ttl.payment_ttl_seconds).map_err(anyhow::Error::msg)?;
             crate::import::run(connect_with_tables(db).await?, &file, ttl.payment_ttl_seconds).await
         }
+        DbCommand::Grants { role, apply } => grants(db, &role, apply).await,
         DbCommand::Reset { yes } => reset(db, yes).await,
     }
+}
+
+async fn grants(db: &DbSettings, role: &str, apply: bool) -> anyhow::Result<()> {
+    if !tronpay_db::grants::valid_role(role) {
+        anyhow::bail!(
+            "--role {role:?}: a role name is 1 to 63 lower-case letters, digits and _ (not starting with a digit or pg_)"
+        );
+    }
+    let mut conn = connect_with_tables(db).await?;
+    if apply {
+        let applied = tronpay_db::grants::apply(&mut conn, role).await?;
+        println!(
+            "Granted to {role} ({} statements): rows of tronpay's tables, no DDL.",
+            applied.len()
+        );
+    } else {
+        for statement in tronpay_db::grants::for_role(&mut conn, role).await? {
+            println!("{statement};");
+        }
+    }
+    Ok(())
 }
 
 /// The one setting import needs from the API's configuration.

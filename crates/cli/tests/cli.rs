@@ -120,6 +120,38 @@ async fn create_tables_is_idempotent_and_test_reports_the_schema() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn grants_are_printed_for_a_plain_role_name_and_refused_for_another() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = tronpay_ok(db.url(), dir.path(), &["db", "grants", "--role", "tronpay_app"]);
+    let text = stdout(&output);
+    for expected in [
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO \"tronpay_app\";",
+        "REVOKE INSERT, UPDATE, DELETE ON __diesel_schema_migrations FROM \"tronpay_app\";",
+        "ALTER DEFAULT PRIVILEGES FOR ROLE \"postgres\" IN SCHEMA public",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    assert!(!text.contains("TRUNCATE") && !text.contains("CREATE"), "{text}");
+    let output = tronpay(
+        db.url(),
+        dir.path(),
+        &["db", "grants", "--role", "app; DROP TABLE payments"],
+        "",
+    );
+    assert_clean_failure(&output, "a role name is 1 to 63 lower-case letters");
+    // Applying needs the role to exist.
+    let output = tronpay(
+        db.url(),
+        dir.path(),
+        &["db", "grants", "--role", "no_such_role_here", "--apply"],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no_such_role_here"), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn stats_counts_payments_by_status() {
     let db = TestDb::new().await;
     insert_payments(&db, 30).await;

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod chain;
 pub mod deliveries;
 pub mod error;
+pub mod grants;
 pub mod idempotency;
 pub mod locks;
 pub mod logs;

@@ -36,10 +36,7 @@ async fn both(db: &TestDb) -> (StatusCounts, StatusCounts) {
 async fn exact(db: &TestDb, expected: (i64, i64, i64, i64)) {
     let (read, counted) = both(db).await;
     assert_eq!(read, counted, "totals and deltas vs count(*)");
-    assert_eq!(
-        (read.pending, read.completed, read.failed, read.expired),
-        expected
-    );
+    assert_eq!((read.pending, read.completed, read.failed, read.expired), expected);
     assert_eq!(read.total, expected.0 + expected.1 + expected.2 + expected.3);
 }
 
@@ -54,10 +51,10 @@ async fn counts_stay_exact_through_every_kind_of_change_and_fold() {
     bulk(&db, 1, 1000, "pending").await;
     bulk(&db, 1001, 10, "completed").await;
     exact(&db, (1000, 10, 0, 0)).await;
-    // One delta row per status per statement, however many rows it wrote.
+    // One delta row per payment created, until folded.
     let deltas: Vec<i64> = db.column("SELECT count(*) FROM payment_status_deltas").await;
-    assert_eq!(deltas, [2]);
-    assert_eq!(fold(&db).await, 2);
+    assert_eq!(deltas, [1010]);
+    assert_eq!(fold(&db).await, 1010);
     exact(&db, (1000, 10, 0, 0)).await;
     assert_eq!(fold(&db).await, 0, "nothing left to fold");
 
@@ -81,16 +78,15 @@ async fn counts_stay_exact_through_every_kind_of_change_and_fold() {
         .await
         .unwrap();
     exact(&db, (994, 12, 1, 1)).await;
+    let deltas: Vec<i64> = db.column("SELECT count(*) FROM payment_status_deltas").await;
+    assert_eq!(deltas, [2], "a delete appends one row per status it removed from");
     // A transaction rolled back leaves no trace.
     client
         .batch_execute("BEGIN; UPDATE payments SET status = 'expired' WHERE status = 'pending'; ROLLBACK;")
         .await
         .unwrap();
     exact(&db, (994, 12, 1, 1)).await;
-    client
-        .batch_execute("TRUNCATE payments CASCADE")
-        .await
-        .unwrap();
+    client.batch_execute("TRUNCATE payments CASCADE").await.unwrap();
     exact(&db, (0, 0, 0, 0)).await;
     bulk(&db, 1, 5, "pending").await;
     exact(&db, (5, 0, 0, 0)).await;
