@@ -72,9 +72,9 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/health/live", || web::get().to(live)),
         Endpoint::undocumented(Method::HEAD, "/health/live", || web::head().to(live)),
         Endpoint::new(Method::GET, "/stats", || web::get().to(get_stats)),
+        Endpoint::undocumented(Method::HEAD, "/stats", || web::head().to(get_stats)),
         // Prometheus, for METRICS_ALLOW only (not in the API document).
         Endpoint::undocumented(Method::GET, "/metrics", || web::get().to(metrics)),
-        Endpoint::undocumented(Method::HEAD, "/stats", || web::head().to(get_stats)),
         // The checkout page and its assets (HTML, not in the API document).
         Endpoint::undocumented(Method::GET, "/pay/{payment_id}", || {
             web::get().to(crate::checkout::page)

@@ -85,7 +85,8 @@ pub async fn recount_statuses(conn: &mut AsyncPgConnection) -> Result<StatusCoun
 
 /// Moves the deltas appended so far into the totals, in one statement (a
 /// count read at any moment is the same before and after); returns how many
-/// delta rows it folded. Concurrent folds are harmless: a delta row is
+/// delta rows it folded. Must not run inside a transaction (a large fold is
+/// followed by `VACUUM`). Concurrent folds are harmless: a delta row is
 /// deleted, and so added, once.
 pub async fn fold_status_counts(conn: &mut AsyncPgConnection) -> Result<usize, DbError> {
     #[derive(QueryableByName)]
@@ -102,8 +103,19 @@ pub async fn fold_status_counts(conn: &mut AsyncPgConnection) -> Result<usize, D
     )
     .get_result(conn)
     .await?;
-    Ok(usize::try_from(folded.rows).unwrap_or(0))
+    let folded = usize::try_from(folded.rows).unwrap_or(0);
+    // The folded rows are dead pages a count would still scan: a large fold
+    // (a bulk load, a backlog) is vacuumed at once, which also gives the
+    // emptied pages back; small ones are left to autovacuum (every 1,000
+    // dead rows, set by the migration).
+    if folded >= VACUUM_AFTER {
+        diesel_async::SimpleAsyncConnection::batch_execute(conn, "VACUUM payment_status_deltas").await?;
+    }
+    Ok(folded)
 }
+
+/// Folds of at least this many delta rows vacuum the delta table at once.
+const VACUUM_AFTER: usize = 10_000;
 
 /// Whether the tronpay tables exist (so a command can say what to run).
 pub async fn tables_exist(conn: &mut AsyncPgConnection) -> Result<bool, DbError> {

@@ -90,6 +90,12 @@ async fn counts_stay_exact_through_every_kind_of_change_and_fold() {
     exact(&db, (0, 0, 0, 0)).await;
     bulk(&db, 1, 5, "pending").await;
     exact(&db, (5, 0, 0, 0)).await;
+    // A large fold leaves no dead pages behind for counts to scan.
+    bulk(&db, 6, 20_000, "pending").await;
+    assert_eq!(fold(&db).await, 20_005);
+    let size: Vec<i64> = db.column("SELECT pg_relation_size('payment_status_deltas')").await;
+    assert_eq!(size, [0], "vacuumed after the fold");
+    exact(&db, (20_005, 0, 0, 0)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
