@@ -489,6 +489,16 @@ struct PaymentsPage<'a> {
     next: Option<String>,
 }
 
+/// A receiver's answer as the pages show it: `HTTP <status>`, else the
+/// first `chars` characters of the error, else `none`.
+fn answer(status: Option<i32>, error: Option<&str>, chars: usize, none: &str) -> String {
+    match (status, error) {
+        (Some(status), _) => format!("HTTP {status}"),
+        (None, Some(error)) => error.chars().take(chars).collect(),
+        (None, None) => none.to_owned(),
+    }
+}
+
 fn time(at: chrono::NaiveDateTime) -> String {
     at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -735,11 +745,7 @@ pub async fn payment(
                     event: delivery.event_type.as_str(),
                     status: delivery.status.as_str(),
                     attempts: delivery.attempts,
-                    last: match (delivery.last_status, &delivery.last_error) {
-                        (Some(status), _) => format!("HTTP {status}"),
-                        (None, Some(error)) => error.chars().take(120).collect(),
-                        (None, None) => "none yet".to_owned(),
-                    },
+                    last: answer(delivery.last_status, delivery.last_error.as_deref(), 120, "none yet"),
                     finished: !matches!(
                         delivery.status,
                         tronpay_domain::DeliveryStatus::Pending | tronpay_domain::DeliveryStatus::Sending

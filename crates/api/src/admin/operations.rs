@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tronpay_db::{api_keys, deliveries, operators};
 use tronpay_domain::{ApiKeyText, DeliveryId, Named as _, Scope};
 
-use super::{Lang, Messages, page, posted, see_other, signed_in, time};
+use super::{Lang, Messages, answer, page, posted, see_other, signed_in, time};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -102,11 +102,12 @@ pub async fn webhooks(
                     event: row.event_type.as_str(),
                     status: row.status.as_str(),
                     attempts: row.attempts,
-                    last: match (row.last_status, &row.last_error) {
-                        (Some(status), _) => format!("HTTP {status}"),
-                        (None, Some(error)) => error.chars().take(EXCERPT_CHARS).collect(),
-                        (None, None) => "no answer recorded".to_owned(),
-                    },
+                    last: answer(
+                        row.last_status,
+                        row.last_error.as_deref(),
+                        EXCERPT_CHARS,
+                        "no answer recorded",
+                    ),
                     last_attempt: row.last_attempt_at.map(time).unwrap_or_default(),
                 })
                 .collect(),
@@ -118,11 +119,12 @@ pub async fn webhooks(
                     event: attempt.event_type,
                     attempt: attempt.attempt,
                     outcome: attempt.outcome,
-                    answer: match (attempt.http_status, attempt.error) {
-                        (Some(status), _) => format!("HTTP {status}"),
-                        (None, Some(error)) => error.chars().take(EXCERPT_CHARS).collect(),
-                        (None, None) => "no answer".to_owned(),
-                    },
+                    answer: answer(
+                        attempt.http_status,
+                        attempt.error.as_deref(),
+                        EXCERPT_CHARS,
+                        "no answer",
+                    ),
                     excerpt: attempt
                         .response_body
                         .unwrap_or_default()
